@@ -1,0 +1,111 @@
+"""`python -m kit …`: the kit's command line. Bad input -> one clear line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from kit import metrics, scenario
+from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kit", description=__doc__)
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="build a scenario from a script (espeak-ng + sox)")
+    s.add_argument("script", type=Path)
+    s.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
+    s.set_defaults(func=_synth)
+
+    t = sub.add_parser("transcribe", help="transcribe every participant of a room in this process (VAD + STT)")
+    t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
+    _add_stt_args(t)
+    t.set_defaults(func=_transcribe)
+    return p
+
+
+def _add_stt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stt", default="whisper", help="'whisper' or 'delay:SECONDS' (calibration)")
+    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
+    p.add_argument("--compute-type", default="int8")
+
+
+def _config(args, **overrides) -> RunConfig:
+    return RunConfig(
+        scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, **overrides
+    )
+
+
+def _synth(args) -> int:
+    from kit.synth import synth
+
+    path = synth(args.script, args.out)
+    sc = scenario.load(path)
+    print(f"wrote {path}: {len(sc.participants)} participants, {len(sc.utterances)} utterances, {sc.duration_s:.1f} s")
+    return 0
+
+
+def _transcribe(args) -> int:
+    from kit.events import EventLog, read_events
+    from kit.pipeline import transcribe_participant
+    from kit.room import ConsoleRoom
+    from kit.stt import load_whisper, make_stt
+
+    config = _config(args)
+    sc = scenario.load(config.scenario)
+    if config.stt == "whisper":
+        load_whisper(config)
+    with tempfile.TemporaryDirectory() as tmp:
+
+        async def run() -> None:
+            t0 = time.monotonic() + 0.2
+            room = ConsoleRoom(sc, t0)
+            log = EventLog(Path(tmp) / "events" / "transcribe.jsonl", t0=t0, arch="in_process", job="transcribe")
+            make_stt(config, participant="-", log=log)  # reject a bad --stt before the room starts
+            work = asyncio.gather(*(transcribe_participant(room, i, config, log) for i in room.identities))
+            await _progress(work, sc.duration_s, t0, f"replaying {sc.name}")
+
+        started = time.monotonic()
+        asyncio.run(run())
+        events = read_events(Path(tmp))
+    utts = metrics.utterances(sc, events, config.vad.min_silence_duration)
+    table = metrics.speakers(utts)
+    _print_table(table[["participant", "utterances", "matched", "wer", "latency_p50", "transcript"]])
+    print(f"\nroom {sc.duration_s:.1f} s, wall {time.monotonic() - started:.1f} s, STT real-time factor "
+          f"{events['infer_s'][events['kind'] == 'recognized'].sum() / events['audio_s'][events['kind'] == 'recognized'].sum():.3f}")  # fmt: skip
+    return 0
+
+
+async def _progress(work: asyncio.Future, duration_s: float, t0: float, label: str) -> None:
+    """A tqdm bar in room seconds while `work` runs."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=round(duration_s, 1), desc=label, unit="s", bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s") as bar:
+        while not work.done():
+            bar.n = min(duration_s, max(0.0, time.monotonic() - t0))
+            bar.refresh()
+            await asyncio.wait([work], timeout=0.25)
+        bar.n = bar.total
+        bar.refresh()
+    await work
+
+
+def _print_table(df: pd.DataFrame) -> None:
+    with pd.option_context("display.max_colwidth", 200, "display.width", 200, "display.float_format", "{:.2f}".format):
+        print(df.to_string(index=False))

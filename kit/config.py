@@ -1,0 +1,57 @@
+"""The one configuration object of a run: what the kit runs, on which room, with which settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+SCENARIOS_DIR = DATA_DIR / "scenarios"
+DEFAULT_SCENARIO = "standup-4"
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+class KitError(Exception):
+    """A user-facing error: the CLI prints its one-line message and exits with code 2."""
+
+
+@dataclass(frozen=True)
+class VADSettings:
+    """Silero VAD parameters, identical for every participant and architecture."""
+
+    min_silence_duration: float = 0.55
+    min_speech_duration: float = 0.05
+    prefix_padding_duration: float = 0.5
+    activation_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's numbers; recorded verbatim in run.json."""
+
+    scenario: str = DEFAULT_SCENARIO
+    archs: tuple[str, ...] = ("multi_session", "participant_entrypoint", "multi_dispatch")
+    # "whisper" (faster-whisper) or "delay:SECONDS" (calibration STT answering after exactly that delay)
+    stt: str = "whisper"
+    model: str | None = None  # path or faster-whisper size name; None = the pinned bundled tiny.en
+    compute_type: str = "int8"
+    cpu_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    vad: VADSettings = field(default_factory=VADSettings)
+    results_dir: Path = DEFAULT_RESULTS_DIR
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["archs"] = list(self.archs)
+        d["results_dir"] = str(self.results_dir)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        d = dict(d)
+        d["archs"] = tuple(d["archs"])
+        d["vad"] = VADSettings(**d["vad"])
+        d["results_dir"] = Path(d["results_dir"])
+        return cls(**d)

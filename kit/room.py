@@ -1,0 +1,75 @@
+"""The room as the architectures see it: participants joining, and each one's audio frames.
+
+Console mode replays the scenario in real time: each participant's track is resampled once to
+48 kHz at load time and delivered as 20 ms `rtc.AudioFrame`s, each at its absolute deadline
+t0 + (k + 1) * 20 ms (the moment its last sample "happened"), so pacing never drifts and every
+process given the same t0 replays in step with the others. A participant's frames run from its
+join time to its leave time (or the end of its track).
+
+Live mode (a real LiveKit room) implements the same three members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
+
+import numpy as np
+from livekit import rtc
+
+from kit.audio import resample, to_int16
+from kit.scenario import Scenario
+
+ROOM_RATE = 48_000
+FRAME_S = 0.020
+FRAME_SAMPLES = int(ROOM_RATE * FRAME_S)
+
+
+class RoomView(Protocol):
+    identities: list[str]
+
+    def joins(self) -> AsyncIterator[str]:
+        """Yields each participant's identity when it joins."""
+
+    def frames(self, identity: str) -> AsyncIterator[rtc.AudioFrame]:
+        """The participant's audio, in real time, until it leaves."""
+
+
+class ConsoleRoom:
+    """The scenario replayed in this process, aligned on the run's start instant t0."""
+
+    def __init__(self, scenario: Scenario, t0: float, identities: Iterable[str] | None = None) -> None:
+        self.scenario = scenario
+        self.t0 = t0
+        self.identities = list(identities) if identities is not None else scenario.identities
+        self._pcm = {i: to_int16(resample(scenario.read_audio(i), scenario.sample_rate, ROOM_RATE)) for i in self.identities}
+
+    def frame_range(self, identity: str) -> range:
+        """Indices k of the 20 ms frames the participant sends (frame k covers [k, k+1) * 20 ms)."""
+        p = self.scenario.participant(identity)
+        track_s = len(self._pcm[identity]) / ROOM_RATE
+        end_s = track_s if p.leave_s is None else min(p.leave_s, track_s)
+        return range(math.floor(p.join_s / FRAME_S + 1e-9), math.ceil(end_s / FRAME_S - 1e-9))
+
+    async def joins(self) -> AsyncIterator[str]:
+        for identity in sorted(self.identities, key=lambda i: self.scenario.participant(i).join_s):
+            await _sleep_until(self.t0 + self.scenario.participant(identity).join_s)
+            yield identity
+
+    async def frames(self, identity: str) -> AsyncIterator[rtc.AudioFrame]:
+        pcm = self._pcm[identity]
+        for k in self.frame_range(identity):
+            await _sleep_until(self.t0 + (k + 1) * FRAME_S)
+            chunk = pcm[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES]
+            if len(chunk) < FRAME_SAMPLES:
+                chunk = np.pad(chunk, (0, FRAME_SAMPLES - len(chunk)))
+            yield rtc.AudioFrame(chunk.tobytes(), ROOM_RATE, 1, FRAME_SAMPLES)
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)

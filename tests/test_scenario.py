@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import edit_json
+from kit import scenario
+from kit.cli import main
+from kit.scenario import ScenarioError
+
+
+def test_bundled_rooms_load():
+    pair = scenario.load("pair-2")
+    assert pair.identities == ["alice", "bob"] and len(pair.utterances) == 4
+    assert 12 < pair.duration_s < 20
+    standup = scenario.load("standup-4")
+    assert len(standup.participants) == 4 and 50 < standup.duration_s < 70
+    late = [p for p in standup.participants if p.join_s > 0]
+    assert late, "standup-4 has a late joiner"
+    spans = sorted((u.start_s, u.end_s) for u in standup.utterances)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "standup-4 has an overlap"
+
+
+def _bad(path, match):
+    with pytest.raises(ScenarioError, match=match):
+        scenario.load(path)
+
+
+def test_missing_scenario_file(tmp_path):
+    _bad(tmp_path / "nope", "scenario not found")
+
+
+def test_invalid_json(pair2_copy):
+    pair2_copy.write_text("{not json")
+    _bad(pair2_copy, "invalid JSON")
+
+
+def test_missing_audio(pair2_copy):
+    (pair2_copy.parent / "bob.flac").unlink()
+    _bad(pair2_copy, "audio of 'bob' not found")
+
+
+def test_unreadable_audio(pair2_copy):
+    (pair2_copy.parent / "bob.flac").write_bytes(b"this is not audio")
+    _bad(pair2_copy, "audio of 'bob' is unreadable")
+
+
+def test_audio_not_mono(pair2_copy):
+    sf.write(pair2_copy.parent / "bob.flac", np.zeros((16000 * 20, 2), dtype=np.int16), 16000)
+    _bad(pair2_copy, "must be mono")
+
+
+def test_wrong_sample_rate(pair2_copy):
+    sf.write(pair2_copy.parent / "bob.flac", np.zeros(8000 * 20, dtype=np.int16), 8000)
+    _bad(pair2_copy, "8000 Hz, the scenario declares 16000 Hz")
+
+
+def test_unknown_participant(pair2_copy):
+    edit_json(pair2_copy, lambda d: d["utterances"][0].update(participant="mallory"))
+    _bad(pair2_copy, "unknown participant 'mallory'")
+
+
+def test_utterance_outside_track(pair2_copy):
+    edit_json(pair2_copy, lambda d: d["utterances"][-1].update(end_s=99.0))
+    _bad(pair2_copy, "outside its track")
+
+
+def test_short_track(pair2_copy):
+    sf.write(pair2_copy.parent / "bob.flac", np.zeros(16000 * 3, dtype=np.int16), 16000)
+    _bad(pair2_copy, "utterance of 'bob' .* outside its track")
+
+
+def test_overlapping_utterances_of_one_speaker(pair2_copy):
+    def overlap(d):
+        first = d["utterances"][0]
+        d["utterances"].append(dict(first, start_s=first["start_s"] + 1, end_s=first["end_s"] + 1, text="again"))
+
+    edit_json(pair2_copy, overlap)
+    _bad(pair2_copy, "two utterances of 'alice' overlap")
+
+
+def test_duplicate_identities(pair2_copy):
+    edit_json(pair2_copy, lambda d: d["participants"].append(dict(d["participants"][0])))
+    _bad(pair2_copy, "duplicate participant identity 'alice'")
+
+
+def test_no_participants(pair2_copy):
+    edit_json(pair2_copy, lambda d: d.update(participants=[], utterances=[]))
+    _bad(pair2_copy, "no participants")
+
+
+def test_cli_bad_scenario_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["transcribe", "--scenario", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: scenario not found") and err.count("\n") == 1 and "Traceback" not in err
