@@ -1,3 +1,5 @@
 from kit.cli import main
 
-raise SystemExit(main())
+# Guarded: job processes re-import the main module as __mp_main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
     s.set_defaults(func=_synth)
 
+    for name, helptext in (
+        ("compare", "run several architectures on the same room and compare them (default: all three)"),
+        ("run", "run one architecture on a room"),
+    ):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("--arch", action="append", required=name == "run", help="architecture (repeatable for compare)")
+        c.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
+        c.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
+        _add_stt_args(c)
+        c.set_defaults(func=_compare)
+
     t = sub.add_parser("transcribe", help="transcribe every participant of a room in this process (VAD + STT)")
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     _add_stt_args(t)
@@ -50,6 +61,57 @@ def _config(args, **overrides) -> RunConfig:
     return RunConfig(
         scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, **overrides
     )
+
+
+def _compare(args) -> int:
+    from kit import runner
+    from kit.architectures import NAMES
+
+    archs = tuple(args.arch) if args.arch else NAMES
+    config = _config(args, archs=archs, results_dir=args.results)
+    run_dir = runner.run(config, progress_factory=_bar)
+    tables = metrics.compute(run_dir)
+    tables.save(run_dir)
+    print_summary(tables)
+    complete = bool(tables.architectures["complete"].all()) if len(tables.architectures) else False
+    print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
+    return 0 if complete else 1
+
+
+ARCH_COLUMNS = {
+    "arch": "architecture", "jobs": "jobs", "processes": "procs", "agent_participants": "agents",
+    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "latency_max": "lat max s", "floor_p50": "floor s",
+    "wer": "WER", "missed": "missed", "cpu_s": "CPU s", "cpu_pct": "CPU %core", "peak_pss_mb": "PSS MB",
+    "cold_start_s": "cold s", "errors": "errors",
+}  # fmt: skip
+SPEAKER_COLUMNS = {
+    "arch": "architecture", "participant": "speaker", "matched": "matched", "missed": "missed",
+    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
+    "stt_cpu_s": "STT CPU s", "vad_cpu_s": "VAD s", "pss_mb": "PSS MB",
+}  # fmt: skip
+
+
+def print_summary(tables: metrics.Tables) -> None:
+    print("\nper architecture")
+    _print_table(tables.architectures[list(ARCH_COLUMNS)].rename(columns=ARCH_COLUMNS))
+    print("\nper speaker")
+    _print_table(tables.speakers[list(SPEAKER_COLUMNS)].rename(columns=SPEAKER_COLUMNS))
+
+
+def _bar(arch: str, duration_s: float):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=round(duration_s), desc=f"{arch:>22}", unit="s", bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s room")
+
+    def update(elapsed: float) -> None:
+        if elapsed == float("inf"):
+            bar.n = bar.total
+            bar.close()
+        else:
+            bar.n = min(bar.total, max(0, round(elapsed)))
+            bar.refresh()
+
+    return update
 
 
 def _synth(args) -> int:

@@ -50,6 +50,8 @@ class Event:
     infer_s: float | None = None  # wall seconds of the STT call
     audio_s: float | None = None  # seconds of audio given to the STT
     vad_cpu_s: float | None = None  # VAD inference seconds since the previous vad_metrics event
+    cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
+    proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     wall: float | None = None  # time.time(), for live mode
     detail: str | None = None
 

@@ -7,17 +7,31 @@
     vad_end_s (the VAD's end of speech behind the last final), vad_latency_s (final_t - vad_end_s),
     infer_s (STT wall time of the last final), floor_s (VAD silence threshold + infer_s),
     stt_cpu_s (STT CPU of all its finals), missed (no final matched).
-`speakers`: one row per (architecture, participant): counts, WER, latency percentiles.
+`speakers`: one row per (architecture, participant): counts, WER, latency percentiles, and cost:
+    cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_cpu_s, pss_mb (share of peak PSS),
+    own_process_pss_mb (multi-dispatch: the speaker's own job process), cpu_pct (% of one core).
+`architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
+    percentiles, WER, missed, insertions, errors, CPU, peak RSS/PSS, cold start, complete.
+
+CPU is counted from t0 to the end of the run (the room's replay, steady state); start-up is
+reported separately as cold start. Per speaker: its own STT CPU + its VAD inference time + an
+equal share of the rest of the tree; for multi-dispatch, its own job process + an equal share of
+the rest (runner, forkserver).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import jiwer
 import numpy as np
 import pandas as pd
 
+from kit import scenario as scenario_mod
+from kit.events import read_events
 from kit.scenario import Scenario
 
 UTTERANCE_COLUMNS = [
@@ -128,3 +142,140 @@ def speakers(utts: pd.DataFrame) -> pd.DataFrame:
             "floor_p50": ref["floor_s"].median(), "transcript": " ".join(t for t in g.sort_values("final_t")["hyp_text"] if t),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+# --- cost: CPU and memory from the resource log ------------------------------------------------------
+
+
+def read_resources(run_dir: Path) -> pd.DataFrame:
+    """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb."""
+    path = Path(run_dir) / "resources.jsonl"
+    cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb"]
+    if not path.exists():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a sampler stopped mid-line
+    return pd.DataFrame(rows, columns=cols)
+
+
+def process_costs(resources: pd.DataFrame, events: pd.DataFrame, arch: str, t0: float) -> pd.DataFrame:
+    """One row per process of the tree during one architecture's run (t0 to run_end):
+    pid, job (or None: runner, forkserver, …), cpu_s over the window, peak_rss_mb, peak_pss_mb."""
+    ev = events[events["arch"] == arch]
+    end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
+    res = resources[resources["arch"] == arch]
+    before, during = res[res["mono"] <= t0], res[(res["mono"] > t0) & (res["mono"] <= end)]
+    jobs = ev[ev["kind"] == "job_start"].set_index("pid")["job"].to_dict()
+    final_cpu = ev[ev["kind"] == "job_end"].set_index("pid")["proc_cpu_s"].to_dict()
+    rows = []
+    for pid, g in during.groupby("pid"):
+        base = before.loc[before["pid"] == pid, "cpu_s"]
+        start = float(base.iloc[-1]) if len(base) else 0.0
+        last = max(float(g["cpu_s"].iloc[-1]), float(final_cpu.get(pid, 0.0)))
+        rows.append({"pid": pid, "job": jobs.get(pid), "cpu_s": last - start,
+                     "peak_rss_mb": g["rss_mb"].max(), "peak_pss_mb": g["pss_mb"].max()})  # fmt: skip
+    return pd.DataFrame(rows, columns=["pid", "job", "cpu_s", "peak_rss_mb", "peak_pss_mb"])
+
+
+def _tree_peak(resources: pd.DataFrame, arch: str, t0: float, end: float, col: str) -> float:
+    res = resources[(resources["arch"] == arch) & (resources["mono"] > t0) & (resources["mono"] <= end)]
+    return float(res.groupby("mono")[col].sum().max()) if len(res) else float("nan")
+
+
+# --- one run -> the three tables -------------------------------------------------------------------
+
+
+@dataclass
+class Tables:
+    utterances: pd.DataFrame
+    speakers: pd.DataFrame
+    architectures: pd.DataFrame
+
+    def save(self, run_dir: Path) -> None:
+        for name in ("utterances", "speakers", "architectures"):
+            getattr(self, name).to_csv(Path(run_dir) / f"{name}.csv", index=False)
+
+
+def compute(run_dir: Path) -> Tables:
+    """Everything measured in a run directory, as the three documented DataFrames."""
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    sc = scenario_mod.load(record["scenario"]["path"])
+    events = read_events(run_dir)
+    resources = read_resources(run_dir)
+    vad_silence = record["config"]["vad"]["min_silence_duration"]
+    utts = utterances(sc, events, vad_silence)
+    spk = speakers(utts)
+    spk_rows, arch_rows = [], []
+    for arch, info in record["archs"].items():
+        if info.get("t0_mono") is None:
+            continue
+        cost = _arch_cost(sc, events, resources, arch, info["t0_mono"])
+        part = spk[spk["arch"] == arch].merge(cost["speakers"], on="participant", how="right")
+        part["arch"] = arch
+        spk_rows.append(part)
+        arch_rows.append(_arch_row(record, sc, events, utts, arch, info, cost))
+    speakers_df = pd.concat(spk_rows, ignore_index=True) if spk_rows else spk
+    return Tables(utts, speakers_df, pd.DataFrame(arch_rows))
+
+
+def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
+    ev = events[events["arch"] == arch]
+    procs = process_costs(resources, events, arch, t0)
+    end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
+    n = len(sc.participants)
+    tree_cpu = float(procs["cpu_s"].sum())
+    tree_pss = _tree_peak(resources, arch, t0, end, "pss_mb")
+    stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum()
+    vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")["vad_cpu_s"].sum()
+    job_of = ev[ev["kind"] == "job_start"].set_index("job")["pid"].to_dict()
+    per_job = procs.dropna(subset=["job"]).set_index("job")
+    dispatched = ev[ev["kind"] == "participant_joined"].groupby("participant")["job"].first().to_dict()
+    one_job_each = ev["job"][ev["job"] != "runner"].nunique() > 1
+    rows = []
+    if one_job_each:  # multi-dispatch: the speaker's own process + a share of the rest
+        rest = tree_cpu - float(per_job["cpu_s"].sum())
+        for p in sc.identities:
+            job = dispatched.get(p)
+            own = per_job.loc[job] if job in per_job.index else None
+            rows.append({"participant": p, "cpu_s": (float(own["cpu_s"]) if own is not None else 0.0) + rest / n,
+                         "own_process_pss_mb": float(own["peak_pss_mb"]) if own is not None else np.nan})  # fmt: skip
+    else:
+        rest = tree_cpu - float(stt.sum()) - float(vad.sum())
+        for p in sc.identities:
+            rows.append({"participant": p, "cpu_s": float(stt.get(p, 0.0)) + float(vad.get(p, 0.0)) + rest / n,
+                         "own_process_pss_mb": np.nan})  # fmt: skip
+    spk = pd.DataFrame(rows)
+    spk["stt_cpu_s"] = [float(stt.get(p, 0.0)) for p in spk["participant"]]
+    spk["vad_cpu_s"] = [float(vad.get(p, 0.0)) for p in spk["participant"]]
+    spk["pss_mb"] = tree_pss / n
+    spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
+    return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,
+            "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values())}  # fmt: skip
+
+
+def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
+    ev = events[events["arch"] == arch]
+    u = utts[utts["arch"] == arch]
+    ref = u[u["kind"] == "reference"]
+    lat = ref["latency_s"].dropna()
+    rec = ev[ev["kind"] == "recognized"]
+    jobs = ev[ev["kind"] == "job_start"]
+    return {
+        "arch": arch, "run_id": record["run_id"], "scenario": sc.name, "speakers": len(sc.participants),
+        "jobs": len(jobs), "processes": jobs["pid"].nunique(), "agent_participants": len(jobs),
+        "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
+        "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
+        "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
+        "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
+        "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
+        "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"],
+        "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
+        "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
+        "cold_start_s": jobs["cold_start_s"].max(), "errors": int((ev["kind"] == "error").sum()),
+        "complete": bool(info.get("complete")),
+    }  # fmt: skip

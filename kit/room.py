@@ -41,9 +41,9 @@ class RoomView(Protocol):
 class ConsoleRoom:
     """The scenario replayed in this process, aligned on the run's start instant t0."""
 
-    def __init__(self, scenario: Scenario, t0: float, identities: Iterable[str] | None = None) -> None:
+    def __init__(self, scenario: Scenario, t0: float = 0.0, identities: Iterable[str] | None = None) -> None:
         self.scenario = scenario
-        self.t0 = t0
+        self.t0 = t0  # may be set later, once every job is ready (audio is loaded here, before)
         self.identities = list(identities) if identities is not None else scenario.identities
         self._pcm = {i: to_int16(resample(scenario.read_audio(i), scenario.sample_rate, ROOM_RATE)) for i in self.identities}
 

@@ -1,0 +1,19 @@
+"""multi_session: one job; one AgentSession per participant (LiveKit's multi-user-transcriber)."""
+
+from livekit.agents import JobContext
+
+from kit.jobs import Job, JobRequest, run_job
+from kit.pipeline import run_session
+from kit.scenario import Scenario
+
+
+def plan(scenario: Scenario) -> list[JobRequest]:
+    return [JobRequest("j1")]
+
+
+async def on_participant(job: Job, identity: str) -> None:
+    await run_session(job.room, identity, job.config, job.log)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    await run_job(ctx, on_participant)

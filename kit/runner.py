@@ -1,0 +1,268 @@
+"""The runner: one real livekit-agents AgentServer per architecture, its jobs submitted as simulated
+(console) jobs in their own processes, a resource sampler outside them, and the run directory.
+
+results/<run_id>/
+    run.json          config, scenario hash, model, versions, machine, git sha, per-arch t0, complete
+    events/*.jsonl    one file per job process (+ one per architecture from the runner)
+    resources.jsonl   CPU and memory of every process of the tree, every 0.2 s
+    livekit.log       what livekit-agents logged (warnings and errors)
+    utterances.csv, speakers.csv, architectures.csv
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from kit import architectures, scenario
+from kit.config import REPO_ROOT, KitError, RunConfig
+from kit.events import EventLog
+from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
+from kit.stt import resolve_model
+
+READY_TIMEOUT_S = 120.0  # process start + model load, on a busy 2-core machine
+END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
+SAMPLE_INTERVAL_S = 0.2
+PACKAGES = ("livekit", "livekit-agents", "livekit-plugins-silero", "faster-whisper", "ctranslate2", "onnxruntime", "numpy", "pandas")
+
+
+@dataclass
+class ArchRun:
+    """How one architecture's run went, as recorded in run.json."""
+
+    arch: str
+    t0_mono: float | None = None
+    jobs: int = 0
+    complete: bool = False
+    problems: list[str] | None = None
+
+
+def new_run_dir(results_dir: Path) -> Path:
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise KitError(f"results directory is a file: {results_dir}")
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    run_dir = results_dir / run_id
+    try:
+        (run_dir / "events").mkdir(parents=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise KitError(f"cannot write results to {results_dir}: {e.strerror or e}") from None
+    return run_dir
+
+
+class ResourceSampler(threading.Thread):
+    """Samples this process and all its descendants every 0.2 s into resources.jsonl.
+
+    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="resource-sampler", daemon=True)
+        self.path = path
+        self.arch = ""
+        self._stop_event = threading.Event()
+        self._root = psutil.Process()
+
+    def run(self) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            while not self._stop_event.is_set():
+                f.write("".join(json.dumps(row) + "\n" for row in self.sample()))
+                f.flush()
+                self._stop_event.wait(SAMPLE_INTERVAL_S)
+
+    def sample(self) -> list[dict]:
+        now = time.monotonic()
+        rows = []
+        for p in [self._root, *self._root.children(recursive=True)]:
+            try:
+                with p.oneshot():
+                    cpu = p.cpu_times()
+                    mem = p.memory_full_info()
+                    rows.append({
+                        "mono": now, "arch": self.arch, "pid": p.pid, "ppid": p.ppid(), "name": p.name(),
+                        "cpu_s": cpu.user + cpu.system, "rss_mb": mem.rss / 2**20,
+                        "pss_mb": getattr(mem, "pss", mem.rss) / 2**20,
+                    })  # fmt: skip
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return rows
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _quiet_livekit(run_dir: Path) -> None:
+    """livekit's logs go to <run_dir>/livekit.log, not the terminal (set before the server starts:
+    job processes copy these levels and forward their records to this process)."""
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_kit", False)]:
+        root.removeHandler(h)
+        h.close()
+    handler = logging.FileHandler(run_dir / "livekit.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._kit = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    for name in ("livekit", "livekit.agents", "livekit.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).propagate = True
+    logging.getLogger("kit").setLevel(logging.INFO)
+
+
+async def run_arch(
+    name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, sampler: ResourceSampler,
+    progress: Callable[[float], None] | None = None,
+) -> ArchRun:  # fmt: skip
+    """Run one architecture on the room through a real AgentServer with process executors."""
+    from livekit.agents import AgentServer, JobExecutorType
+    from livekit.protocol import models
+
+    arch = architectures.get(name)
+    requests = arch.plan(sc)
+    result = ArchRun(arch=name, jobs=len(requests), problems=[])
+    server = AgentServer(
+        job_executor_type=JobExecutorType.PROCESS,
+        setup_fnc=partial(prewarm, config=config.to_dict()),
+        num_idle_processes=0,
+        initialize_process_timeout=60,
+        port=0,
+    )
+    server.rtc_session(arch.entrypoint, agent_name=f"kit-{name}")
+    started = asyncio.Event()
+    server.on("worker_started", started.set)
+    server_task = asyncio.create_task(server.run(devmode=True, unregistered=True))
+    sampler.arch = name
+    try:
+        await asyncio.wait([asyncio.ensure_future(started.wait()), server_task], return_when=asyncio.FIRST_COMPLETED)
+        if server_task.done():
+            server_task.result()
+        for req in requests:
+            spec = JobSpec(name, req.job, req.participant, "console", str(sc.path), str(run_dir), config.to_dict(), time.monotonic())
+            room = f"{name}-{req.job}"
+            await server.simulate_job(room, fake_job=True, room_info=models.Room(sid=f"RM_{room}", name=room, metadata=spec.to_json()))  # fmt: skip
+        await _wait_ready(server, name, requests, run_dir, result)
+        result.t0_mono = time.monotonic() + 0.5
+        write_atomically(t0_path(run_dir, name), repr(result.t0_mono))
+        log = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=result.t0_mono, arch=name, job="runner")
+        log.emit("run_start", t=0.0, detail=f"{len(requests)} jobs")
+        deadline = result.t0_mono + sc.duration_s + END_GRACE_S
+        while server.active_jobs and time.monotonic() < deadline:
+            if progress:
+                progress(time.monotonic() - result.t0_mono)
+            await asyncio.sleep(0.2)
+        if progress:
+            progress(float("inf"))
+        if server.active_jobs:
+            result.problems.append(f"{len(server.active_jobs)} job(s) still running {END_GRACE_S:.0f} s after the room ended")
+        for p in result.problems:
+            log.emit("error", detail=p)
+        log.emit("run_end")
+        log.close()
+        result.complete = not result.problems
+        return result
+    finally:
+        await server.aclose()
+        await asyncio.gather(server_task, return_exceptions=True)
+
+
+async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        waiting = [r.job for r in requests if not ready_path(run_dir, name, r.job).exists()]
+        alive = {j.job.room.name for j in server.active_jobs}
+        stuck = [j for j in waiting if f"{name}-{j}" in alive]
+        if not stuck:
+            break
+        if time.monotonic() > deadline:
+            result.problems.append(f"job(s) {', '.join(stuck)} not ready after {READY_TIMEOUT_S:.0f} s")
+            break
+        await asyncio.sleep(0.05)
+    for j in waiting:
+        if f"{name}-{j}" not in {x.job.room.name for x in server.active_jobs} and not ready_path(run_dir, name, j).exists():
+            result.problems.append(f"job {j} ended before it was ready (see livekit.log)")
+
+
+def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
+    """Run every architecture of the config on its scenario, one after the other; return the run dir."""
+    for name in config.archs:
+        architectures.get(name)  # fail fast on an unknown name
+    sc = scenario.load(config.scenario)
+    model = resolve_model(config.model) if config.stt == "whisper" else None
+    from kit.stt import make_stt
+
+    make_stt(config, participant="-", log=None)  # fail fast on a bad --stt
+    run_dir = new_run_dir(config.results_dir)
+    _quiet_livekit(run_dir)
+    record = {
+        "run_id": run_dir.name, "complete": False, "config": config.to_dict(),
+        "scenario": {"name": sc.name, "path": str(sc.path), "sha256": sc.content_hash(), "duration_s": sc.duration_s},
+        "model": asdict(model) if model else None, "versions": _versions(), "machine": _machine(),
+        "git_sha": _git_sha(), "started": _now(), "ended": None, "archs": {},
+    }  # fmt: skip
+    write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+    sampler = ResourceSampler(run_dir / "resources.jsonl")
+    sampler.start()
+    try:
+        for name in config.archs:
+            progress = progress_factory(name, sc.duration_s) if progress_factory else None
+            result = asyncio.run(run_arch(name, config, sc, run_dir, sampler, progress))
+            record["archs"][name] = asdict(result)
+            write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+        record["complete"] = all(r["complete"] for r in record["archs"].values())
+    finally:
+        sampler.stop()
+        record["ended"] = _now()
+        write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+    return run_dir
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _machine() -> dict:
+    cpu_model = ""
+    try:
+        cpu_model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu_model": cpu_model,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }  # fmt: skip
+
+
+def _git_sha() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
