@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m kit transcribe --scenario standup-4
+	$(PY) -m kit compare --scenario standup-4
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -87,7 +87,7 @@ ARCH_COLUMNS = {
 SPEAKER_COLUMNS = {
     "arch": "architecture", "participant": "speaker", "matched": "matched", "missed": "missed",
     "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
-    "stt_cpu_s": "STT CPU s", "vad_cpu_s": "VAD s", "pss_mb": "PSS MB",
+    "stt_cpu_s": "STT CPU s", "vad_infer_s": "VAD infer s", "pss_mb": "PSS MB",
 }  # fmt: skip
 
 

@@ -26,7 +26,7 @@ KINDS = (
     "recognized",  # one STT call finished: stt_cpu_s, infer_s, audio_s (empty texts too)
     "final",  # a final transcript reached the application
     "participant_left",  # the participant's track ended and its pipeline closed
-    "vad_metrics",  # VAD inference time so far for one participant (vad_cpu_s)
+    "vad_metrics",  # one participant's VAD work since the last vad_metrics event
     "job_end",
     "error",  # detail holds the reason
     "run_end",
@@ -49,7 +49,8 @@ class Event:
     stt_cpu_s: float | None = None  # CPU seconds of the STT call(s)
     infer_s: float | None = None  # wall seconds of the STT call
     audio_s: float | None = None  # seconds of audio given to the STT
-    vad_cpu_s: float | None = None  # VAD inference seconds since the previous vad_metrics event
+    vad_infer_s: float | None = None  # vad_metrics: silero inference seconds (wall, as silero reports) since the last one
+    vad_inferences: int | None = None  # vad_metrics: silero inferences since the last one (audio windows processed)
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     wall: float | None = None  # time.time(), for live mode

@@ -8,15 +8,20 @@
     infer_s (STT wall time of the last final), floor_s (VAD silence threshold + infer_s),
     stt_cpu_s (STT CPU of all its finals), missed (no final matched).
 `speakers`: one row per (architecture, participant): counts, WER, latency percentiles, and cost:
-    cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_cpu_s, pss_mb (share of peak PSS),
-    own_process_pss_mb (multi-dispatch: the speaker's own job process), cpu_pct (% of one core).
+    cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
+    timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
+    tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
+    cpu_pct (% of one core).
 `architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
     percentiles, WER, missed, insertions, errors, CPU, peak RSS/PSS, cold start, complete.
 
 CPU is counted from t0 to the end of the run (the room's replay, steady state); start-up is
-reported separately as cold start. Per speaker: its own STT CPU + its VAD inference time + an
-equal share of the rest of the tree; for multi-dispatch, its own job process + an equal share of
-the rest (runner, forkserver).
+reported separately as cold start, and the resource sampler's own CPU is left out of the runner's.
+Per speaker, in the single-job designs: its own STT CPU (measured per call) + a share of the rest
+of the tree in proportion to its VAD inferences (the audio its pipelines processed). DESIGN §9 says
+"+ its VAD inference time + an equal share": silero's timer is wall time, which under contention
+exceeds the CPU actually used, so it cannot be added to CPU seconds. For multi-dispatch: its own
+job process + an equal share of the rest (the worker process, forkserver).
 """
 
 from __future__ import annotations
@@ -80,12 +85,14 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 # --- matching finals to utterances ------------------------------------------------------------------
 
 
-def utterances(scenario: Scenario, events: pd.DataFrame, vad_silence_s: float) -> pd.DataFrame:
-    """Match each architecture's finals to the reference utterances (see module docstring)."""
+def utterances(scenario: Scenario, events: pd.DataFrame, vad_silence_s: float, archs: list[str] | None = None) -> pd.DataFrame:
+    """Match each architecture's finals to the reference utterances (see module docstring).
+    `archs`: the architectures of the run, in order (default: those with events)."""
+    archs = archs if archs is not None else list(dict.fromkeys(events["arch"]))
     finals = events[events["kind"] == "final"]
     rows = []
-    for arch, arch_finals in finals.groupby("arch", sort=False):
-        rows += _match_arch(scenario, str(arch), arch_finals, vad_silence_s)
+    for arch in archs:
+        rows += _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s)
     return pd.DataFrame(rows, columns=UTTERANCE_COLUMNS)
 
 
@@ -148,9 +155,10 @@ def speakers(utts: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_resources(run_dir: Path) -> pd.DataFrame:
-    """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb."""
+    """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb, sampler_cpu_s
+    (cpu_s has the sampler's own CPU taken out)."""
     path = Path(run_dir) / "resources.jsonl"
-    cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb"]
+    cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb", "sampler_cpu_s"]
     if not path.exists():
         return pd.DataFrame(columns=cols)
     rows = []
@@ -159,7 +167,9 @@ def read_resources(run_dir: Path) -> pd.DataFrame:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue  # a sampler stopped mid-line
-    return pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(rows, columns=cols)
+    df["cpu_s"] = df["cpu_s"] - df["sampler_cpu_s"].fillna(0.0)
+    return df
 
 
 def process_costs(resources: pd.DataFrame, events: pd.DataFrame, arch: str, t0: float) -> pd.DataFrame:
@@ -208,12 +218,12 @@ def compute(run_dir: Path) -> Tables:
     events = read_events(run_dir)
     resources = read_resources(run_dir)
     vad_silence = record["config"]["vad"]["min_silence_duration"]
-    utts = utterances(sc, events, vad_silence)
+    ran = [a for a, info in record["archs"].items() if info.get("t0_mono") is not None]
+    utts = utterances(sc, events, vad_silence, ran)
     spk = speakers(utts)
     spk_rows, arch_rows = [], []
-    for arch, info in record["archs"].items():
-        if info.get("t0_mono") is None:
-            continue
+    for arch in ran:
+        info = record["archs"][arch]
         cost = _arch_cost(sc, events, resources, arch, info["t0_mono"])
         part = spk[spk["arch"] == arch].merge(cost["speakers"], on="participant", how="right")
         part["arch"] = arch
@@ -231,7 +241,9 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
     tree_cpu = float(procs["cpu_s"].sum())
     tree_pss = _tree_peak(resources, arch, t0, end, "pss_mb")
     stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum()
-    vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")["vad_cpu_s"].sum()
+    vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
+    vad = vad.reindex(sc.identities, fill_value=0)
+    weights = vad["vad_inferences"] / vad["vad_inferences"].sum() if vad["vad_inferences"].sum() else pd.Series(1 / n, index=sc.identities)
     job_of = ev[ev["kind"] == "job_start"].set_index("job")["pid"].to_dict()
     per_job = procs.dropna(subset=["job"]).set_index("job")
     dispatched = ev[ev["kind"] == "participant_joined"].groupby("participant")["job"].first().to_dict()
@@ -245,13 +257,14 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
             rows.append({"participant": p, "cpu_s": (float(own["cpu_s"]) if own is not None else 0.0) + rest / n,
                          "own_process_pss_mb": float(own["peak_pss_mb"]) if own is not None else np.nan})  # fmt: skip
     else:
-        rest = tree_cpu - float(stt.sum()) - float(vad.sum())
+        rest = tree_cpu - float(stt.sum())
         for p in sc.identities:
-            rows.append({"participant": p, "cpu_s": float(stt.get(p, 0.0)) + float(vad.get(p, 0.0)) + rest / n,
+            rows.append({"participant": p, "cpu_s": float(stt.get(p, 0.0)) + rest * float(weights[p]),
                          "own_process_pss_mb": np.nan})  # fmt: skip
     spk = pd.DataFrame(rows)
     spk["stt_cpu_s"] = [float(stt.get(p, 0.0)) for p in spk["participant"]]
-    spk["vad_cpu_s"] = [float(vad.get(p, 0.0)) for p in spk["participant"]]
+    spk["vad_infer_s"] = [float(vad.loc[p, "vad_infer_s"]) for p in spk["participant"]]
+    spk["vad_inferences"] = [int(vad.loc[p, "vad_inferences"]) for p in spk["participant"]]
     spk["pss_mb"] = tree_pss / n
     spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
     return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,

@@ -33,7 +33,9 @@ def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VA
     )
     vad.on(
         "metrics_collected",
-        lambda m: log.emit("vad_metrics", participant=participant, vad_cpu_s=m.inference_duration_total),
+        lambda m: log.emit(
+            "vad_metrics", participant=participant, vad_infer_s=m.inference_duration_total, vad_inferences=m.inference_count
+        ),
     )
     return vad
 

@@ -31,7 +31,7 @@ import psutil
 
 from kit import architectures, scenario
 from kit.config import REPO_ROOT, KitError, RunConfig
-from kit.events import EventLog
+from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
 from kit.stt import resolve_model
 
@@ -71,7 +71,8 @@ def new_run_dir(results_dir: Path) -> Path:
 class ResourceSampler(threading.Thread):
     """Samples this process and all its descendants every 0.2 s into resources.jsonl.
 
-    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb.
+    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb;
+    the runner's own row also has sampler_cpu_s (this thread's CPU so far).
     """
 
     def __init__(self, path: Path) -> None:
@@ -95,19 +96,32 @@ class ResourceSampler(threading.Thread):
             try:
                 with p.oneshot():
                     cpu = p.cpu_times()
-                    mem = p.memory_full_info()
+                    rss = p.memory_info().rss
                     rows.append({
                         "mono": now, "arch": self.arch, "pid": p.pid, "ppid": p.ppid(), "name": p.name(),
-                        "cpu_s": cpu.user + cpu.system, "rss_mb": mem.rss / 2**20,
-                        "pss_mb": getattr(mem, "pss", mem.rss) / 2**20,
+                        "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20, "pss_mb": _pss_bytes(p.pid, rss) / 2**20,
                     })  # fmt: skip
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+        # The sampler's own CPU, so metrics can leave the kit's overhead out of the runner's cost.
+        rows[0]["sampler_cpu_s"] = time.thread_time()
         return rows
 
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+
+def _pss_bytes(pid: int, rss: int) -> int:
+    """PSS from /proc/<pid>/smaps_rollup (cheap, unlike a full smaps walk); RSS where unavailable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss
 
 
 def _quiet_livekit(run_dir: Path) -> None:
@@ -172,15 +186,35 @@ async def run_arch(
             progress(float("inf"))
         if server.active_jobs:
             result.problems.append(f"{len(server.active_jobs)} job(s) still running {END_GRACE_S:.0f} s after the room ended")
+        result.problems += _unfinished_jobs(run_dir, name, requests)
         for p in result.problems:
             log.emit("error", detail=p)
         log.emit("run_end")
         log.close()
-        result.complete = not result.problems
+        job_errors = _job_errors(run_dir, name)
+        result.complete = not result.problems and not job_errors
+        result.problems += job_errors
         return result
     finally:
         await server.aclose()
         await asyncio.gather(server_task, return_exceptions=True)
+
+
+def _unfinished_jobs(run_dir: Path, name: str, requests) -> list[str]:
+    ev = read_events(run_dir)
+    ev = ev[ev["arch"] == name]
+    started, ended = set(ev.loc[ev["kind"] == "job_start", "job"]), set(ev.loc[ev["kind"] == "job_end", "job"])
+    return [
+        f"job {r.job} never started" if r.job not in started else f"job {r.job} ended without job_end (its process died)"
+        for r in requests
+        if r.job not in ended
+    ]
+
+
+def _job_errors(run_dir: Path, name: str) -> list[str]:
+    ev = read_events(run_dir)
+    errors = ev[(ev["arch"] == name) & (ev["kind"] == "error") & (ev["job"] != "runner")]
+    return [f"job {e.job}, {e.participant or 'job'}: {e.detail}" for e in errors.itertuples()]
 
 
 async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun) -> None:
