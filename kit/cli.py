@@ -13,6 +13,7 @@ import pandas as pd
 
 from kit import metrics, scenario
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
+from kit.progress import room_bar
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +42,24 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--arch", action="append", required=name == "run", help="architecture (repeatable for compare)")
         c.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
         c.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
+        c.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
+        c.add_argument("--report", action="store_true", help="also write <run>/report.html (self-contained HTML)")
         _add_stt_args(c)
         c.set_defaults(func=_compare)
+
+    r = sub.add_parser("report", help="write RESULTS_DIR/report.html: the comparison as one self-contained HTML file")
+    r.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="a run directory (or results/: its newest run)")
+    r.set_defaults(func=_report)
+
+    w = sub.add_parser("sweep", help="scaling: run the designs on rooms of N concurrent speakers")
+    w.add_argument("--speakers", default="1,2,4,8", help="comma-separated N values (default: %(default)s)")
+    w.add_argument("--arch", action="append", help="architecture (repeatable; default: all three)")
+    w.add_argument("--lines", type=int, default=3, help="lines per speaker in each room (default: %(default)s)")
+    w.add_argument("--threshold", type=float, default=1.5, help="p95 latency threshold, s (default: %(default)s)")
+    w.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
+    w.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
+    _add_stt_args(w)
+    w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
     t = sub.add_parser("transcribe", help="transcribe every participant of a room in this process (VAD + STT)")
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
@@ -68,11 +85,13 @@ def _compare(args) -> int:
     from kit.architectures import NAMES
 
     archs = tuple(args.arch) if args.arch else NAMES
-    config = _config(args, archs=archs, results_dir=args.results)
+    config = _config(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
     run_dir = runner.run(config, progress_factory=_bar)
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
     print_summary(tables)
+    if args.report:
+        _report(argparse.Namespace(results_dir=run_dir))
     complete = bool(tables.architectures["complete"].all()) if len(tables.architectures) else False
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
     return 0 if complete else 1
@@ -98,20 +117,46 @@ def print_summary(tables: metrics.Tables) -> None:
     _print_table(tables.speakers[list(SPEAKER_COLUMNS)].rename(columns=SPEAKER_COLUMNS))
 
 
-def _bar(arch: str, duration_s: float):
-    from tqdm.auto import tqdm
+_bar = room_bar  # the one progress bar, shared with the notebooks (kit/progress.py)
 
-    bar = tqdm(total=round(duration_s), desc=f"{arch:>22}", unit="s", bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s room")
 
-    def update(elapsed: float) -> None:
-        if elapsed == float("inf"):
-            bar.n = bar.total
-            bar.close()
-        else:
-            bar.n = min(bar.total, max(0, round(elapsed)))
-            bar.refresh()
+def _sweep(args) -> int:
+    from kit import cost, sweep
+    from kit.architectures import NAMES
 
-    return update
+    try:
+        ns = [int(x) for x in args.speakers.split(",") if x.strip()]
+    except ValueError:
+        raise KitError(f"--speakers takes comma-separated whole numbers, got {args.speakers!r}") from None
+    if not ns or min(ns) < 1:
+        raise KitError(f"--speakers needs numbers of at least 1, got {args.speakers!r}")
+    cost.load_pricing(args.pricing)  # fail fast on a bad pricing file
+    config = _config(args, archs=tuple(args.arch) if args.arch else NAMES, results_dir=args.results,
+                     pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
+    sweep_dir, table = sweep.run_sweep(ns, config, lines=args.lines, threshold_s=args.threshold, progress_factory=_bar)
+    print("\nscaling")
+    _print_table(table[[c for c in SWEEP_COLUMNS]].rename(columns=SWEEP_COLUMNS))
+    print("\ncost = fixed + marginal x speakers")
+    _print_table(sweep.fits(table))
+    print(f"\nlargest N with p95 latency <= {args.threshold} s on this machine")
+    _print_table(sweep.capacity(table, args.threshold))
+    print(f"\nresults: {sweep_dir}/sweep.csv")
+    return 0 if table["complete"].all() else 1
+
+
+SWEEP_COLUMNS = {
+    "speakers": "N", "arch": "architecture", "latency_p50": "lat p50 s", "latency_p95": "lat p95 s",
+    "wer": "WER", "missed": "missed", "cores": "cores", "cpu_s_per_speaker": "CPU s/spk",
+    "peak_pss_mb": "PSS MB", "processes": "procs", "agent_participants": "agents",
+    "dollars_cloud_per_speaker_hour": "$/spk-h cloud", "dollars_selfhost_per_speaker_hour": "$/spk-h self",
+}  # fmt: skip
+
+
+def _report(args) -> int:
+    from kit import report
+
+    print(f"report: {report.write(args.results_dir)}")
+    return 0
 
 
 def _synth(args) -> int:

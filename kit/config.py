@@ -41,6 +41,7 @@ class RunConfig:
     cpu_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
+    pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
     # Test hook: this participant's pipeline raises as it starts (the others must carry on).
     fault_participant: str | None = None
 

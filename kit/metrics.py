@@ -13,7 +13,10 @@
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
     cpu_pct (% of one core).
 `architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
-    percentiles, WER, missed, insertions, errors, CPU, peak RSS/PSS, cold start, complete.
+    percentiles, WER, missed, insertions, errors, CPU, window_s (seconds the CPU was counted over),
+    peak RSS/PSS, cold start, complete.
+Both `speakers` and `architectures` get dollars_cloud_per_speaker_hour and
+dollars_selfhost_per_speaker_hour from kit/cost.py.
 
 CPU is counted from t0 to the end of the run (the room's replay, steady state); start-up is
 reported separately as cold start, and the resource sampler's own CPU is left out of the runner's.
@@ -35,6 +38,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 
+from kit import cost
 from kit import scenario as scenario_mod
 from kit.events import read_events
 from kit.scenario import Scenario
@@ -210,8 +214,9 @@ class Tables:
             getattr(self, name).to_csv(Path(run_dir) / f"{name}.csv", index=False)
 
 
-def compute(run_dir: Path) -> Tables:
-    """Everything measured in a run directory, as the three documented DataFrames."""
+def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
+    """Everything measured in a run directory, as the three documented DataFrames, priced with
+    `pricing` (a pricing CSV; default: the run's config, else data/pricing.csv)."""
     run_dir = Path(run_dir)
     record = json.loads((run_dir / "run.json").read_text())
     sc = scenario_mod.load(record["scenario"]["path"])
@@ -224,13 +229,16 @@ def compute(run_dir: Path) -> Tables:
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record["archs"][arch]
-        cost = _arch_cost(sc, events, resources, arch, info["t0_mono"])
-        part = spk[spk["arch"] == arch].merge(cost["speakers"], on="participant", how="right")
+        used = _arch_cost(sc, events, resources, arch, info["t0_mono"])
+        part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
-        arch_rows.append(_arch_row(record, sc, events, utts, arch, info, cost))
+        arch_rows.append(_arch_row(record, sc, events, utts, arch, info, used))
     speakers_df = pd.concat(spk_rows, ignore_index=True) if spk_rows else spk
-    return Tables(utts, speakers_df, pd.DataFrame(arch_rows))
+    archs_df = pd.DataFrame(arch_rows)
+    if len(archs_df):
+        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record["config"].get("pricing")))
+    return Tables(utts, speakers_df, archs_df)
 
 
 def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
@@ -286,7 +294,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
         "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
         "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
-        "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"],
+        "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         "cold_start_s": jobs["cold_start_s"].max(), "errors": int((ev["kind"] == "error").sum()),

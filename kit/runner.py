@@ -31,6 +31,7 @@ import psutil
 
 from kit import architectures, scenario
 from kit.config import REPO_ROOT, KitError, RunConfig
+from kit.cost import load_pricing
 from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
 from kit.stt import resolve_model
@@ -243,6 +244,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     from kit.stt import make_stt
 
     make_stt(config, participant="-", log=None)  # fail fast on a bad --stt
+    load_pricing(config.pricing)  # and on a bad pricing file
     run_dir = new_run_dir(config.results_dir)
     _quiet_livekit(run_dir)
     record = {

@@ -19,6 +19,7 @@ Script format (TOML, see data/scripts/):
     speaker = "alice"
     text = "Good morning."
     gap_s = 0.8              # pause after the previous line ends; negative overlaps it
+    # at_s = 12.0            # or: an absolute start time (parallel tracks, crosstalk)
 
 Same script, same tools -> byte-identical scenario.json (and identical samples).
 """
@@ -59,6 +60,7 @@ class Line:
     speaker: str
     text: str
     gap_s: float = 0.6
+    at_s: float | None = None  # absolute start, overrides gap_s
 
 
 def read_script(path: Path) -> tuple[dict, list[Speaker], list[Line]]:
@@ -123,12 +125,16 @@ def synth(script: Path, out_dir: Path) -> Path:
     for i, line in enumerate(lines):
         s = by_id[line.speaker]
         clip = speak(line.text, s.voice, s.speed, rate)
-        start = cursor if i == 0 else max(0, cursor + round(line.gap_s * rate))
+        if line.at_s is not None:
+            start = round(line.at_s * rate)
+        else:
+            start = cursor if i == 0 else max(0, cursor + round(line.gap_s * rate))
         if start < round(s.join_s * rate):
             raise ScriptError(f"{script}: line {i + 1} of {s.identity!r} starts before it joins at {s.join_s} s")
         placed.append((s.identity, start, clip, line.text))
         cursor = start + len(clip)
 
+    _check_placement(script, placed, by_id, rate)
     total = max(start + len(clip) for _, start, clip, _ in placed) + round(tail * rate)
     out_dir.mkdir(parents=True, exist_ok=True)
     participants = []
@@ -144,11 +150,19 @@ def synth(script: Path, out_dir: Path) -> Path:
         {"participant": who, "start_s": start / rate, "end_s": (start + len(clip)) / rate, "text": text}
         for who, start, clip, text in sorted(placed, key=lambda p: p[1])
     ]
-    for u in utterances:
-        leave = by_id[u["participant"]].leave_s
-        if leave is not None and u["end_s"] > leave:
-            raise ScriptError(f"{script}: {u['participant']!r} speaks until {u['end_s']:.2f} s, after leaving at {leave} s")
     doc = {"name": raw.get("name", Path(script).stem), "sample_rate": rate, "participants": participants, "utterances": utterances}
     path = out_dir / "scenario.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def _check_placement(script: Path, placed: list, by_id: dict[str, Speaker], rate: int) -> None:
+    """Before anything is written: no speaker talks over itself or after leaving."""
+    ends: dict[str, int] = {}
+    for who, start, clip, text in sorted(placed, key=lambda p: p[1]):
+        if start < ends.get(who, 0):
+            raise ScriptError(f"{script}: two lines of {who!r} overlap at {start / rate:.2f} s ({text[:30]!r})")
+        ends[who] = start + len(clip)
+        leave = by_id[who].leave_s
+        if leave is not None and ends[who] > round(leave * rate):
+            raise ScriptError(f"{script}: {who!r} speaks until {ends[who] / rate:.2f} s, after leaving at {leave} s")

@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import scenario, sweep
+from kit.cli import main
+
+
+def test_fit_recovers_a_known_line():
+    n = np.array([1, 2, 4, 8], dtype=float)
+    fixed, marginal, r2 = sweep.fit_line(n, 0.2 + 0.15 * n)
+    assert (fixed, marginal, r2) == pytest.approx((0.2, 0.15, 1.0))
+    noisy = 0.2 + 0.15 * n + np.array([0.01, -0.01, 0.01, -0.01])
+    assert sweep.fit_line(n, noisy)[1] == pytest.approx(0.15, abs=0.01)
+    assert np.isnan(sweep.fit_line(np.array([4.0]), np.array([1.0]))[1])
+
+
+def test_sweep_rooms_are_deterministic_with_distinct_concurrent_speakers(tmp_path):
+    assert sweep.sweep_script(5) == sweep.sweep_script(5)
+    room = sweep.sweep_room(3, lines=2, cache=tmp_path)
+    assert sweep.sweep_room(3, lines=2, cache=tmp_path) == room  # cached
+    sc = scenario.load(room)
+    assert sc.identities == ["s01", "s02", "s03"]
+    voices = [line.split('"')[1] for line in sweep.sweep_script(8).splitlines() if line.startswith("voice")]
+    assert len(set(voices)) == 8
+    first = {}
+    for u in sorted(sc.utterances, key=lambda u: u.start_s):
+        first.setdefault(u.participant, u)
+    assert max(u.start_s for u in first.values()) < min(u.end_s for u in first.values()), "they talk at once"
+
+
+def test_capacity_is_the_largest_n_under_threshold():
+    table = pd.DataFrame({"arch": ["a"] * 3, "speakers": [1, 2, 4], "latency_p95": [1.0, 1.4, 2.0], "missed": [0, 0, 0]})
+    assert sweep.capacity(table, 1.5)["max_speakers"].tolist() == [2]
+
+
+def test_tiny_sweep_end_to_end(tmp_path, capsys):
+    code = main(["sweep", "--speakers", "1,2", "--lines", "1", "--arch", "participant_entrypoint", "--results", str(tmp_path)])
+    assert code == 0
+    (sweep_dir,) = tmp_path.iterdir()
+    table = pd.read_csv(sweep_dir / "sweep.csv")
+    assert table["speakers"].tolist() == [1, 2]
+    assert (table["missed"] == 0).all() and table["latency_p95"].between(0.3, 5.0).all()
+    assert (table["processes"] == 1).all() and (table["agent_participants"] == 1).all()
+    assert (table["cores"] > 0).all() and (table["dollars_cloud_per_speaker_hour"] > 0).all()
+    assert table.loc[1, "dollars_cloud_per_speaker_hour"] == pytest.approx(table.loc[0, "dollars_cloud_per_speaker_hour"] / 2)
+    fits = pd.read_csv(sweep_dir / "fits.csv")
+    assert set(fits["resource"]) == {"cores", "peak_pss_mb"}
+    assert "largest N with p95 latency" in capsys.readouterr().out
