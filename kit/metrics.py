@@ -1,20 +1,23 @@
 """Events -> pandas DataFrames: utterances, speakers, architectures (definitions in DESIGN §9).
 
 `utterances`: one row per (architecture, reference utterance), plus one row per insertion.
-    arch, participant, utt (index in the scenario, -1 for insertions), kind ("reference" | "insertion"),
+    arch, participant, utt (index in the scenario, -1 for insertions), kind ("reference" | "insertion" |
+    "unreached": the run stopped, e.g. interrupted, less than 2 s after it ended, so it is not counted),
     start_s, end_s (ground truth, s since t0), ref_text, hyp_text (finals joined in order),
     n_finals, final_t (time of the last final), latency_s (final_t - end_s),
     vad_end_s (the VAD's end of speech behind the last final), vad_latency_s (final_t - vad_end_s),
     infer_s (STT wall time of the last final), floor_s (VAD silence threshold + infer_s),
     stt_cpu_s (STT CPU of all its finals), missed (no final matched).
-`speakers`: one row per (architecture, participant): counts, WER, latency percentiles, and cost:
+`speakers`: one row per (architecture, participant): counts, WER (NaN for a room without reference
+    text, `"reference": false`), latency percentiles, and cost:
     cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
     timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
     cpu_pct (% of one core).
 `architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
     percentiles, WER, missed, insertions, errors, CPU, window_s (seconds the CPU was counted over),
-    peak RSS/PSS, cold start, complete.
+    peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
+    warm), complete.
 Both `speakers` and `architectures` get dollars_cloud_per_speaker_hour and
 dollars_selfhost_per_speaker_hour from kit/cost.py.
 
@@ -42,6 +45,8 @@ from kit import cost
 from kit import scenario as scenario_mod
 from kit.events import read_events
 from kit.scenario import Scenario
+
+UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run's stop is not counted
 
 UTTERANCE_COLUMNS = [
     "arch", "participant", "utt", "kind", "start_s", "end_s", "ref_text", "hyp_text", "n_finals",
@@ -96,11 +101,13 @@ def utterances(scenario: Scenario, events: pd.DataFrame, vad_silence_s: float, a
     finals = events[events["kind"] == "final"]
     rows = []
     for arch in archs:
-        rows += _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s)
+        ends = events.loc[(events["arch"] == arch) & (events["kind"] == "run_end"), "t"]
+        stopped = float(ends.max()) if len(ends) else float("inf")
+        rows += _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s, stopped)
     return pd.DataFrame(rows, columns=UTTERANCE_COLUMNS)
 
 
-def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence_s: float) -> list[dict]:
+def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence_s: float, stopped: float) -> list[dict]:
     refs = list(enumerate(scenario.utterances))
     matched: dict[int, list] = {i: [] for i, _ in refs}
     insertions = []
@@ -117,7 +124,8 @@ def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence
     for i, u in refs:
         fs = matched[i]
         last = fs[-1] if fs else None
-        rows.append(_row(arch, u.participant, i, "reference", u.start_s, u.end_s, u.text, fs, last, vad_silence_s))
+        kind = "reference" if fs or u.end_s + UNREACHED_MARGIN_S <= stopped else "unreached"
+        rows.append(_row(arch, u.participant, i, kind, u.start_s, u.end_s, u.text, fs, last, vad_silence_s))
     for f in insertions:
         rows.append(_row(arch, f.participant, -1, "insertion", np.nan, np.nan, "", [f], f, vad_silence_s))
     return rows
@@ -236,6 +244,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
         arch_rows.append(_arch_row(record, sc, events, utts, arch, info, used))
     speakers_df = pd.concat(spk_rows, ignore_index=True) if spk_rows else spk
     archs_df = pd.DataFrame(arch_rows)
+    if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
+        speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
         cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record["config"].get("pricing")))
     return Tables(utts, speakers_df, archs_df)
@@ -297,6 +307,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
-        "cold_start_s": jobs["cold_start_s"].max(), "errors": int((ev["kind"] == "error").sum()),
+        "cold_start_s": max((info.get("cold_start_s") or {}).values(), default=np.nan),
+        "errors": int((ev["kind"] == "error").sum()),
         "complete": bool(info.get("complete")),
     }  # fmt: skip

@@ -12,11 +12,13 @@ results/<run_id>/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import platform
 import secrets
+import signal
 import subprocess
 import threading
 import time
@@ -51,6 +53,8 @@ class ArchRun:
     jobs: int = 0
     complete: bool = False
     problems: list[str] | None = None
+    cold_start_s: dict[str, float] | None = None  # job -> submission to ready for the first frame
+    interrupted: int | None = None  # the signal that stopped it
 
 
 def new_run_dir(results_dir: Path) -> Path:
@@ -142,13 +146,47 @@ def _quiet_livekit(run_dir: Path) -> None:
     logging.getLogger("kit").setLevel(logging.INFO)
 
 
+class Interrupted(Exception):
+    """The run was stopped by SIGINT or SIGTERM; what was measured so far is on disk."""
+
+    def __init__(self, signum: int, run_dir: Path) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.run_dir = run_dir
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM during a run: remember which, and wake the waits up (no traceback, no orphans)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.signum = self.signum or sig
+        self.event.set()
+
+    async def sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
 async def run_arch(
     name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, sampler: ResourceSampler,
     progress: Callable[[float], None] | None = None,
 ) -> ArchRun:  # fmt: skip
     """Run one architecture on the room through a real AgentServer with process executors."""
     from livekit.agents import AgentServer, JobExecutorType
-    from livekit.protocol import models
 
     arch = architectures.get(name)
     requests = arch.plan(sc)
@@ -165,27 +203,31 @@ async def run_arch(
     server.on("worker_started", started.set)
     server_task = asyncio.create_task(server.run(devmode=True, unregistered=True))
     sampler.arch = name
+    stop = _StopSignals()
     try:
         await asyncio.wait([asyncio.ensure_future(started.wait()), server_task], return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
             server_task.result()
-        for req in requests:
-            spec = JobSpec(name, req.job, req.participant, "console", str(sc.path), str(run_dir), config.to_dict(), time.monotonic())
-            room = f"{name}-{req.job}"
-            await server.simulate_job(room, fake_job=True, room_info=models.Room(sid=f"RM_{room}", name=room, metadata=spec.to_json()))  # fmt: skip
-        await _wait_ready(server, name, requests, run_dir, result)
+        await asyncio.to_thread(_warm_forkserver)
+        submitted = await _submit(server, name, requests, sc, run_dir, config, result)
+        await _wait_ready(server, name, requests, run_dir, result, stop)
+        result.cold_start_s = _cold_starts(run_dir, name, submitted)
         result.t0_mono = time.monotonic() + 0.5
         write_atomically(t0_path(run_dir, name), repr(result.t0_mono))
         log = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=result.t0_mono, arch=name, job="runner")
         log.emit("run_start", t=0.0, detail=f"{len(requests)} jobs")
         deadline = result.t0_mono + sc.duration_s + END_GRACE_S
-        while server.active_jobs and time.monotonic() < deadline:
+        while server.active_jobs and time.monotonic() < deadline and stop.signum is None:
             if progress:
                 progress(time.monotonic() - result.t0_mono)
-            await asyncio.sleep(0.2)
+            await stop.sleep(0.2)
         if progress:
             progress(float("inf"))
-        if server.active_jobs:
+        if stop.signum is not None:
+            result.interrupted = stop.signum
+            result.problems.append(f"interrupted by {signal.Signals(stop.signum).name}")
+            _terminate_jobs()
+        elif server.active_jobs:
             result.problems.append(f"{len(server.active_jobs)} job(s) still running {END_GRACE_S:.0f} s after the room ended")
         result.problems += _unfinished_jobs(run_dir, name, requests)
         for p in result.problems:
@@ -197,8 +239,74 @@ async def run_arch(
         result.problems += job_errors
         return result
     finally:
+        stop.remove()
+        if stop.signum is not None:
+            result.interrupted = stop.signum
+            _terminate_jobs()
         await server.aclose()
         await asyncio.gather(server_task, return_exceptions=True)
+
+
+async def _submit(server, name, requests, sc, run_dir, config, result: ArchRun) -> dict[str, float]:
+    """Submit every job as a console job; returns job -> submission time. A job that cannot be
+    launched (its process failed to start) is a recorded problem, not a crash of the run."""
+    from livekit.protocol import models
+
+    submitted = {}
+    for req in requests:
+        submitted[req.job] = time.monotonic()
+        spec = JobSpec(name, req.job, req.participant, "console", str(sc.path), str(run_dir), config.to_dict(), submitted[req.job])
+        room = f"{name}-{req.job}"
+        try:
+            await server.simulate_job(room, fake_job=True, room_info=models.Room(sid=f"RM_{room}", name=room, metadata=spec.to_json()))  # fmt: skip
+        except Exception as e:
+            result.problems.append(f"job {req.job} could not be launched: {type(e).__name__}: {e}")
+    return submitted
+
+
+def _cold_starts(run_dir: Path, name: str, submitted: dict[str, float]) -> dict[str, float]:
+    """job -> seconds from submission to ready for its first frame (process, model, room loaded)."""
+    out = {}
+    for job, t in submitted.items():
+        path = ready_path(run_dir, name, job)
+        if path.exists():
+            out[job] = float(path.read_text()) - t
+    return out
+
+
+def _warm_forkserver() -> None:
+    """Start the forkserver (and its livekit preload) before any job, so that every design's cold
+    start is measured from a warm forkserver: a worker pays that once, not per job."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("forkserver").Process(target=int)
+    proc.start()
+    proc.join()
+
+
+def _terminate_jobs() -> None:
+    """Stop the job processes now (grandchildren: they hang under the forkserver), so that the
+    server closes at once instead of waiting for entrypoints that will never end."""
+    me = psutil.Process()
+    direct = {p.pid for p in me.children()}
+    jobs = [p for p in me.children(recursive=True) if p.pid not in direct]
+    for p in jobs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(jobs, timeout=3)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def stop_helper_processes() -> None:
+    """multiprocessing's forkserver outlives the AgentServer: stop it, so a run leaves no job-making
+    process behind. (Its resource tracker, a few MB, exits with this process; stopping it early
+    makes it print warnings about livekit's queues.)"""
+    from multiprocessing import forkserver
+
+    with contextlib.suppress(Exception):
+        forkserver._forkserver._stop()
 
 
 def _unfinished_jobs(run_dir: Path, name: str, requests) -> list[str]:
@@ -218,9 +326,9 @@ def _job_errors(run_dir: Path, name: str) -> list[str]:
     return [f"job {e.job}, {e.participant or 'job'}: {e.detail}" for e in errors.itertuples()]
 
 
-async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun) -> None:
+async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun, stop: _StopSignals) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
+    while stop.signum is None:
         waiting = [r.job for r in requests if not ready_path(run_dir, name, r.job).exists()]
         alive = {j.job.room.name for j in server.active_jobs}
         stuck = [j for j in waiting if f"{name}-{j}" in alive]
@@ -229,7 +337,7 @@ async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRu
         if time.monotonic() > deadline:
             result.problems.append(f"job(s) {', '.join(stuck)} not ready after {READY_TIMEOUT_S:.0f} s")
             break
-        await asyncio.sleep(0.05)
+        await stop.sleep(0.05)
     for j in waiting:
         if f"{name}-{j}" not in {x.job.room.name for x in server.active_jobs} and not ready_path(run_dir, name, j).exists():
             result.problems.append(f"job {j} ended before it was ready (see livekit.log)")
@@ -256,17 +364,24 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
     sampler = ResourceSampler(run_dir / "resources.jsonl")
     sampler.start()
+    interrupted = None
     try:
         for name in config.archs:
             progress = progress_factory(name, sc.duration_s) if progress_factory else None
             result = asyncio.run(run_arch(name, config, sc, run_dir, sampler, progress))
             record["archs"][name] = asdict(result)
             write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
-        record["complete"] = all(r["complete"] for r in record["archs"].values())
+            if result.interrupted:
+                interrupted = result.interrupted
+                break
+        record["complete"] = interrupted is None and all(r["complete"] for r in record["archs"].values())
     finally:
         sampler.stop()
+        stop_helper_processes()
         record["ended"] = _now()
         write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+    if interrupted is not None:
+        raise Interrupted(interrupted, run_dir)
     return run_dir
 
 

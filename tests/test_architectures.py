@@ -77,7 +77,7 @@ def test_calibration_vad_latency_equals_the_injected_delay(tmp_path):
     utts = metrics.compute(run_dir).utterances
     assert set(utts["arch"]) == set(NAMES) and not utts["missed"].any()
     off = (utts["vad_latency_s"] - 0.5).abs()
-    assert off.max() <= 0.020, utts[["arch", "participant", "vad_latency_s"]]
+    assert off.max() <= 0.020, utts[["arch", "participant", "vad_latency_s"]].to_string()
 
 
 def test_a_failing_participant_pipeline_is_recorded_and_the_others_carry_on(tmp_path):
