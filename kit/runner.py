@@ -38,6 +38,9 @@ from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
 from kit.stt import resolve_model
 
+# Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
+# the worker's main process + forkserver, each job process (framework + model), each speaker.
+WORKER_MB, JOB_PROCESS_MB, SPEAKER_MB = 450.0, 400.0, 40.0
 READY_TIMEOUT_S = 120.0  # process start + model load, on a busy 2-core machine
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 SAMPLE_INTERVAL_S = 0.2
@@ -55,6 +58,25 @@ class ArchRun:
     problems: list[str] | None = None
     cold_start_s: dict[str, float] | None = None  # job -> submission to ready for the first frame
     interrupted: int | None = None  # the signal that stopped it
+
+
+def estimate_memory_mb(config: RunConfig, sc: scenario.Scenario) -> float:
+    """Peak memory of the hungriest architecture of the run (they run one after the other)."""
+    n = len(sc.participants)
+    jobs = max(len(architectures.get(a).plan(sc)) for a in config.archs)
+    return WORKER_MB + jobs * JOB_PROCESS_MB + n * SPEAKER_MB
+
+
+def check_memory(config: RunConfig, sc: scenario.Scenario) -> None:
+    """Refuse, before starting anything, a run that would not fit in this machine's memory."""
+    need = estimate_memory_mb(config, sc)
+    available = psutil.virtual_memory().available / 2**20
+    if need > 0.9 * available:
+        raise KitError(
+            f"this run would need about {need:,.0f} MB ({len(sc.participants)} speakers, "
+            f"{', '.join(config.archs)}) but only {available:,.0f} MB is available: use fewer speakers or "
+            f"a single-job design"
+        )
 
 
 def new_run_dir(results_dir: Path) -> Path:
@@ -353,6 +375,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
 
     make_stt(config, participant="-", log=None)  # fail fast on a bad --stt
     load_pricing(config.pricing)  # and on a bad pricing file
+    check_memory(config, sc)
     run_dir = new_run_dir(config.results_dir)
     _quiet_livekit(run_dir)
     record = {

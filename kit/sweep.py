@@ -85,17 +85,35 @@ def run_sweep(
             if arch in stopped:
                 continue
             cfg = dataclasses.replace(config, scenario=str(room), archs=(arch,), results_dir=sweep_dir / f"n{n:03d}")
-            run_dir = runner.run(cfg, progress_factory=progress_factory)
-            tables = metrics.compute(run_dir)
-            tables.save(run_dir)
-            row = _row(n, tables.architectures.iloc[0], run_dir)
-            rows.append(row)
+            try:
+                run_dir = runner.run(cfg, progress_factory=progress_factory)
+            except runner.Interrupted as e:
+                _record(rows, n, e.run_dir, sweep_dir)
+                e.run_dir = sweep_dir
+                raise
+            row = _record(rows, n, run_dir, sweep_dir)
             if row["latency_p95"] > 2 * threshold_s or row["missed"] > row["utterances"] / 2:
                 stopped.add(arch)
-            pd.DataFrame(rows).to_csv(sweep_dir / "sweep.csv", index=False)  # nothing lost if interrupted
     table = pd.DataFrame(rows)
     fits(table).to_csv(sweep_dir / "fits.csv", index=False)
     return sweep_dir, table
+
+
+def _record(rows: list[dict], n: int, run_dir: Path, sweep_dir: Path) -> dict:
+    """Tables of one run saved, its row added, sweep.csv rewritten: nothing lost if interrupted."""
+    tables = metrics.compute(run_dir)
+    tables.save(run_dir)
+    if len(tables.architectures):  # an interrupted run may have stopped before the room started
+        rows.append(_row(n, tables.architectures.iloc[0], run_dir))
+    pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(sweep_dir / "sweep.csv", index=False)
+    return rows[-1] if rows else {}
+
+
+SWEEP_COLUMNS = [
+    "speakers", "arch", "latency_p50", "latency_p95", "wer", "utterances", "missed", "cpu_s", "cores",
+    "cpu_s_per_speaker", "peak_rss_mb", "peak_pss_mb", "processes", "agent_participants",
+    "dollars_cloud_per_speaker_hour", "dollars_selfhost_per_speaker_hour", "cold_start_s", "complete", "run_dir",
+]  # fmt: skip
 
 
 def _row(n: int, a: pd.Series, run_dir: Path) -> dict:

@@ -116,3 +116,21 @@ def test_results_dir_that_is_a_file_or_unwritable(tmp_path, capsys):
     assert "results directory is a file" in capsys.readouterr().err
     assert main(["run", "--arch", "multi_session", "--scenario", "pair-2", "--results", str(blocker / "sub")]) == 2
     assert "cannot write results to" in capsys.readouterr().err
+
+
+def test_memory_guard_refuses_a_run_that_does_not_fit(tmp_path, monkeypatch, capsys):
+    import psutil
+
+    from kit import runner
+
+    class Tiny:
+        available = 600 * 2**20
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny)
+    assert main(["compare", "--scenario", "pair-2", "--arch", "multi_dispatch", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "would need about 1,330 MB" in err and "600 MB is available" in err
+    assert not (tmp_path / "r").exists()
+    sc = scenario.load("standup-4")
+    single = runner.estimate_memory_mb(RunConfig(archs=("participant_entrypoint",)), sc)
+    assert runner.estimate_memory_mb(RunConfig(archs=("multi_dispatch",)), sc) == single + 3 * runner.JOB_PROCESS_MB
