@@ -94,15 +94,19 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 # --- matching finals to utterances ------------------------------------------------------------------
 
 
-def utterances(scenario: Scenario, events: pd.DataFrame, vad_silence_s: float, archs: list[str] | None = None) -> pd.DataFrame:
+def utterances(
+    scenario: Scenario, events: pd.DataFrame, vad_silence_s: float, archs: list[str] | None = None,
+    interrupted: set[str] = frozenset(),
+) -> pd.DataFrame:  # fmt: skip
     """Match each architecture's finals to the reference utterances (see module docstring).
-    `archs`: the architectures of the run, in order (default: those with events)."""
+    `archs`: the architectures of the run, in order (default: those with events); `interrupted`:
+    those stopped by a signal, whose utterances after the stop are not counted."""
     archs = archs if archs is not None else list(dict.fromkeys(events["arch"]))
     finals = events[events["kind"] == "final"]
     rows = []
     for arch in archs:
         ends = events.loc[(events["arch"] == arch) & (events["kind"] == "run_end"), "t"]
-        stopped = float(ends.max()) if len(ends) else float("inf")
+        stopped = float(ends.max()) if arch in interrupted and len(ends) else float("inf")
         rows += _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s, stopped)
     return pd.DataFrame(rows, columns=UTTERANCE_COLUMNS)
 
@@ -232,7 +236,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     resources = read_resources(run_dir)
     vad_silence = record["config"]["vad"]["min_silence_duration"]
     ran = [a for a, info in record["archs"].items() if info.get("t0_mono") is not None]
-    utts = utterances(sc, events, vad_silence, ran)
+    interrupted = {a for a in ran if record["archs"][a].get("interrupted")}
+    utts = utterances(sc, events, vad_silence, ran, interrupted)
     spk = speakers(utts)
     spk_rows, arch_rows = [], []
     for arch in ran:

@@ -2,6 +2,7 @@ import json
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 
 from kit.config import SCENARIOS_DIR
@@ -19,3 +20,26 @@ def edit_json(path: Path, change) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc))
+
+
+def _kit_children() -> dict[int, psutil.Process]:
+    # multiprocessing's resource tracker (a few MB) is left to exit with this process.
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if not any("resource_tracker" in part for part in p.cmdline()):
+                out[p.pid] = p
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """After every test, no process the kit started (job, forkserver, kernel) is still running."""
+    before = set(_kit_children())
+    yield
+    new = [p for pid, p in _kit_children().items() if pid not in before]
+    _, alive = psutil.wait_procs(new, timeout=10)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left running: {[(p.pid, ' '.join(p.cmdline())[:80]) for p in alive]}"
