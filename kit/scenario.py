@@ -3,6 +3,8 @@
 `data/scenarios/<name>/scenario.json` plus one mono FLAC per participant beside it. Each file is
 the participant's whole track from the room's start (silence between turns), so overlap, late
 joins and early leaves are just timing. `load` validates everything and fails with one clear line.
+An optional top-level `"reference": false` marks a room without reference text (kit/importer.py
+without transcripts): its utterances are speech spans with empty text, and WER is not measured.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Scenario:
     utterances: tuple[Utterance, ...]
     path: Path  # the scenario.json
     duration_s: float  # length of the longest track
+    # False: imported without transcripts; boundaries from a speech detector, texts empty, no WER
+    reference: bool = True
 
     @property
     def identities(self) -> list[str]:
@@ -133,7 +137,10 @@ def _build(raw: dict, path: Path) -> Scenario:
         seen.add(p.identity)
     durations = {p.identity: _check_track(path, p, rate) for p in participants}
     _check_utterances(path, participants, utterances, durations)
-    return Scenario(name, rate, participants, utterances, path, max(durations.values()))
+    reference = raw.get("reference", True)
+    if not isinstance(reference, bool):
+        raise ScenarioError(f"{path}: 'reference' must be true or false, not {reference!r}")
+    return Scenario(name, rate, participants, utterances, path, max(durations.values()), reference)
 
 
 def _check_track(path: Path, p: Participant, rate: int) -> float:

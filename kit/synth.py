@@ -15,6 +15,13 @@ Script format (TOML, see data/scripts/):
     join_s = 0.0             # optional: late joiners
     leave_s = 30.0           # optional: early leavers
 
+    [noise]                  # optional: background noise on every track
+    kind = "pink"            # "pink" or "white"
+    snr_db = 10.0            # against the speech power of the room
+    seed = 1
+
+    extends = "standup-4.toml"   # optional: take speakers/lines (and anything not set here) from another script
+
     [[lines]]
     speaker = "alice"
     text = "Good morning."
@@ -27,6 +34,7 @@ Same script, same tools -> byte-identical scenario.json (and identical samples).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -63,13 +71,28 @@ class Line:
     at_s: float | None = None  # absolute start, overrides gap_s
 
 
-def read_script(path: Path) -> tuple[dict, list[Speaker], list[Line]]:
+@dataclass(frozen=True)
+class Noise:
+    kind: str = "pink"
+    snr_db: float = 10.0
+    seed: int = 0
+
+
+def _load_toml(path: Path) -> dict:
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScriptError(f"script not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise ScriptError(f"{path}: invalid TOML: {e}") from None
+    if "extends" in raw:
+        base = _load_toml(Path(path).parent / raw["extends"])
+        raw = {**base, **{k: v for k, v in raw.items() if k != "extends"}}
+    return raw
+
+
+def read_script(path: Path) -> tuple[dict, list[Speaker], list[Line]]:
+    raw = _load_toml(path)
     try:
         speakers = [Speaker(**s) for s in raw["speakers"]]
         lines = [Line(**line) for line in raw["lines"]]
@@ -77,6 +100,13 @@ def read_script(path: Path) -> tuple[dict, list[Speaker], list[Line]]:
         raise ScriptError(f"{path}: missing {e}") from None
     except TypeError as e:
         raise ScriptError(f"{path}: {e}") from None
+    if "noise" in raw:
+        try:
+            noise = Noise(**raw["noise"])
+        except TypeError as e:
+            raise ScriptError(f"{path}: [noise]: {e}") from None
+        if noise.kind not in ("pink", "white"):
+            raise ScriptError(f"{path}: [noise] kind must be 'pink' or 'white', got {noise.kind!r}")
     ids = {s.identity for s in speakers}
     if len(ids) != len(speakers):
         raise ScriptError(f"{path}: duplicate speaker identity")
@@ -137,14 +167,15 @@ def synth(script: Path, out_dir: Path) -> Path:
     _check_placement(script, placed, by_id, rate)
     total = max(start + len(clip) for _, start, clip, _ in placed) + round(tail * rate)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tracks = {s.identity: np.zeros(total, dtype=np.int16) for s in speakers}
+    for who, start, clip, _ in placed:
+        tracks[who][start : start + len(clip)] = clip
+    if "noise" in raw:
+        tracks = _add_noise(tracks, placed, Noise(**raw["noise"]))
     participants = []
-    for s in speakers:
-        track = np.zeros(total, dtype=np.int16)
-        for who, start, clip, _ in placed:
-            if who == s.identity:
-                track[start : start + len(clip)] = clip
-        file = f"{s.identity}.flac"
-        sf.write(out_dir / file, track, rate, subtype="PCM_16", format="FLAC")
+    for i, s in enumerate(speakers):
+        file = _file_name(s.identity, i, [p["audio"] for p in participants])
+        sf.write(out_dir / file, tracks[s.identity], rate, subtype="PCM_16", format="FLAC")
         participants.append({"identity": s.identity, "audio": file, "join_s": s.join_s, "leave_s": s.leave_s})
     utterances = [
         {"participant": who, "start_s": start / rate, "end_s": (start + len(clip)) / rate, "text": text}
@@ -166,3 +197,28 @@ def _check_placement(script: Path, placed: list, by_id: dict[str, Speaker], rate
         leave = by_id[who].leave_s
         if leave is not None and ends[who] > round(leave * rate):
             raise ScriptError(f"{script}: {who!r} speaks until {ends[who] / rate:.2f} s, after leaving at {leave} s")
+
+
+def _file_name(identity: str, index: int, taken: list[str]) -> str:
+    """A safe file name for a participant's track: the identity itself when it is plain ASCII."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", identity).strip("._") or "participant"
+    name = f"{slug}.flac"
+    return name if name not in taken else f"{slug}-{index + 1}.flac"
+
+
+def _add_noise(tracks: dict[str, np.ndarray], placed: list, noise: Noise) -> dict[str, np.ndarray]:
+    """Deterministic background noise on every track at `snr_db` below the room's speech power."""
+    speech = np.concatenate([clip.astype(np.float64) for _, _, clip, _ in placed])
+    noise_power = np.mean(speech**2) / 10 ** (noise.snr_db / 10)
+    out = {}
+    for i, (identity, track) in enumerate(tracks.items()):
+        rng = np.random.default_rng(noise.seed + i)
+        n = rng.standard_normal(len(track))
+        if noise.kind == "pink":  # 1/f power: shape white noise's spectrum by 1/sqrt(f)
+            spectrum = np.fft.rfft(n)
+            spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+            spectrum[0] = 0
+            n = np.fft.irfft(spectrum, len(track))
+        n *= np.sqrt(noise_power / np.mean(n**2))
+        out[identity] = np.clip(np.round(track + n), -32768, 32767).astype(np.int16)
+    return out
