@@ -1,0 +1,64 @@
+"""Hard rooms: overlap, late joiners, leavers, a silent participant, noise — every concurrent design."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kit import metrics, scenario
+from kit.config import DATA_DIR, RunConfig
+from kit.events import read_events
+from kit.runner import run
+from kit.synth import synth
+
+CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")
+
+
+def _run(room: str | Path, tmp_path: Path) -> tuple[Path, metrics.Tables]:
+    run_dir = run(RunConfig(scenario=str(room), archs=CONCURRENT, results_dir=tmp_path))
+    return run_dir, metrics.compute(run_dir)
+
+
+def _every_utterance_matched(tables: metrics.Tables, max_wer: float) -> None:
+    ref = tables.utterances[tables.utterances["kind"] == "reference"]
+    for arch, u in ref.groupby("arch"):
+        assert not u["missed"].any(), (arch, u[u["missed"]][["participant", "ref_text"]])
+        assert metrics.wer(list(u["ref_text"]), list(u["hyp_text"])) <= max_wer, arch
+
+
+def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
+    sc = scenario.load("crosstalk")
+    assert any(not i.isascii() for i in sc.identities) and any("-" in i for i in sc.identities)
+    _, tables = _run("crosstalk", tmp_path)
+    assert set(tables.architectures["arch"]) == set(CONCURRENT)
+    _every_utterance_matched(tables, 0.35)
+
+
+def test_comings_and_goings(tmp_path):
+    sc = scenario.load("comings-and-goings")
+    run_dir, tables = _run("comings-and-goings", tmp_path)
+    _every_utterance_matched(tables, 0.35)
+    events = read_events(run_dir)
+    for arch in CONCURRENT:
+        ev = events[events["arch"] == arch]
+        assert not (ev["kind"] == "error").any(), arch
+        mo = ev[ev["participant"] == "mo"]
+        assert (mo["kind"] == "participant_joined").sum() == 1 and not (mo["kind"] == "final").any()
+        assert not (mo["kind"] == "recognized").any(), "a silent participant costs no STT"
+        left = ev[(ev["participant"] == "lia") & (ev["kind"] == "participant_left")]["t"]
+        assert len(left) == 1 and left.iloc[0] - sc.participant("lia").leave_s < 3.0, "the leaver's pipeline closed"
+        ken_joined = ev[(ev["participant"] == "ken") & (ev["kind"] == "participant_joined")]["t"].iloc[0]
+        assert ken_joined == pytest.approx(sc.participant("ken").join_s, abs=0.5), "the late joiner starts on time"
+    spk = tables.speakers.set_index(["arch", "participant"])
+    for arch in CONCURRENT:
+        assert spk.loc[(arch, "ken"), "matched"] == spk.loc[(arch, "ken"), "utterances"], "from its first word"
+
+
+def test_noisy_room(tmp_path):
+    """A short noisy room (pair-2 with pink noise at 10 dB SNR), so the test stays quick."""
+    script = tmp_path / "noisy-pair.toml"
+    script.write_text(f'extends = "{DATA_DIR / "scripts" / "pair-2.toml"}"\nname = "noisy-pair"\n'
+                      '[noise]\nkind = "pink"\nsnr_db = 10.0\nseed = 1\n')  # fmt: skip
+    synth(script, tmp_path / "room")
+    _, tables = _run(tmp_path / "room", tmp_path / "results")
+    _every_utterance_matched(tables, 0.45)
