@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from importlib import metadata
@@ -36,7 +36,7 @@ from kit.config import REPO_ROOT, KitError, RunConfig
 from kit.cost import load_pricing
 from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
-from kit.stt import resolve_model
+from kit.stt import resolve_model, stt_delay
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
 # the worker's main process + forkserver, each job process (framework + model), each speaker.
@@ -58,6 +58,7 @@ class ArchRun:
     problems: list[str] | None = None
     cold_start_s: dict[str, float] | None = None  # job -> submission to ready for the first frame
     interrupted: int | None = None  # the signal that stopped it
+    failed_jobs: list[str] = field(default_factory=list)  # jobs already reported as failed
 
 
 def estimate_memory_mb(config: RunConfig, sc: scenario.Scenario) -> float:
@@ -251,7 +252,7 @@ async def run_arch(
             _terminate_jobs()
         elif server.active_jobs:
             result.problems.append(f"{len(server.active_jobs)} job(s) still running {END_GRACE_S:.0f} s after the room ended")
-        result.problems += _unfinished_jobs(run_dir, name, requests)
+        result.problems += _unfinished_jobs(run_dir, name, [r for r in requests if r.job not in result.failed_jobs])
         for p in result.problems:
             log.emit("error", detail=p)
         log.emit("run_end")
@@ -283,6 +284,7 @@ async def _submit(server, name, requests, sc, run_dir, config, result: ArchRun) 
             await server.simulate_job(room, fake_job=True, room_info=models.Room(sid=f"RM_{room}", name=room, metadata=spec.to_json()))  # fmt: skip
         except Exception as e:
             result.problems.append(f"job {req.job} could not be launched: {type(e).__name__}: {e}")
+            result.failed_jobs.append(req.job)
     return submitted
 
 
@@ -349,20 +351,22 @@ def _job_errors(run_dir: Path, name: str) -> list[str]:
 
 
 async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun, stop: _StopSignals) -> None:
+    """Until every launched job is ready for its first frame, or has died trying."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while stop.signum is None:
-        waiting = [r.job for r in requests if not ready_path(run_dir, name, r.job).exists()]
+    pending = [r.job for r in requests if r.job not in result.failed_jobs]
+    while pending and stop.signum is None:
         alive = {j.job.room.name for j in server.active_jobs}
-        stuck = [j for j in waiting if f"{name}-{j}" in alive]
-        if not stuck:
-            break
-        if time.monotonic() > deadline:
-            result.problems.append(f"job(s) {', '.join(stuck)} not ready after {READY_TIMEOUT_S:.0f} s")
+        for job in list(pending):
+            if ready_path(run_dir, name, job).exists():
+                pending.remove(job)
+            elif f"{name}-{job}" not in alive:
+                result.problems.append(f"job {job} ended before it was ready (see livekit.log)")
+                result.failed_jobs.append(job)
+                pending.remove(job)
+        if pending and time.monotonic() > deadline:
+            result.problems.append(f"job(s) {', '.join(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
             break
         await stop.sleep(0.05)
-    for j in waiting:
-        if f"{name}-{j}" not in {x.job.room.name for x in server.active_jobs} and not ready_path(run_dir, name, j).exists():
-            result.problems.append(f"job {j} ended before it was ready (see livekit.log)")
 
 
 def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
@@ -371,9 +375,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
         architectures.get(name)  # fail fast on an unknown name
     sc = scenario.load(config.scenario)
     model = resolve_model(config.model) if config.stt == "whisper" else None
-    from kit.stt import make_stt
-
-    make_stt(config, participant="-", log=None)  # fail fast on a bad --stt
+    stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
     load_pricing(config.pricing)  # and on a bad pricing file
     check_memory(config, sc)
     run_dir = new_run_dir(config.results_dir)

@@ -240,15 +240,23 @@ class DelaySTT(FasterWhisperSTT):
         return f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0
 
 
-def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT:
-    """The STT a config asks for, for one participant: "whisper" or "delay:SECONDS"."""
-    if config.stt == "whisper":
-        return FasterWhisperSTT(config, participant=participant, log=log)
-    kind, _, value = config.stt.partition(":")
+def stt_delay(spec: str) -> float | None:
+    """Validate an STT spec without loading anything: None for "whisper", the delay for "delay:S"."""
+    if spec == "whisper":
+        return None
+    kind, _, value = spec.partition(":")
     try:
         delay = float(value)
     except ValueError:
         delay = -1.0
     if kind != "delay" or delay < 0:
-        raise KitError(f"unknown STT {config.stt!r}: use 'whisper' or 'delay:SECONDS' (e.g. delay:0.5)")
+        raise KitError(f"unknown STT {spec!r}: use 'whisper' or 'delay:SECONDS' (e.g. delay:0.5)")
+    return delay
+
+
+def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT:
+    """The STT a config asks for, for one participant: "whisper" or "delay:SECONDS"."""
+    delay = stt_delay(config.stt)
+    if delay is None:
+        return FasterWhisperSTT(config, participant=participant, log=log)
     return DelaySTT(config, participant=participant, log=log, delay=delay)
