@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
     s.set_defaults(func=_synth)
 
+    sc = sub.add_parser("scenario", help="scenario tools: import real recordings")
+    group = sc.add_subparsers(required=True, metavar="ACTION")
+    i = group.add_parser("import", help="build a scenario from one recording per participant (kit/importer.py)")
+    i.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE",
+                   help="a directory of recordings, or files; FILE@SECONDS starts that recording SECONDS into the room")
+    i.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
+    i.add_argument("--name", default=None, help="scenario name (default: the directory's name)")
+    i.add_argument("--min-silence", type=float, default=0.5, help="pause that separates detected utterances, s (default: %(default)s)")
+    i.add_argument("--force", action="store_true", help="replace an existing scenario directory")
+    i.set_defaults(func=_scenario_import)
+
     for name, helptext in (
         ("compare", "run several architectures on the same room and compare them (default: all three)"),
         ("run", "run one architecture on a room"),
@@ -65,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     _add_stt_args(t)
     t.set_defaults(func=_transcribe)
+    _add_live_commands(sub)
     return p
 
 
@@ -86,14 +98,20 @@ def _compare(args) -> int:
 
     archs = tuple(args.arch) if args.arch else NAMES
     config = _config(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
-    run_dir = runner.run(config, progress_factory=_bar)
+    try:
+        run_dir, interrupted = runner.run(config, progress_factory=_bar), None
+    except runner.Interrupted as e:
+        run_dir, interrupted = e.run_dir, e
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
     print_summary(tables)
     if args.report:
         _report(argparse.Namespace(results_dir=run_dir))
-    complete = bool(tables.architectures["complete"].all()) if len(tables.architectures) else False
+    complete = interrupted is None and len(tables.architectures) > 0 and bool(tables.architectures["complete"].all())
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
+    if interrupted is not None:
+        print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
+        return 128 + interrupted.signum
     return 0 if complete else 1
 
 
@@ -121,7 +139,7 @@ _bar = room_bar  # the one progress bar, shared with the notebooks (kit/progress
 
 
 def _sweep(args) -> int:
-    from kit import cost, sweep
+    from kit import cost, runner, sweep
     from kit.architectures import NAMES
 
     try:
@@ -133,18 +151,26 @@ def _sweep(args) -> int:
     cost.load_pricing(args.pricing)  # fail fast on a bad pricing file
     config = _config(args, archs=tuple(args.arch) if args.arch else NAMES, results_dir=args.results,
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
-    sweep_dir, table = sweep.run_sweep(ns, config, lines=args.lines, threshold_s=args.threshold, progress_factory=_bar)
+    try:
+        sweep_dir, table = sweep.run_sweep(ns, config, lines=args.lines, threshold_s=args.threshold, progress_factory=_bar)
+        interrupted = None
+    except runner.Interrupted as e:
+        sweep_dir, interrupted = e.run_dir, e
+        table = pd.read_csv(sweep_dir / "sweep.csv")  # written before Interrupted is raised
     print("\nscaling")
-    _print_table(table[[c for c in SWEEP_COLUMNS]].rename(columns=SWEEP_COLUMNS))
+    _print_table(table[list(SWEEP_TABLE)].rename(columns=SWEEP_TABLE))
     print("\ncost = fixed + marginal x speakers")
     _print_table(sweep.fits(table))
     print(f"\nlargest N with p95 latency <= {args.threshold} s on this machine")
     _print_table(sweep.capacity(table, args.threshold))
     print(f"\nresults: {sweep_dir}/sweep.csv")
+    if interrupted is not None:
+        print(f"{interrupted}: sweep.csv holds the runs measured until then", file=sys.stderr)
+        return 128 + interrupted.signum
     return 0 if table["complete"].all() else 1
 
 
-SWEEP_COLUMNS = {
+SWEEP_TABLE = {
     "speakers": "N", "arch": "architecture", "latency_p50": "lat p50 s", "latency_p95": "lat p95 s",
     "wer": "WER", "missed": "missed", "cores": "cores", "cpu_s_per_speaker": "CPU s/spk",
     "peak_pss_mb": "PSS MB", "processes": "procs", "agent_participants": "agents",
@@ -165,6 +191,18 @@ def _synth(args) -> int:
     path = synth(args.script, args.out)
     sc = scenario.load(path)
     print(f"wrote {path}: {len(sc.participants)} participants, {len(sc.utterances)} utterances, {sc.duration_s:.1f} s")
+    return 0
+
+
+def _scenario_import(args) -> int:
+    from kit.importer import import_room
+
+    result = import_room(args.inputs, args.out, args.name, args.min_silence, replace=args.force)
+    sc = result.scenario
+    _print_table(result.participants)
+    reference = "yes" if sc.reference else "none (boundaries from the speech detector; WER will be n/a)"
+    print(f"\nwrote {args.out / 'scenario.json'}: {len(sc.participants)} participants, {len(sc.utterances)} utterances, "
+          f"{sc.duration_s:.1f} s, reference text: {reference}")  # fmt: skip
     return 0
 
 
@@ -215,4 +253,57 @@ async def _progress(work: asyncio.Future, duration_s: float, t0: float, label: s
 
 def _print_table(df: pd.DataFrame) -> None:
     with pd.option_context("display.max_colwidth", 200, "display.width", 200, "display.float_format", "{:.2f}".format):
-        print(df.to_string(index=False))
+        print(df.to_string(index=False, na_rep="n/a"))  # NaN = not measured (e.g. WER without reference text)
+
+
+# --- live mode (kit/live.py, kit/live_driver.py, kit/doctor.py) ---------------------------------------------
+
+
+def _add_live_commands(sub) -> None:
+    lv = sub.add_parser("live", help="run architectures in a real LiveKit room (LIVEKIT_URL/_API_KEY/_API_SECRET)")
+    lv.add_argument("--arch", action="append", required=True, help="architecture (repeatable); its agent must be running")
+    lv.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
+    lv.add_argument("--room", default=None, help="room name (default: kit-<arch>-<suffix>-<run id>)")
+    lv.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
+    lv.add_argument("--local-agents", action="store_true", help="start each architecture's agent worker here, for its turn")
+    _add_stt_args(lv)
+    lv.set_defaults(func=_live)
+
+    ag = sub.add_parser("agent", help="run an architecture's agent worker, named kit-<arch>-<suffix>, explicit dispatch only")
+    ag.add_argument("--arch", required=True, help="architecture whose entrypoint the worker runs")
+    _add_stt_args(ag)
+    ag.set_defaults(func=_agent, scenario=DEFAULT_SCENARIO)
+
+    dr = sub.add_parser("doctor", help="check the live-mode configuration and the server: exit 0 if usable, 2 if not")
+    dr.set_defaults(func=_doctor)
+
+
+def _live(args) -> int:
+    from kit import live_driver
+
+    config = _config(args, archs=tuple(args.arch), results_dir=args.results)
+    run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents)
+    tables = metrics.compute(run_dir)
+    tables.save(run_dir)
+    if len(tables.architectures):
+        print_summary(tables)
+    complete = len(tables.architectures) == len(args.arch) and bool(tables.architectures["complete"].all())
+    for arch, problem in live_driver.problems(run_dir):
+        print(f"{arch}: {problem}", file=sys.stderr)
+    print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above and livekit.log)"))
+    if live_driver.interrupted(run_dir):
+        print("interrupted: the tables hold what was measured until then", file=sys.stderr)
+        return 130
+    return 0 if complete else 1
+
+
+def _agent(args) -> int:
+    from kit import live
+
+    return live.serve_agent(args.arch, _config(args, archs=(args.arch,)))
+
+
+def _doctor(args) -> int:
+    from kit import doctor
+
+    return doctor.main()

@@ -42,8 +42,9 @@ class RunConfig:
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
     pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
-    # Test hook: this participant's pipeline raises as it starts (the others must carry on).
-    fault_participant: str | None = None
+    # Test hook: "pipeline:<identity>" makes that participant's pipeline raise as it starts;
+    # "model:<identity>" gives the job serving that participant a corrupt Whisper model.
+    fault: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -26,6 +26,7 @@ KINDS = (
     "recognized",  # one STT call finished: stt_cpu_s, infer_s, audio_s (empty texts too)
     "final",  # a final transcript reached the application
     "participant_left",  # the participant's track ended and its pipeline closed
+    "speaker_switch",  # active_speaker: the session's input now follows this participant
     "vad_metrics",  # one participant's VAD work since the last vad_metrics event
     "job_end",
     "error",  # detail holds the reason
@@ -53,7 +54,8 @@ class Event:
     vad_inferences: int | None = None  # vad_metrics: silero inferences since the last one (audio windows processed)
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
-    wall: float | None = None  # time.time(), for live mode
+    kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (replay + event log)
+    wall: float | None = None  # live mode: time.time() when the event was written
     detail: str | None = None
 
 
@@ -63,14 +65,16 @@ COLUMNS = [f.name for f in dataclasses.fields(Event)]
 class EventLog:
     """Appends events of one process (one job) to one JSONL file, a line at a time."""
 
-    def __init__(self, path: Path, *, t0: float, arch: str, job: str) -> None:
+    def __init__(self, path: Path, *, t0: float, arch: str, job: str, wall_clock: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.t0 = t0
+        self.wall_clock = wall_clock  # live mode: every event also records `wall` (kit/live.py, "The clock")
         self.arch = arch
         self.job = job
         self._file = open(path, "a", encoding="utf-8")
         self._lock = threading.Lock()  # STT threads and the event loop both write
+        self.cpu_s = 0.0  # CPU this log spent writing: part of the kit's own overhead
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -78,12 +82,16 @@ class EventLog:
     def emit(self, kind: str, *, t: float | None = None, **fields) -> Event:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
+        started = time.thread_time()
+        if self.wall_clock:
+            fields.setdefault("wall", time.time())
         ev = Event(t=self.now() if t is None else t, kind=kind, arch=self.arch, job=self.job, pid=os.getpid(), **fields)
         line = json.dumps({k: v for k, v in dataclasses.asdict(ev).items() if v is not None}, ensure_ascii=False)
         with self._lock:
             if not self._file.closed:
                 self._file.write(line + "\n")
                 self._file.flush()
+            self.cpu_s += time.thread_time() - started
         return ev
 
     def close(self) -> None:

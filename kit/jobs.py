@@ -1,14 +1,20 @@
 """The job side of a run: what every architecture's entrypoint stands on.
 
-A job reads its `JobSpec` from the dispatch metadata (`ctx.job.room.metadata`), loads its room,
-says it is ready, waits for the run's start instant t0, then runs one task per participant it
-serves. A failure inside one participant's task is logged as an `error` event and the others
-carry on. The job ends (ctx.shutdown) when every participant it serves has left.
+A job reads its `JobSpec` from its metadata, opens its room, and runs one task per participant it
+serves as each joins. A failure inside one participant's task is logged as an `error` event and
+the others carry on. The job ends (ctx.shutdown) when every participant it serves has left.
+
+Console: the spec is in the room's metadata (`simulate_job` cannot set a job's own), the room is the
+replay, and the job says it is ready then waits for the runner's t0 (files in the run directory,
+one machine, one monotonic clock). Live: the spec is the dispatch's metadata (`ctx.job.metadata`),
+t0 is in it as wall time, and the room is the real one (kit/live.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -19,8 +25,8 @@ from pathlib import Path
 
 from livekit.agents import JobContext, JobProcess
 
-from kit import scenario
-from kit.config import RunConfig
+from kit import live, scenario
+from kit.config import KitError, RunConfig
 from kit.events import EventLog
 from kit.room import ConsoleRoom, RoomView
 from kit.stt import load_whisper
@@ -41,11 +47,13 @@ class JobSpec:
     arch: str
     job: str
     participant: str | None
-    mode: str  # "console" (live mode comes later)
-    scenario: str  # path of scenario.json
-    run_dir: str
+    mode: str  # "console" or "live"
+    scenario: str  # path of scenario.json (on the driver's machine)
+    run_dir: str  # (on the driver's machine)
     config: dict
-    t_submit: float  # time.monotonic() when the runner submitted the job
+    t_submit: float  # when the job was submitted: time.monotonic() in console mode, time.time() live
+    identities: list[str] | None = None  # live: the participants this job serves
+    t0_wall: float | None = None  # live: the run's start instant, time.time() (kit/live.py, "The clock")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -69,10 +77,38 @@ ParticipantHandler = Callable[[Job, str], Awaitable[None]]
 
 
 def prewarm(proc: JobProcess, config: dict) -> None:
-    """setup_fnc of every job process: load the shared Whisper model once, before any job."""
+    """setup_fnc of every job process: load the shared Whisper model once, before any job.
+
+    A model that fails to load must not fail the process (livekit would retry, then give up with
+    no reason): the job loads it again and records the real error."""
     cfg = RunConfig.from_dict(config)
     if cfg.stt == "whisper":
-        load_whisper(cfg)
+        with contextlib.suppress(Exception):
+            load_whisper(cfg)
+
+
+def _job_config(spec: JobSpec) -> RunConfig:
+    """The run's config, with the test hook "model:<identity>" pointing this job at a corrupt model."""
+    config = RunConfig.from_dict(spec.config)
+    kind, _, who = (config.fault or "").partition(":")
+    serves = [spec.participant] if spec.participant else (spec.identities or [])
+    if kind == "model" and who in serves:
+        broken = Path(spec.run_dir) / "fault-model"
+        broken.mkdir(exist_ok=True)
+        (broken / "model.bin").write_bytes(b"not a model")
+        config = dataclasses.replace(config, model=str(broken))
+    return config
+
+
+def _load_model(config: RunConfig) -> str | None:
+    """Load the Whisper model (a no-op after a successful prewarm); the error message if it fails."""
+    if config.stt != "whisper":
+        return None
+    try:
+        load_whisper(config)
+    except KitError as e:
+        return str(e)
+    return None
 
 
 def ready_path(run_dir: Path, arch: str, job: str) -> Path:
@@ -97,36 +133,51 @@ async def _wait_for_t0(spec: JobSpec) -> float:
     return float(path.read_text())
 
 
-async def run_job(ctx: JobContext, on_participant: ParticipantHandler) -> None:
-    """The common body of every architecture's entrypoint."""
-    entered = time.monotonic()
-    spec = JobSpec.from_json(ctx.job.room.metadata)
-    config = RunConfig.from_dict(spec.config)
+async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_from_participant_entrypoint: bool = False) -> None:
+    """The common body of every architecture's entrypoint. `joins_from_participant_entrypoint`: live,
+    learn of participants through ctx.add_participant_entrypoint (the participant-entrypoint design)."""
+    entered, entered_wall = time.monotonic(), time.time()
+    spec = JobSpec.from_json(ctx.job.metadata or ctx.job.room.metadata)
+    config = _job_config(spec)
+    model_error = _load_model(config)
+    if spec.mode == "live":
+        room, log = await live.open_job_room(ctx, spec, joins_from_participant_entrypoint=joins_from_participant_entrypoint)
+        cold_start = entered_wall - spec.t_submit
+    else:
+        room, log = await _open_console_room(spec)
+        cold_start = entered - spec.t_submit
+    log.emit("job_start", t=entered - log.t0, cold_start_s=cold_start)
+    job = Job(spec, config, room, log)
+    try:
+        if model_error:
+            raise RuntimeError(model_error)
+        tasks = []
+        async for identity in room.joins():
+            tasks.append(asyncio.create_task(_guarded(job, identity, on_participant), name=f"participant-{identity}"))
+        await asyncio.gather(*tasks)
+        await room.aclose()
+    except Exception as e:  # the job's own code failed: say so, then end the job
+        log.emit("error", detail=f"{type(e).__name__}: {e}")
+    finally:
+        cpu = os.times()
+        log.emit("job_end", proc_cpu_s=cpu.user + cpu.system, kit_cpu_s=getattr(room, "cpu_s", 0.0) + log.cpu_s)
+        log.close()
+        ctx.shutdown("room ended")
+
+
+async def _open_console_room(spec: JobSpec) -> tuple[ConsoleRoom, EventLog]:
+    """Load the replay, say ready, wait for the runner's t0 (the room starts for every job at once)."""
     sc = scenario.load(spec.scenario)
     room = ConsoleRoom(sc, identities=[spec.participant] if spec.participant else None)
     write_atomically(ready_path(Path(spec.run_dir), spec.arch, spec.job), repr(time.monotonic()))
     room.t0 = await _wait_for_t0(spec)
     events = Path(spec.run_dir) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
-    log = EventLog(events, t0=room.t0, arch=spec.arch, job=spec.job)
-    log.emit("job_start", t=entered - room.t0, cold_start_s=entered - spec.t_submit)
-    job = Job(spec, config, room, log)
-    try:
-        tasks = []
-        async for identity in room.joins():
-            tasks.append(asyncio.create_task(_guarded(job, identity, on_participant), name=f"participant-{identity}"))
-        await asyncio.gather(*tasks)
-    except Exception as e:  # the job's own code failed: say so, then end the job
-        log.emit("error", detail=f"{type(e).__name__}: {e}")
-    finally:
-        cpu = os.times()
-        log.emit("job_end", proc_cpu_s=cpu.user + cpu.system)
-        log.close()
-        ctx.shutdown("room ended")
+    return room, EventLog(events, t0=room.t0, arch=spec.arch, job=spec.job)
 
 
 async def _guarded(job: Job, identity: str, on_participant: ParticipantHandler) -> None:
     try:
-        if job.config.fault_participant == identity:
+        if job.config.fault == f"pipeline:{identity}":
             raise RuntimeError(f"fault injected into {identity}'s pipeline")
         await on_participant(job, identity)
     except Exception as e:

@@ -16,7 +16,8 @@
     cpu_pct (% of one core).
 `architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
     percentiles, WER, missed, insertions, errors, CPU, window_s (seconds the CPU was counted over),
-    peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
+    kit_cpu_s and kit_overhead_pct (the kit's own replay, event log and sampler, as a share of all
+    the CPU of the run), peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
     warm), complete.
 Both `speakers` and `architectures` get dollars_cloud_per_speaker_hour and
 dollars_selfhost_per_speaker_hour from kit/cost.py.
@@ -261,9 +262,10 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
     n = len(sc.participants)
-    tree_cpu = float(procs["cpu_s"].sum())
+    tree_cpu = float(procs["cpu_s"].sum()) if len(procs) else np.nan  # live, agent elsewhere: not measured
     tree_pss = _tree_peak(resources, arch, t0, end, "pss_mb")
-    stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum()
+    # only the room's participants: active_speaker's one STT serves whoever is selected
+    stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
     vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
     vad = vad.reindex(sc.identities, fill_value=0)
     weights = vad["vad_inferences"] / vad["vad_inferences"].sum() if vad["vad_inferences"].sum() else pd.Series(1 / n, index=sc.identities)
@@ -291,7 +293,16 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
     spk["pss_mb"] = tree_pss / n
     spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
     return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,
+            "kit_jobs_cpu": float(ev.loc[ev["kind"] == "job_end", "kit_cpu_s"].fillna(0).sum()),
+            "sampler_cpu": _sampler_cpu(resources, arch, t0, end),
             "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values())}  # fmt: skip
+
+
+def _sampler_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> float:
+    """CPU of the resource sampler over the window (left out of the runner's cpu_s)."""
+    rows = resources[(resources["arch"] == arch) & resources["sampler_cpu_s"].notna()]
+    rows = rows[(rows["mono"] > t0) & (rows["mono"] <= end)]["sampler_cpu_s"]
+    return float(rows.iloc[-1] - rows.iloc[0]) if len(rows) > 1 else 0.0
 
 
 def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
@@ -310,6 +321,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
         "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
+        "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],
+        "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         "cold_start_s": max((info.get("cold_start_s") or {}).values(), default=np.nan),

@@ -3,13 +3,14 @@
 `transcribe_participant` is the lightweight VAD + STT pipeline (livekit's `StreamAdapter` over
 silero and the kit's STT) of the participant-entrypoint design; `run_session` is one listen-only
 `AgentSession` per participant, what multi-session and multi-dispatch run. Every STT/VAD
-instance made here belongs to one participant.
+instance made here belongs to one participant. Both work on any kit room (console or live).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, StopResponse, TurnHandlingOptions
 from livekit.agents import stt as agents_stt
@@ -40,11 +41,12 @@ def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VA
     return vad
 
 
-def emit_final(log: EventLog, participant: str, text: str, stt: FasterWhisperSTT) -> None:
-    """A final transcript reached the application; it carries the STT call that produced it."""
+def emit_final(room: RoomView, log: EventLog, participant: str, text: str, stt: FasterWhisperSTT) -> None:
+    """A final transcript reached the application; it carries the STT call that produced it.
+    The room decides where it goes: the event log (console) or the room as a transcription (live)."""
     rec = stt.last
-    log.emit(
-        "final", participant=participant, text=text,
+    room.deliver_final(
+        log, participant, text,
         speech_start=rec.speech_start if rec else None, speech_end=rec.speech_end if rec else None,
         stt_cpu_s=rec.cpu_s if rec else None, infer_s=(rec.done - rec.speech_end) if rec else None,
         audio_s=rec.audio_s if rec else None,
@@ -71,7 +73,7 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
             elif ev.type == agents_stt.SpeechEventType.END_OF_SPEECH:
                 log.emit("speech_end", participant=identity)
             elif ev.type == agents_stt.SpeechEventType.FINAL_TRANSCRIPT and ev.alternatives[0].text:
-                emit_final(log, identity, ev.alternatives[0].text, stt)
+                emit_final(room, log, identity, ev.alternatives[0].text, stt)
         await pusher
     finally:
         pusher.cancel()
@@ -79,20 +81,19 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
         log.emit("participant_left", participant=identity)
 
 
-class RoomAudioInput(voice_io.AudioInput):
-    """An AgentSession's audio input fed from one participant's frames of the kit's room."""
-
-    def __init__(self, room: RoomView, identity: str) -> None:
-        super().__init__(label=f"kit-room-{identity}")
-        self._frames = aiter(room.frames(identity))
-        self.ended = asyncio.Event()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        try:
-            return await anext(self._frames)
-        except StopAsyncIteration:
-            self.ended.set()
-            raise
+def make_session(config: RunConfig, stt: FasterWhisperSTT, vad: silero.VAD) -> AgentSession:
+    """A listen-only AgentSession: STT + VAD, no LLM/TTS, VAD turn detection, never away."""
+    return AgentSession(
+        stt=stt,
+        vad=vad,
+        llm=None,
+        tts=None,
+        turn_handling=TurnHandlingOptions(
+            turn_detection="vad", interruption={"enabled": False}, preemptive_generation={"enabled": False}
+        ),
+        user_away_timeout=None,
+        session_close_transcript_timeout=1.0,
+    )
 
 
 class Transcriber(Agent):
@@ -113,22 +114,12 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
     """
     log.emit("participant_joined", participant=identity)
     stt = make_stt(config, participant=identity, log=log)
-    session = AgentSession(
-        stt=stt,
-        vad=make_vad(config, participant=identity, log=log),
-        llm=None,
-        tts=None,
-        turn_handling=TurnHandlingOptions(
-            turn_detection="vad", interruption={"enabled": False}, preemptive_generation={"enabled": False}
-        ),
-        user_away_timeout=None,
-        session_close_transcript_timeout=1.0,
-    )
+    session = make_session(config, stt, make_vad(config, participant=identity, log=log))
 
     @session.on("user_input_transcribed")
     def _on_transcript(ev) -> None:
         if ev.is_final and ev.transcript:
-            emit_final(log, identity, ev.transcript, stt)
+            emit_final(room, log, identity, ev.transcript, stt)
 
     @session.on("user_state_changed")
     def _on_state(ev) -> None:
@@ -137,11 +128,121 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
         elif ev.old_state == "speaking":
             log.emit("speech_end", participant=identity)
 
-    audio = RoomAudioInput(room, identity)
-    session.input.audio = audio
-    await session.start(Transcriber(), record=False)
+    left = await room.start_session(session, Transcriber(), identity)
     try:
-        await audio.ended.wait()
+        await left.wait()
     finally:
         await session.aclose()
         log.emit("participant_left", participant=identity)
+
+
+# --- the active-speaker baseline: one session that follows the loudest participant --------------
+
+SWITCH_MARGIN_DB = 6.0  # another participant must be this much louder to take the session over
+SILENCE_DBFS = -50.0  # below this the current speaker counts as silent: anyone audible takes over
+LEVEL_SMOOTHING = 0.8  # per 20 ms frame: a level that follows speech over about 100 ms
+
+
+class LoudestSpeakerInput(voice_io.AudioInput):
+    """One AgentSession's audio input over many participants: at every frame it passes on the frames
+    of the participant who is loudest (with a margin against flapping), as LiveKit's active-speaker
+    switching with room_io's set_participant would. Everyone else is not heard."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(label="kit-active-speaker")
+        self.log = log
+        self.selected: str | None = None
+        self.history: list[tuple[float, str | None]] = [(float("-inf"), None)]  # (t, selected from t on)
+        self.levels: dict[str, float] = {}
+        self._out: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
+
+    async def follow(self, room: RoomView, identity: str) -> None:
+        """Feed one participant's frames until it leaves."""
+        self.levels[identity] = -120.0
+        async for frame in room.frames(identity):
+            self._update(identity, frame)
+            if identity == self.selected:
+                self._out.put_nowait(frame)
+        del self.levels[identity]
+        if self.selected == identity:
+            self._select(max(self.levels, key=self.levels.get, default=None))
+
+    def end(self) -> None:
+        self._out.put_nowait(None)
+
+    def _update(self, identity: str, frame: rtc.AudioFrame) -> None:
+        pcm = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
+        dbfs = 10 * np.log10(float(np.mean(pcm**2)) + 1e-12)
+        self.levels[identity] = LEVEL_SMOOTHING * self.levels[identity] + (1 - LEVEL_SMOOTHING) * dbfs
+        current = self.levels.get(self.selected, -120.0) if self.selected else -120.0
+        loudest = max(self.levels, key=self.levels.get)
+        if loudest != self.selected and (
+            self.levels[loudest] > current + SWITCH_MARGIN_DB or (current < SILENCE_DBFS < self.levels[loudest])
+        ):
+            self._select(loudest)
+
+    def _select(self, identity: str | None) -> None:
+        self.selected = identity
+        self.history.append((self.log.now(), identity))
+        self.log.emit("speaker_switch", participant=identity)
+
+    def owner(self, start: float, end: float) -> str | None:
+        """Who held the input longest between start and end (seconds since t0)."""
+        held: dict[str | None, float] = {}
+        bounds = [t for t, _ in self.history[1:]] + [float("inf")]
+        for (t, who), until in zip(self.history, bounds):
+            overlap = min(end, until) - max(start, t)
+            if overlap > 0:
+                held[who] = held.get(who, 0.0) + overlap
+        return max(held, key=held.get) if held else self.selected
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        frame = await self._out.get()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+
+class ActiveSpeakerSession:
+    """The one session of an active-speaker job; participants are added as they join."""
+
+    def __init__(self, room: RoomView, config: RunConfig, log: EventLog) -> None:
+        self.room, self.config, self.log = room, config, log
+        self.input = LoudestSpeakerInput(log)
+        self.followers = 0
+        self.stt = make_stt(config, participant=ACTIVE, log=log)
+        self.session = make_session(config, self.stt, make_vad(config, participant=ACTIVE, log=log))
+        self.session.on("user_state_changed", self._on_state)
+        self.session.on("user_input_transcribed", self._on_transcript)
+        self.started: asyncio.Task | None = None
+
+    def _on_state(self, ev) -> None:
+        if ev.new_state == "speaking":
+            self.log.emit("speech_start", participant=self.input.selected)
+        elif ev.old_state == "speaking":
+            self.log.emit("speech_end", participant=self.input.selected)
+
+    def _on_transcript(self, ev) -> None:
+        if ev.is_final and ev.transcript:  # the turn belongs to whoever held the input during it
+            rec = self.stt.last
+            who = self.input.owner(rec.speech_start, rec.speech_end) if rec else self.input.selected
+            emit_final(self.room, self.log, who or ACTIVE, ev.transcript, self.stt)
+
+    async def follow(self, identity: str) -> None:
+        self.log.emit("participant_joined", participant=identity)
+        if self.started is None:
+            self.session.input.audio = self.input
+            self.started = asyncio.create_task(self.session.start(Transcriber(), record=False))
+        self.followers += 1
+        try:
+            await self.input.follow(self.room, identity)
+        finally:
+            self.followers -= 1
+            self.log.emit("participant_left", participant=identity)
+            if self.followers == 0:  # the last one left: the session ends
+                self.input.end()
+                await self.started
+                await self.session.aclose()
+
+
+ACTIVE = "(active speaker)"  # the label of the one STT/VAD, which serve whoever is selected

@@ -6,7 +6,10 @@ t0 + (k + 1) * 20 ms (the moment its last sample "happened"), so pacing never dr
 process given the same t0 replays in step with the others. A participant's frames run from its
 join time to its leave time (or the end of its track).
 
-Live mode (a real LiveKit room) implements the same three members.
+Live mode (a real LiveKit room) implements the same interface: `kit.live.LiveRoom`. What differs
+between the modes is only here: where joins and audio come from, how an AgentSession is attached
+to one participant, and where a final transcript goes (console: the job's event log; live: the
+room, as a LiveKit transcription, logged by the room driver when it arrives).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from livekit import rtc
+from livekit.agents.voice import io as voice_io
 
 from kit.audio import resample, to_int16
+from kit.events import EventLog
 from kit.scenario import Scenario
 
 ROOM_RATE = 48_000
@@ -37,6 +42,15 @@ class RoomView(Protocol):
     def frames(self, identity: str) -> AsyncIterator[rtc.AudioFrame]:
         """The participant's audio, in real time, until it leaves."""
 
+    async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
+        """Start an AgentSession listening to the participant; the event is set once it has left."""
+
+    def deliver_final(self, log: EventLog, participant: str, text: str, **fields: Any) -> None:
+        """Hand a final transcript (and its timing fields, see kit.events.Event) to the application."""
+
+    async def aclose(self) -> None:
+        """Wait for anything still on its way out."""
+
 
 class ConsoleRoom:
     """The scenario replayed in this process, aligned on the run's start instant t0."""
@@ -46,6 +60,7 @@ class ConsoleRoom:
         self.t0 = t0  # may be set later, once every job is ready (audio is loaded here, before)
         self.identities = list(identities) if identities is not None else scenario.identities
         self._pcm = {i: to_int16(resample(scenario.read_audio(i), scenario.sample_rate, ROOM_RATE)) for i in self.identities}
+        self.cpu_s = 0.0  # CPU spent making frames during the replay: part of the kit's own overhead
 
     def frame_range(self, identity: str) -> range:
         """Indices k of the 20 ms frames the participant sends (frame k covers [k, k+1) * 20 ms)."""
@@ -63,10 +78,41 @@ class ConsoleRoom:
         pcm = self._pcm[identity]
         for k in self.frame_range(identity):
             await _sleep_until(self.t0 + (k + 1) * FRAME_S)
+            started = time.thread_time()
             chunk = pcm[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES]
             if len(chunk) < FRAME_SAMPLES:
                 chunk = np.pad(chunk, (0, FRAME_SAMPLES - len(chunk)))
-            yield rtc.AudioFrame(chunk.tobytes(), ROOM_RATE, 1, FRAME_SAMPLES)
+            frame = rtc.AudioFrame(chunk.tobytes(), ROOM_RATE, 1, FRAME_SAMPLES)
+            self.cpu_s += time.thread_time() - started
+            yield frame
+
+    async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
+        audio = RoomAudioInput(self, identity)
+        session.input.audio = audio  # no room: the session reads the replay (DESIGN §12)
+        await session.start(agent, record=False)
+        return audio.ended
+
+    def deliver_final(self, log: EventLog, participant: str, text: str, **fields: Any) -> None:
+        log.emit("final", participant=participant, text=text, **fields)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class RoomAudioInput(voice_io.AudioInput):
+    """An AgentSession's audio input fed from one participant's frames of the kit's room."""
+
+    def __init__(self, room: RoomView, identity: str) -> None:
+        super().__init__(label=f"kit-room-{identity}")
+        self._frames = aiter(room.frames(identity))
+        self.ended = asyncio.Event()
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        try:
+            return await anext(self._frames)
+        except StopAsyncIteration:
+            self.ended.set()
+            raise
 
 
 async def _sleep_until(deadline: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,26 @@ def capacity(table: pd.DataFrame, threshold_s: float = LATENCY_THRESHOLD_S) -> p
         ok = g[(g["latency_p95"] <= threshold_s) & (g["missed"] == 0)]["speakers"]
         rows.append({"arch": arch, "max_speakers": int(ok.max()) if len(ok) else 0, "threshold_s": threshold_s})
     return pd.DataFrame(rows)
+
+
+def reading(table: pd.DataFrame, fits_table: pd.DataFrame, threshold_s: float = LATENCY_THRESHOLD_S) -> str:
+    """The sweep's conclusion in a few markdown sentences, computed from its tables."""
+    cap = capacity(table, threshold_s).set_index("arch")
+    lines = []
+    for arch in cap.index:
+        cores = fits_table[(fits_table["arch"] == arch) & (fits_table["resource"] == "cores")].iloc[0]
+        mem = fits_table[(fits_table["arch"] == arch) & (fits_table["resource"] == "peak_pss_mb")].iloc[0]
+        tested = int(table[table["arch"] == arch]["speakers"].max())
+        n = int(cap.loc[arch, "max_speakers"])
+        held = f"held p95 ≤ {threshold_s:g} s up to **{n}** speakers" + (" (the largest N tried)" if n == tested else "")
+        marginal = "" if pd.isna(cores["marginal_per_speaker"]) else (
+            f"; each speaker adds {cores['marginal_per_speaker']:.3f} cores and {mem['marginal_per_speaker']:.0f} MB "
+            f"on top of {cores['fixed']:.3f} cores and {mem['fixed']:.0f} MB fixed"
+        )  # fmt: skip
+        lines.append(f"- **{arch}** {held}{marginal}.")
+    if len(cap) and cap["max_speakers"].max() > 0:
+        best = cap["max_speakers"].idxmax()
+        per_core = cap.loc[best, "max_speakers"] / (os.cpu_count() or 1)
+        lines.append(f"\nOn this {os.cpu_count()}-core machine the most speakers within the threshold: "
+                     f"**{best}**, {per_core:.1f} speakers per core.")  # fmt: skip
+    return "\n".join(lines)

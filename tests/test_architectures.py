@@ -82,7 +82,7 @@ def test_calibration_vad_latency_equals_the_injected_delay(tmp_path):
 
 def test_a_failing_participant_pipeline_is_recorded_and_the_others_carry_on(tmp_path):
     config = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="delay:0.3",
-                       results_dir=tmp_path, fault_participant="bob")  # fmt: skip
+                       results_dir=tmp_path, fault="pipeline:bob")  # fmt: skip
     run_dir = run(config)
     tables = metrics.compute(run_dir)
     errors = read_events(run_dir).query("kind == 'error'")

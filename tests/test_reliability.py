@@ -95,3 +95,18 @@ def test_interrupting_a_compare_keeps_what_was_measured_and_leaves_no_process(tm
     utts = pd.read_csv(run_dir / "utterances.csv")
     assert (utts["kind"] == "reference").any() and not utts.loc[utts["kind"] == "reference", "missed"].any()
     _assert_all_gone(kids)
+
+
+def test_a_model_that_fails_to_load_in_one_process(tmp_path):
+    from kit import metrics
+    from kit.config import RunConfig
+    from kit.runner import run
+
+    run_dir = run(RunConfig(scenario="pair-2", archs=("multi_dispatch",), results_dir=tmp_path, fault="model:bob"))
+    tables = metrics.compute(run_dir)
+    spk = tables.speakers.set_index("participant")
+    assert spk.loc["alice", "matched"] == 2 and spk.loc["bob", "missed"] == 2
+    errors = read_events(run_dir).query("kind == 'error' and job != 'runner'")
+    assert len(errors) == 1 and "cannot load the Whisper model" in errors["detail"].iloc[0]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert not record["complete"] and "cannot load the Whisper model" in " ".join(record["archs"]["multi_dispatch"]["problems"])

@@ -47,3 +47,19 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
     fits = pd.read_csv(sweep_dir / "fits.csv")
     assert set(fits["resource"]) == {"cores", "peak_pss_mb"}
     assert "largest N with p95 latency" in capsys.readouterr().out
+
+
+def test_reading_and_scaling_figure_from_a_known_table():
+    from kit import plots
+
+    table = pd.DataFrame({
+        "arch": ["a"] * 3 + ["b"] * 3, "speakers": [1, 2, 4] * 2,
+        "latency_p95": [1.0, 1.1, 1.2, 1.0, 1.4, 3.2], "missed": [0] * 6,
+        "cores": [0.2, 0.35, 0.65, 0.3, 0.6, 1.2], "peak_pss_mb": [700, 720, 760, 700, 1000, 1600],
+    })  # fmt: skip
+    fits = sweep.fits(table)
+    text = sweep.reading(table, fits, 1.5)
+    assert "**a** held p95 ≤ 1.5 s up to **4** speakers (the largest N tried)" in text
+    assert "**b** held p95 ≤ 1.5 s up to **2** speakers" in text and "0.150 cores" in text
+    fig = plots.scaling(table, fits, 1.5)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["p95 latency (s)", "cores busy (CPU s per room s)", "peak PSS (MB)"]

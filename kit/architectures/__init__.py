@@ -13,10 +13,11 @@ from types import ModuleType
 
 from kit.config import KitError
 
-NAMES = ("multi_session", "participant_entrypoint", "multi_dispatch")
+NAMES = ("multi_session", "participant_entrypoint", "multi_dispatch")  # the concurrent designs: run by default
+BASELINES = ("active_speaker",)  # one session for everyone: run when asked for
 
 
 def get(name: str) -> ModuleType:
-    if name not in NAMES:
-        raise KitError(f"unknown architecture {name!r}: choose from {', '.join(NAMES)}")
+    if name not in NAMES + BASELINES:
+        raise KitError(f"unknown architecture {name!r}: choose from {', '.join(NAMES + BASELINES)}")
     return importlib.import_module(f"kit.architectures.{name}")

@@ -1,4 +1,5 @@
-"""multi_session: one job; one AgentSession per participant (LiveKit's multi-user-transcriber)."""
+"""multi_session: one job; one AgentSession per participant (LiveKit's multi-user-transcriber).
+Live, each session is linked to its participant with room_io.RoomOptions(participant_identity=…)."""
 
 from livekit.agents import JobContext
 

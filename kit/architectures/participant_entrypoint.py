@@ -1,8 +1,9 @@
 """participant_entrypoint: one job; a VAD + STT pipeline per participant, no AgentSession.
 
-Live, `on_participant` is what `ctx.add_participant_entrypoint` calls for each participant; a
-console (fake) job never fires participant entrypoints, so the job calls it for each participant
-of the console room as it joins.
+Live, the job learns of each participant through `ctx.add_participant_entrypoint` (registered
+before `ctx.connect()`, so those already in the room are not missed) and starts its pipeline then.
+A console (fake) job never fires participant entrypoints, so there the job starts it for each
+participant of the console room as it joins.
 """
 
 from livekit.agents import JobContext
@@ -21,4 +22,4 @@ async def on_participant(job: Job, identity: str) -> None:
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    await run_job(ctx, on_participant)
+    await run_job(ctx, on_participant, joins_from_participant_entrypoint=True)

@@ -1,0 +1,28 @@
+"""active_speaker: one job; ONE AgentSession whose audio input follows the loudest participant
+(the seed's third workaround: room_io's set_participant on the active speaker). A baseline: when
+two people talk at once, only one of them is heard."""
+
+from livekit.agents import JobContext
+
+from kit.config import KitError
+from kit.jobs import Job, JobRequest, run_job
+from kit.pipeline import ActiveSpeakerSession
+from kit.scenario import Scenario
+
+_sessions: dict[str, ActiveSpeakerSession] = {}  # one per job (a job process runs one job)
+
+
+def plan(scenario: Scenario) -> list[JobRequest]:
+    return [JobRequest("j1")]
+
+
+async def on_participant(job: Job, identity: str) -> None:
+    if job.spec.mode != "console":
+        raise KitError("active_speaker runs in console mode only, so far")
+    if job.spec.job not in _sessions:
+        _sessions[job.spec.job] = ActiveSpeakerSession(job.room, job.config, job.log)
+    await _sessions[job.spec.job].follow(identity)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    await run_job(ctx, on_participant)

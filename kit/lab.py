@@ -1,0 +1,190 @@
+"""What the notebooks (and the report) stand on: run the kit with progress bars, load a run.
+
+`run(config)` runs the runner in a fresh child process, not in the notebook's kernel: the kernel
+already runs an asyncio loop (the runner's `asyncio.run` would fail there), and the kernel's own
+memory (IPython, matplotlib, …) would otherwise be counted in every design's PSS. The numbers are
+then those of `python -m kit compare`; the child sends progress back and the bars are drawn here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import queue
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import metrics, scenario
+from kit.config import REPO_ROOT, KitError, RunConfig
+from kit.events import read_events
+from kit.progress import room_bar
+
+
+@dataclass
+class Run:
+    """One run directory, loaded: its record (run.json as the runner wrote it), room, events and tables."""
+
+    run_dir: Path
+    record: dict
+    scenario: scenario.Scenario
+    events: pd.DataFrame
+    tables: metrics.Tables
+
+    @property
+    def archs(self) -> list[str]:
+        """Architectures that ran, in run order."""
+        return list(self.tables.architectures["arch"])
+
+    @property
+    def complete(self) -> bool:
+        """Every architecture asked for ran to the end without an error."""
+        asked = self.record["config"]["archs"]
+        return bool(self.record.get("complete")) and all(self.record["archs"].get(a, {}).get("complete") for a in asked)
+
+    def problems(self) -> pd.DataFrame:
+        """arch, problem: what went wrong (as run.json records it); architectures that never ran too."""
+        rows = [(a, p) for a, info in self.record["archs"].items() for p in info.get("problems") or []]
+        rows += [(a, "did not run (the run was interrupted)") for a in self.record["config"]["archs"] if a not in self.record["archs"]]
+        return pd.DataFrame(rows, columns=["arch", "problem"])
+
+
+def room_mix(sc: scenario.Scenario) -> np.ndarray:
+    """All participants' tracks mixed into one (float32, the scenario's rate): the room as heard."""
+    tracks = [sc.read_audio(i) for i in sc.identities]
+    mix = np.zeros(max(len(t) for t in tracks), dtype=np.float32)
+    for t in tracks:
+        mix[: len(t)] += t
+    return mix / max(1.0, float(np.abs(mix).max()))  # no clipping where voices overlap
+
+
+def find_run(path: Path | str) -> Path:
+    """A run directory, or the newest run inside a results directory."""
+    path = Path(path)
+    if (path / "run.json").is_file():
+        return path
+    runs = sorted(p.parent for p in path.glob("*/run.json")) if path.is_dir() else []
+    if not runs:
+        raise KitError(f"no run found in {path} (expected a run directory with run.json, or a results directory)")
+    return runs[-1]  # run ids start with the date and time
+
+
+def load(run_dir: Path | str) -> Run:
+    run_dir = find_run(run_dir)
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    sc = scenario.load(record["scenario"]["path"])
+    return Run(run_dir, record, sc, read_events(run_dir), metrics.compute(run_dir, pricing=pricing_path(record)))
+
+
+def pricing_path(record: dict) -> str | None:
+    """The pricing CSV a run was priced with (None: the default data/pricing.csv)."""
+    return record["config"].get("pricing")
+
+
+def measure(config: RunConfig) -> Run:
+    """Run the config's architectures on its room (progress bars here), save the tables, load the run."""
+    run_dir = run(config)
+    result = load(run_dir)
+    result.tables.save(run_dir)
+    return result
+
+
+def config(scenario: str, archs, stt: str = "whisper", model: str | None = None, results_dir: Path | str | None = None) -> RunConfig:
+    """The notebooks' parameters as a RunConfig (results default to the repository's results/)."""
+    results = Path(results_dir) if results_dir else REPO_ROOT / "results"
+    return RunConfig(scenario=str(scenario), archs=tuple(archs), stt=stt, model=model, results_dir=results.resolve())
+
+
+def run(config: RunConfig, sweep: dict | None = None) -> Path:
+    """runner.run(config) in a child process; returns the run directory. KitError as in the CLI.
+    With `sweep` (run_sweep's keyword arguments), the scaling sweep instead: returns its directory."""
+    ctx = multiprocessing.get_context("spawn")  # a clean interpreter, whatever the kernel imported
+    messages = ctx.Queue()
+    child = ctx.Process(target=_child, args=(config.to_dict(), messages, sweep), name="kit-run")
+    child.start()
+    try:
+        return _follow(child, messages)
+    except KeyboardInterrupt:  # the notebook's stop button: the runner stops and writes what it has
+        os.kill(child.pid, signal.SIGINT)
+        _say_where_the_partial_run_is(child, messages)
+        raise
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join()
+
+
+def _follow(child, messages) -> Path:
+    bars = {}
+    while True:
+        try:
+            kind, *args = messages.get(timeout=1.0)
+        except queue.Empty:
+            if not child.is_alive() and messages.empty():
+                raise RuntimeError(f"the run's process ended without a result (exit code {child.exitcode})") from None
+            continue
+        if kind == "progress":
+            key, arch, duration, elapsed = args
+            if key not in bars:
+                bars[key] = room_bar(arch, duration)
+            bars[key](elapsed)
+        elif kind == "done":
+            return Path(args[0])
+        elif kind == "kit_error":
+            raise KitError(args[0])
+        else:
+            raise RuntimeError(f"the run failed:\n{args[0]}")
+
+
+def _say_where_the_partial_run_is(child, messages, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            kind, *args = messages.get(timeout=1.0)
+        except queue.Empty:
+            if not child.is_alive():
+                return
+            continue
+        if kind == "done":
+            print(f"interrupted: what was measured is in {args[0]} (marked incomplete; lab.load it)")
+            return
+
+
+def _child(config: dict, messages, sweep: dict | None) -> None:
+    from kit import runner
+    from kit import sweep as sweeps
+
+    bars = itertools.count()
+
+    def factory(arch: str, duration: float):
+        key = next(bars)  # one bar per run of an architecture (a sweep runs each several times)
+        return lambda elapsed: messages.put(("progress", key, arch, duration, elapsed))
+
+    try:
+        cfg = RunConfig.from_dict(config)
+        if sweep is None:
+            done = runner.run(cfg, progress_factory=factory)
+        else:
+            done, _ = sweeps.run_sweep(config=cfg, progress_factory=factory, **sweep)
+        messages.put(("done", str(done)))
+    except runner.Interrupted as e:  # SIGINT/SIGTERM: a partial run, marked incomplete, is on disk
+        messages.put(("done", str(e.run_dir)))
+    except KitError as e:
+        messages.put(("kit_error", str(e)))
+    except BaseException:
+        messages.put(("error", traceback.format_exc()))
+
+
+def sweep(speakers: list[int], archs, lines: int = 3, stt: str = "whisper", model: str | None = None,
+          results_dir: Path | str | None = None, threshold_s: float = 1.5) -> tuple[Path, pd.DataFrame]:  # fmt: skip
+    """The scaling sweep (kit/sweep.py) from a notebook, in a child process: (its directory, sweep.csv)."""
+    cfg = config("pair-2", archs, stt=stt, model=model, results_dir=results_dir)
+    sweep_dir = run(cfg, sweep={"speakers": list(speakers), "lines": lines, "threshold_s": threshold_s})
+    return sweep_dir, pd.read_csv(sweep_dir / "sweep.csv")

@@ -1,0 +1,443 @@
+"""Live mode, the parts shared by the agent worker, the jobs and the room driver (DESIGN §3, §12).
+
+- **Credentials** come from LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET only. The secret is
+  never printed, logged or written: `redact` scrubs it (and anything shaped like a token) from
+  every message the kit writes in live mode.
+- **Agent names** are `kit-<arch>-<suffix>`, so several developers can share one LiveKit project
+  without crosstalk (seed 004): the suffix is LIVEKIT_AGENT_SUFFIX, or the OS user name, made of
+  lowercase letters, digits and single dashes (anything else becomes a dash; at most 32
+  characters); the architecture's underscores become dashes too: `kit-multi-session-jack`.
+  Setting an agent name switches the worker to explicit dispatch: it joins a room only when
+  the room driver creates a dispatch for that name, never automatically.
+- **Tokens** live 10 minutes and carry the least each role needs: a publisher may join its one
+  room and publish its microphone (no subscribe, no data); the listener may join and subscribe
+  (no publish); each server-API call gets its own token with only that call's grant.
+- **The clock.** Console mode shares one `time.monotonic()` across processes of one machine. In
+  live mode the agent may run on another machine, whose monotonic clock is unrelated, so the run's
+  start instant t0 travels in the dispatch metadata as wall time (`JobSpec.t0_wall`, time.time()).
+  Each process maps it once onto its own monotonic clock (`mono_at`) and then measures as in
+  console mode, in seconds since t0; every event also records `wall`, when it was written. Times
+  from two machines agree to within their wall clocks' offset (NTP: a few ms).
+- **LiveRoom** is `kit.room.RoomView` over the job's real `rtc.Room`: the architectures' code is the
+  same in both modes; only this adapter differs.
+- **Finals.** In console mode a final goes into the job's event log. Live, the job publishes it
+  to the room as a LiveKit transcription (an `lk.transcription` text stream, sender_identity = the
+  transcribed participant, `lk.transcription_final`, `lk.transcribed_track_id`, `lk.segment_id`),
+  and the room driver logs it when it arrives, so latency includes the trip through the server.
+  The timing the metrics need (the VAD span, the STT's cost) rides along as `kit.*` attributes.
+  An AgentSession's own room transcription output would publish the same text but cannot carry
+  extra attributes, so it is switched off and every design publishes through `LiveRoom`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import aiohttp
+from livekit import api, rtc
+
+from kit.config import KitError, RunConfig
+from kit.events import EventLog
+from kit.room import FRAME_S, ROOM_RATE
+
+if TYPE_CHECKING:
+    from kit.jobs import JobSpec
+
+ENV_VARS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+SUFFIX_ENV = "LIVEKIT_AGENT_SUFFIX"
+SCHEMES = ("ws", "wss", "http", "https")
+TOKEN_TTL = timedelta(minutes=10)
+LISTENER_IDENTITY = "kit-listener"
+TRANSCRIPTION_TOPIC = "lk.transcription"
+FINAL_FIELDS = ("speech_start", "speech_end", "stt_cpu_s", "infer_s", "audio_s")  # carried as kit.<name>
+
+
+# --- credentials, names, tokens ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    url: str
+    api_key: str
+    api_secret: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Credentials:
+        problems = credential_problems(env)
+        if problems:
+            raise KitError("; ".join(problems) + " (see `python -m kit doctor`)")
+        return cls(env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"])
+
+    @property
+    def http_url(self) -> str:
+        """The server's HTTP origin (the API and the health check live there; ws -> http)."""
+        u = urlparse(self.url)
+        return f"{u.scheme.replace('ws', 'http', 1)}://{u.netloc}"
+
+
+def credential_problems(env: Mapping[str, str] = os.environ) -> list[str]:
+    """What is missing or malformed in the environment, one line each (empty: usable)."""
+    hints = {"LIVEKIT_URL": "e.g. ws://localhost:7880", "LIVEKIT_API_KEY": "devkey for livekit-server --dev",
+             "LIVEKIT_API_SECRET": "secret for livekit-server --dev"}  # fmt: skip
+    problems = [f"{var} is not set ({hints[var]})" for var in ENV_VARS if not env.get(var, "").strip()]
+    url = env.get("LIVEKIT_URL", "").strip()
+    if url:
+        u = urlparse(url)
+        if u.scheme not in SCHEMES:
+            problems.append(f"LIVEKIT_URL must start with ws://, wss://, http:// or https:// (got {url!r})")
+        elif not u.hostname:
+            problems.append(f"LIVEKIT_URL has no host name (got {url!r})")
+        elif u.username or u.password:
+            problems.append("LIVEKIT_URL must not carry a user name or password (credentials go in LIVEKIT_API_KEY/SECRET)")
+    return problems
+
+
+def sanitize_suffix(raw: str) -> str:
+    """The rule LiveKit-safe names follow here: lowercase letters, digits, single dashes, <= 32 chars."""
+    return re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")[:32].strip("-")
+
+
+def agent_suffix(env: Mapping[str, str] = os.environ) -> str:
+    """LIVEKIT_AGENT_SUFFIX, else the OS user name, sanitised (see `sanitize_suffix`)."""
+    raw = env.get(SUFFIX_ENV, "").strip()
+    if not raw:
+        try:
+            raw = getpass.getuser()
+        except (OSError, KeyError):
+            raise KitError(f"cannot tell your user name: set {SUFFIX_ENV} (e.g. your first name)") from None
+    suffix = sanitize_suffix(raw)
+    if not suffix:
+        raise KitError(f"{SUFFIX_ENV} {raw!r} has no letters or digits")
+    return suffix
+
+
+def agent_name(arch: str, suffix: str | None = None) -> str:
+    return f"kit-{arch.replace('_', '-')}-{suffix or agent_suffix()}"
+
+
+def _token(creds: Credentials, grants: api.VideoGrants, identity: str = "") -> str:
+    return api.AccessToken(creds.api_key, creds.api_secret).with_identity(identity).with_ttl(TOKEN_TTL).with_grants(grants).to_jwt()
+
+
+def publisher_token(creds: Credentials, room: str, identity: str) -> str:
+    """Join this one room and publish a microphone; no subscribing, no data."""
+    grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_publish_sources=["microphone"],
+                             can_subscribe=False, can_publish_data=False)  # fmt: skip
+    return _token(creds, grants, identity)
+
+
+def listener_token(creds: Credentials, room: str) -> str:
+    """Join this one room and receive what is published (the agents' transcriptions); publish nothing."""
+    grants = api.VideoGrants(room_join=True, room=room, can_publish=False, can_subscribe=True, can_publish_data=False)
+    return _token(creds, grants, LISTENER_IDENTITY)
+
+
+@asynccontextmanager
+async def server_api(creds: Credentials, timeout_s: float = 10.0, **grants: Any):
+    """A LiveKitAPI client whose one token carries only `grants` (e.g. room_create=True) for 10 min."""
+    token = _token(creds, api.VideoGrants(can_publish=False, can_subscribe=False, can_publish_data=False, **grants))
+    lk = api.LiveKitAPI.with_token(token, creds.url, timeout=aiohttp.ClientTimeout(total=timeout_s))
+    try:
+        yield lk
+    finally:
+        await lk.aclose()
+
+
+_TOKEN_SHAPE = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # a JWT: base64url of '{"', two dots
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """`text` with the API secret and anything shaped like an access token replaced."""
+    secret = secret if secret is not None else os.environ.get("LIVEKIT_API_SECRET", "")
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _TOKEN_SHAPE.sub("[redacted-token]", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """For every log handler of a live run: libraries may put URLs with tokens into messages."""
+
+    def __init__(self, fmt: str, secret: str) -> None:
+        super().__init__(fmt)
+        self._secret = secret
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self._secret)
+
+
+# --- the clock -----------------------------------------------------------------------------------------
+
+
+def mono_at(wall: float) -> float:
+    """This machine's time.monotonic() at the wall-clock instant `wall` (time.time())."""
+    return time.monotonic() + (wall - time.time())
+
+
+# --- finals as LiveKit transcriptions ------------------------------------------------------------------
+
+
+def final_attributes(track_sid: str | None, fields: Mapping[str, Any]) -> dict[str, str]:
+    """The attributes of one final's text stream: LiveKit's transcription attributes + the kit's timing."""
+    attrs = {"lk.transcription_final": "true", "lk.segment_id": f"SG_{secrets.token_hex(6)}"}
+    if track_sid:
+        attrs["lk.transcribed_track_id"] = track_sid
+    attrs.update({f"kit.{k}": repr(float(v)) for k, v in fields.items() if k in FINAL_FIELDS and v is not None})
+    return attrs
+
+
+def final_fields(attributes: Mapping[str, str]) -> dict[str, float]:
+    """The kit's timing back from a transcription's attributes (what `final_attributes` wrote)."""
+    out = {}
+    for k in FINAL_FIELDS:
+        try:
+            out[k] = float(attributes[f"kit.{k}"])
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+# --- the job side: the room adapter ---------------------------------------------------------------------
+
+
+def session_room_options(identity: str):
+    """How an AgentSession joins the live room: linked to one participant, listening only.
+
+    The same audio as every other design gets: 48 kHz mono in 20 ms frames, no automatic gain
+    control (RoomIO turns it on by default), no pre-connect buffer (the publishers send none). No
+    audio or text output: the kit publishes finals itself (see the module docstring); no chat input
+    (several sessions in one job would fight over its handler). The kit closes the session when its
+    participant leaves, whatever the reason, so close_on_disconnect is off.
+    """
+    from livekit.agents.voice import room_io
+
+    return room_io.RoomOptions(
+        participant_identity=identity,
+        audio_input=room_io.AudioInputOptions(sample_rate=ROOM_RATE, num_channels=1, frame_size_ms=round(FRAME_S * 1000),
+                                              pre_connect_audio=False, auto_gain_control=False),
+        text_input=False, audio_output=False, text_output=False, close_on_disconnect=False,
+    )  # fmt: skip
+
+
+class LiveRoom:
+    """kit.room.RoomView over a job's real rtc.Room (`ctx.room`).
+
+    It serves the participants its spec names (never an agent, never the kit's listener) and
+    subscribes to their microphones only: a multi-dispatch job decodes its one participant, not all
+    of them. Joins come from the room's participant_connected events (after `watch_joins`) or, in
+    the participant-entrypoint design, from `ctx.add_participant_entrypoint(room.participant_entrypoint)`.
+    A participant's audio, and its AgentSession, end when it leaves or the room closes.
+    """
+
+    def __init__(self, room: rtc.Room, identities: list[str]) -> None:
+        self.room = room
+        self.identities = list(identities)
+        self._joined: asyncio.Queue[str | None] = asyncio.Queue()
+        self._admitted: set[str] = set()
+        self._left = {i: asyncio.Event() for i in self.identities}
+        self._streams: dict[str, Any] = {}
+        self._mic_sids: dict[str, str] = {}
+        self._pending: set[asyncio.Task] = set()
+        self._publish_lock = asyncio.Lock()  # finals leave in the order they were made
+        room.on("participant_disconnected", self._on_left)
+        room.on("track_published", self._on_track_published)
+        room.on("disconnected", self._on_room_closed)
+
+    # joins
+
+    def watch_joins(self) -> None:
+        """Admit participants from the room's own events (register before connecting)."""
+        self.room.on("participant_connected", self.admit)
+
+    async def participant_entrypoint(self, ctx: Any, participant: rtc.RemoteParticipant) -> None:
+        """What the participant-entrypoint design registers with ctx.add_participant_entrypoint."""
+        self.admit(participant)
+
+    def admit_present(self) -> None:
+        """Admit those already in the room when the job connected (no participant_connected for them)."""
+        for p in list(self.room.remote_participants.values()):
+            self.admit(p)
+
+    def admit(self, p: rtc.RemoteParticipant) -> None:
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT or p.identity not in self._left or p.identity in self._admitted:
+            return
+        self._admitted.add(p.identity)
+        for pub in list(p.track_publications.values()):
+            self._on_track_published(pub, p)
+        self._joined.put_nowait(p.identity)
+
+    async def joins(self) -> AsyncIterator[str]:
+        for _ in self.identities:
+            identity = await self._joined.get()
+            if identity is None:  # the room closed
+                return
+            yield identity
+
+    # audio
+
+    async def frames(self, identity: str) -> AsyncIterator[rtc.AudioFrame]:
+        p = self.room.remote_participants.get(identity)
+        if p is None or self._left[identity].is_set():
+            return
+        stream = rtc.AudioStream.from_participant(participant=p, track_source=rtc.TrackSource.SOURCE_MICROPHONE,
+                                                  sample_rate=ROOM_RATE, num_channels=1, frame_size_ms=round(FRAME_S * 1000))  # fmt: skip
+        self._streams[identity] = stream
+        try:
+            async for ev in stream:
+                yield ev.frame
+        finally:
+            if self._streams.pop(identity, None) is stream:
+                await stream.aclose()
+
+    async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
+        """Start `session` on the room, linked to `identity` (RoomIO); the returned event is set when it leaves."""
+        await session.start(agent, room=self.room, room_options=session_room_options(identity), record=False)
+        return self._left[identity]
+
+    # finals
+
+    def deliver_final(self, log: EventLog, participant: str, text: str, **fields: Any) -> None:
+        task = asyncio.create_task(self._publish(log, participant, text, fields), name=f"publish-final-{participant}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish(self, log: EventLog, participant: str, text: str, fields: dict) -> None:
+        attrs = final_attributes(self._mic_sids.get(participant), fields)
+        try:
+            async with self._publish_lock:
+                writer = await self.room.local_participant.stream_text(
+                    topic=TRANSCRIPTION_TOPIC, sender_identity=participant, attributes=attrs
+                )
+                await writer.write(text)
+                await writer.aclose()
+        except Exception as e:  # the room went away: the final is lost, and the log says so
+            log.emit("error", participant=participant, detail=redact(f"publishing a final failed: {type(e).__name__}: {e}"))
+
+    async def aclose(self) -> None:
+        """Wait for finals still on their way out."""
+        await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    # room events
+
+    def _on_track_published(self, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
+        if p.identity in self._admitted and pub.source == rtc.TrackSource.SOURCE_MICROPHONE:
+            self._mic_sids[p.identity] = pub.sid
+            pub.set_subscribed(True)
+
+    def _on_left(self, p: rtc.RemoteParticipant) -> None:
+        if p.identity in self._left:
+            self._end(p.identity)
+
+    def _on_room_closed(self, *_: Any) -> None:
+        self._joined.put_nowait(None)
+        for identity in self.identities:
+            self._end(identity)
+
+    def _end(self, identity: str) -> None:
+        self._left[identity].set()
+        stream = self._streams.pop(identity, None)
+        if stream is not None:
+            task = asyncio.ensure_future(stream.aclose())
+            self._pending.add(task)  # awaited by aclose() like the finals
+            task.add_done_callback(self._pending.discard)
+
+
+def job_run_dir(spec: JobSpec) -> Path:
+    """Where a live job writes its own events: the driver's run directory when the worker runs on the
+    driver's machine (one directory holds everything), else results/<run_id>/ under the worker's cwd."""
+    driver_dir = Path(spec.run_dir)
+    return driver_dir if driver_dir.is_dir() else Path("results") / driver_dir.name
+
+
+async def open_job_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entrypoint: bool) -> tuple[LiveRoom, EventLog]:
+    """The live half of kit.jobs.run_job: t0 from the metadata, the event log, the room, connected."""
+    from livekit.agents import AutoSubscribe
+
+    t0 = mono_at(spec.t0_wall)
+    path = job_run_dir(spec) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
+    events = EventLog(path, t0=t0, arch=spec.arch, job=spec.job, wall_clock=True)
+    room = LiveRoom(ctx.room, spec.identities)
+    if joins_from_participant_entrypoint:
+        # Before connect(): it only appends to a list, and connect() fires it for those already there (DESIGN §12).
+        ctx.add_participant_entrypoint(room.participant_entrypoint)
+    else:
+        room.watch_joins()
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # LiveRoom subscribes to whom it serves
+    if not joins_from_participant_entrypoint:
+        room.admit_present()
+    return room, events
+
+
+# --- the agent worker: `python -m kit agent --arch A` ------------------------------------------------------
+
+
+def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
+    """A production-like AgentServer for one architecture: process jobs, production defaults (idle
+    processes kept warm, load threshold), registered under its crosstalk-safe name, explicit dispatch."""
+    from livekit.agents import AgentServer, JobExecutorType, WorkerPermissions
+
+    from kit import architectures
+    from kit.jobs import prewarm
+
+    server = AgentServer(
+        job_executor_type=JobExecutorType.PROCESS,
+        setup_fnc=partial(prewarm, config=config.to_dict()),
+        initialize_process_timeout=60,  # a model load on a busy machine (DESIGN §12)
+        ws_url=creds.url, api_key=creds.api_key, api_secret=creds.api_secret,
+        port=0,  # the health-check port: 0 so several developers' workers fit on one machine
+        # Listen-only agents publish no track; they publish data (transcriptions) and their state attribute.
+        permissions=WorkerPermissions(can_publish=False, can_subscribe=True, can_publish_data=True),
+    )  # fmt: skip
+    server.rtc_session(architectures.get(arch).entrypoint, agent_name=agent_name(arch))
+    return server
+
+
+def serve_agent(arch: str, config: RunConfig) -> int:
+    """Run the worker until Ctrl-C / SIGTERM; then let running jobs finish (drain) and stop."""
+    from kit import architectures
+
+    architectures.get(arch)
+    creds = Credentials.from_env()
+    name = agent_name(arch)
+    _log_to_stderr(creds.api_secret)
+    print(f"agent {name}: connecting to {creds.url} (explicit dispatch only; Ctrl-C to stop)", flush=True)
+    asyncio.run(_serve(make_agent_server(arch, config, creds), name))
+    return 0
+
+
+async def _serve(server, name: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server.on("worker_registered", lambda *_: print(f"agent {name}: registered, waiting for dispatches", flush=True))
+    running = asyncio.create_task(server.run(devmode=False))
+    await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        print(f"agent {name}: stopping once running jobs end", flush=True)
+        await server.drain()
+    await server.aclose()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+def _log_to_stderr(secret: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
+    logging.getLogger().addHandler(handler)
+    for name in ("livekit", "livekit.agents", "livekit.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("kit").setLevel(logging.INFO)

@@ -1,0 +1,527 @@
+"""The comparison, read: `verdict(tables)` (markdown computed from the numbers) and one
+self-contained HTML report per run (`write(run_dir)` -> <run_dir>/report.html).
+
+The report has no script and loads nothing: figures are inlined as base64 PNG, styles inline, and
+a Content-Security-Policy forbids scripts and network access. Every text that comes from a
+scenario, an event or run.json is HTML-escaped; secrets are never written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import plots
+from kit.lab import Run, load, pricing_path
+from kit.metrics import Tables
+
+QUESTION = (
+    "I must transcribe every participant of one LiveKit room with LiveKit Agents (Python). "
+    "Which design should I ship, and what will it cost me per speaker?"
+)
+LATENCY_TOLERANCE_S = 0.1  # p95 differences below this are within run-to-run noise on one machine
+WER_TOLERANCE = 0.02  # about one word in fifty
+CPU_TOLERANCE_PCT = 5.0  # CPU differences below this are within run-to-run noise
+
+DESIGNS = pd.DataFrame(
+    [
+        ("multi_session", "1", "1", "one AgentSession (STT + VAD, no LLM/TTS)", "AgentSession, room_io participant_identity"),
+        ("participant_entrypoint", "1", "1", "a VAD + STT pipeline (StreamAdapter), started per participant",
+         "JobContext.add_participant_entrypoint, stt.StreamAdapter"),
+        ("multi_dispatch", "N", "N", "one dispatched job, in its own process", "AgentServer agent_name, explicit dispatch, metadata"),
+        ("active_speaker", "1", "1", "none: ONE AgentSession follows the loudest participant (a baseline; misses crosstalk)",
+         "AgentSession, room_io set_participant"),
+    ],
+    columns=["arch", "jobs", "agent participants", "per participant", "livekit-agents parts"],
+)  # fmt: skip
+
+
+def designs(archs) -> pd.DataFrame:
+    """The DESIGNS rows of these architectures, in their order."""
+    return DESIGNS.set_index("arch").reindex(list(archs)).reset_index()
+
+
+METRICS = pd.DataFrame(
+    [
+        ("latency", "time of an utterance's (last) final transcript minus its ground-truth end of speech"),
+        ("VAD latency", "final minus the moment the VAD handed the turn to the STT (LiveKit's transcription delay)"),
+        ("floor", "the VAD silence threshold + that turn's measured STT inference time: what no design can beat"),
+        ("matching", "a final belongs to the utterance of the same participant it overlaps most; "
+                     "unmatched utterances are missed, unmatched finals insertions"),
+        ("WER", "word error rate (jiwer) after lowercasing, spelling numbers out and stripping punctuation"),
+        ("CPU seconds", "user + system time of the whole process tree from the room's start to the end of the run "
+                        "(psutil, every 0.2 s); per speaker: its own STT CPU plus a share of the rest by the audio its "
+                        "VAD processed (multi_dispatch: its own process plus an equal share of the rest)"),
+        ("PSS", "peak proportional set size of the process tree (shared pages split between processes); "
+                "per speaker: the peak ÷ speakers"),
+        ("cold start", "from job submission to the job's entrypoint running"),
+        ("dollars", "from data/pricing.csv: LiveKit Cloud agent session + connection minutes per agent participant, "
+                    "or self-hosted vCPU-hours and GB-hours of the measured CPU and memory, per speaker-hour"),
+    ],
+    columns=["metric", "definition"],
+)  # fmt: skip
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def code(name: str) -> str:
+    """A name as a markdown code span: shown literally, never read as markup."""
+    name = str(name).replace("\n", " ")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", name)), default=0) + 1)
+    return f"{fence} {name} {fence}" if name.startswith("`") or name.endswith("`") else f"{fence}{name}{fence}"
+
+
+def verdict(tables: Tables) -> str:
+    """The reading of a comparison, as markdown computed from the tables: which design to ship for
+    this room and why (accuracy, then latency within tolerances, then cost decides)."""
+    arch = tables.architectures
+    if arch.empty:
+        return "**Nothing was measured**: no architecture reached the start of the room."
+    if len(arch) == 1:
+        r = arch.iloc[0]
+        return f"**Only {code(r.arch)} ran**, so there is nothing to compare.\n\n" + _bullets(tables, arch)
+    pool, excluded = _candidates(arch)
+    if pool.empty:  # e.g. nothing transcribed at all: no latency to compare
+        reasons = "".join(f"- {code(a)}: {reason}.\n" for a, reason in excluded)
+        return "**No design can be recommended from this run.**\n\n" + reasons + "\n" + _bullets(tables, arch)
+    best = pool.sort_values(["cpu_s_per_speaker", "peak_pss_mb"]).iloc[0]
+    text = f"**Ship {code(best.arch)} for this room.** " + _why(pool, best) + _close_second(pool, best) + "\n\n"
+    text += "".join(f"- {code(a)} is left out: {reason}.\n" for a, reason in excluded)
+    return text + ("\n" if excluded else "") + _bullets(tables, arch)
+
+
+def _candidates(arch: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The designs as accurate and as fast as the best (within tolerances), complete; and why the others are not."""
+    complete = arch[arch["complete"].astype(bool)]
+    base = complete if len(complete) else arch
+    best_missed, best_wer, best_p95 = base["missed"].min(), base["wer"].min(), base["latency_p95"].min()
+    excluded = []
+    for r in arch.itertuples(index=False):
+        if not r.complete and len(complete):
+            excluded.append((r.arch, "its run is incomplete (errors, see below)"))
+        elif r.missed > best_missed:
+            excluded.append((r.arch, f"it missed {r.missed} of {r.utterances} utterances, the best missed {best_missed}"))
+        elif r.wer > best_wer + WER_TOLERANCE:
+            excluded.append((r.arch, f"its WER is {r.wer:.2f} against {best_wer:.2f}"))
+        elif not r.latency_p95 <= best_p95 + LATENCY_TOLERANCE_S:
+            excluded.append((r.arch, f"its p95 latency is {r.latency_p95:.2f} s against {best_p95:.2f} s"))
+    out = {a for a, _ in excluded}
+    return arch[~arch["arch"].isin(out)], excluded
+
+
+def _why(pool: pd.DataFrame, best: pd.Series) -> str:
+    if len(pool) == 1:
+        return f"It is the only design as accurate and as fast as the best: {_summary(best)}."
+    names = ", ".join(code(a) for a in pool["arch"])
+    missed = int(pool["missed"].max())
+    wer = _range(pool["wer"]) if pool["wer"].notna().any() else "not measured: no reference text"
+    return (
+        f"{names} are equally accurate (WER {wer}, "
+        f"{'no utterance missed' if missed == 0 else f'{missed} missed at most'}) and equally fast "
+        f"(p95 latency {_range(pool['latency_p95'])} s, within {LATENCY_TOLERANCE_S:.1f} s), "
+        f"so cost decides: {code(best.arch)} needs the least CPU per speaker ({best.cpu_s_per_speaker:.1f} CPU s per speaker "
+        f"over the room, {best.cpu_pct:.0f} % of one core in all)."
+    )
+
+
+def _close_second(pool: pd.DataFrame, best: pd.Series) -> str:
+    """Say so when the runner-up costs almost the same: one run cannot separate them."""
+    rest = pool[pool["arch"] != best.arch]
+    if rest.empty:
+        return ""
+    second = rest.loc[rest["cpu_s_per_speaker"].idxmin()]
+    more = 100 * (second.cpu_s_per_speaker / best.cpu_s_per_speaker - 1) if best.cpu_s_per_speaker > 0 else 0.0
+    if more >= CPU_TOLERANCE_PCT:
+        return ""
+    return f" {code(second.arch)} needs only {more:.0f} % more, within run-to-run noise: either will do."
+
+
+def _range(values: pd.Series) -> str:
+    lo, hi = f"{values.min():.2f}", f"{values.max():.2f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _wer(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.2f}"
+
+
+def _summary(r: pd.Series) -> str:
+    return f"WER {_wer(r.wer)}, {r.missed} missed, p95 latency {r.latency_p95:.2f} s, {r.cpu_s_per_speaker:.1f} CPU s per speaker"
+
+
+def _bullets(tables: Tables, arch: pd.DataFrame) -> str:
+    cheapest = float(arch["cpu_s_per_speaker"].min())
+    rows = list(arch.itertuples())
+    lines = [
+        "**Accuracy**: " + "; ".join(f"{code(r.arch)} WER {_wer(r.wer)}, missed {r.missed}/{r.utterances}" for r in rows),
+        "**Latency** (final − true end of speech, p50 / p95): "
+        + "; ".join(f"{code(r.arch)} {r.latency_p50:.2f} / {r.latency_p95:.2f} s" for r in rows)
+        + f"; the floor (VAD silence + inference) is about {arch['floor_p50'].median():.2f} s",
+        "**CPU per speaker**: " + "; ".join(_relative(r.arch, r.cpu_s_per_speaker, cheapest, "CPU s") for r in rows),
+        "**Peak memory (PSS)**: " + "; ".join(f"{code(r.arch)} {r.peak_pss_mb:.0f} MB" for r in rows),
+        "**In the room**: " + "; ".join(f"{code(r.arch)} {r.jobs} job(s), {r.processes} process(es), "
+                                        f"{r.agent_participants} agent participant(s)" for r in rows),
+    ]  # fmt: skip
+    lines += _dollar_lines(arch)
+    lines += _speaker_problems(tables)
+    return "".join(f"- {line}\n" for line in lines)
+
+
+def _relative(name: str, value: float, base: float, unit: str) -> str:
+    more = f" (+{100 * (value / base - 1):.0f} %)" if base > 0 and value > base * 1.005 else ""
+    return f"{code(name)} {value:.1f} {unit}{more}"
+
+
+def _dollar_lines(arch: pd.DataFrame) -> list[str]:
+    return [
+        f"**{plots.dollar_label(col)}**: " + "; ".join(f"{code(r.arch)} ${getattr(r, col):.3g}" for r in arch.itertuples())
+        for col in plots.dollar_columns(arch)
+    ]
+
+
+def _speaker_problems(tables: Tables) -> list[str]:
+    spk = tables.speakers
+    bad = spk[(spk["missed"] > 0) | (spk["insertions"] > 0)] if "insertions" in spk else spk[spk["missed"] > 0]
+    return [
+        f"**Speaker** {code(r.participant)} with {code(r.arch)}: {r.missed} of {r.utterances} utterances missed"
+        + (f", {r.insertions} insertion(s)" if getattr(r, "insertions", 0) else "")
+        for r in bad.itertuples()
+    ]
+
+
+def markdown_html(text: str) -> str:
+    """The verdict's markdown (paragraphs, '- ' lists, **bold**, `code`) as HTML; escaped first."""
+    out, items = [], []
+    for block in html.escape(text).split("\n"):
+        if block.startswith("- "):
+            items.append(f"<li>{_inline(block[2:])}</li>")
+            continue
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if block.strip():
+            out.append(f"<p>{_inline(block)}</p>")
+    if items:
+        out.append("<ul>" + "".join(items) + "</ul>")
+    return "\n".join(out)
+
+
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+
+
+def _inline(text: str) -> str:
+    """Code spans (content verbatim) and **bold**; code spans are set aside first so that bold may
+    contain them and their content is never read as markup."""
+    spans: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        body = m.group(2)
+        spans.append(body[1:-1] if len(body) > 2 and body[0] == body[-1] == " " else body)
+        return f"\ue000{len(spans) - 1}\ue001"
+
+    text = _CODE_SPAN.sub(keep, text.replace("\ue000", "").replace("\ue001", ""))
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub("\ue000(\\d+)\ue001", lambda m: f"<code>{spans[int(m.group(1))]}</code>", text)
+
+
+# --- tables for notebooks and the report ---------------------------------------------------------
+
+
+def plan_frame(scenario, archs) -> pd.DataFrame:
+    """What each design asks the AgentServer for on this room: arch, job, serves (one participant or all)."""
+    from kit import architectures
+
+    rows = [(a, r.job, r.participant or "every participant") for a in archs for r in architectures.get(a).plan(scenario)]
+    return pd.DataFrame(rows, columns=["arch", "job", "serves"])
+
+
+def jobs_frame(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per job that ran: arch, job, pid, participants (served), speech_turns, finals, errors,
+    cold_start_s, proc_cpu_s (the job process's CPU over its life)."""
+    ev = events[events["job"] != "runner"]
+    rows = []
+    for (arch, job), g in ev.groupby(["arch", "job"], sort=False):
+        start, end = g[g["kind"] == "job_start"], g[g["kind"] == "job_end"]
+        rows.append({
+            "arch": arch, "job": job, "pid": int(g["pid"].iloc[0]),
+            "participants": ", ".join(g.loc[g["kind"] == "participant_joined", "participant"].astype(str)),
+            "speech_turns": int((g["kind"] == "speech_end").sum()), "finals": int((g["kind"] == "final").sum()),
+            "errors": int((g["kind"] == "error").sum()),
+            "cold_start_s": float(start["cold_start_s"].iloc[0]) if len(start) else np.nan,
+            "proc_cpu_s": float(end["proc_cpu_s"].iloc[0]) if len(end) else np.nan,
+        })  # fmt: skip
+    columns = ["arch", "job", "pid", "participants", "speech_turns", "finals", "errors", "cold_start_s", "proc_cpu_s"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def event_counts(events: pd.DataFrame) -> pd.DataFrame:
+    """How many events of each kind (columns, in schema order) each architecture (rows) logged."""
+    from kit.events import KINDS
+
+    counts = events.groupby(["arch", "kind"], sort=False).size().unstack(fill_value=0)
+    return counts[[k for k in KINDS if k in counts.columns]]
+
+
+def room_frame(scenario) -> pd.DataFrame:
+    """One row per participant: identity, join_s, leave_s, utterances, speech_s, words."""
+    utts = scenario.utterances_frame()
+    rows = []
+    for p in scenario.participants:
+        u = utts[utts["participant"] == p.identity]
+        leave = np.nan if p.leave_s is None else p.leave_s
+        speech = float((u["end_s"] - u["start_s"]).sum())
+        rows.append((p.identity, p.join_s, leave, len(u), speech, int(u["text"].str.split().str.len().sum())))
+    return pd.DataFrame(rows, columns=["identity", "join_s", "leave_s", "utterances", "speech_s", "words"])
+
+
+# --- the HTML report -----------------------------------------------------------------------------
+
+
+def write(run_dir: Path | str, run: Run | None = None) -> Path:
+    """<run_dir>/report.html (and figures/*.png) for a run; returns the report's path."""
+    run = run or load(run_dir)
+    figures = plots.all_figures(run.tables, run.scenario, run.events)
+    pngs = {name: plots.png_bytes(fig) for name, fig in figures.items()}
+    (run.run_dir / "figures").mkdir(exist_ok=True)
+    for name, data in pngs.items():
+        (run.run_dir / "figures" / f"{name}.png").write_bytes(data)
+    path = run.run_dir / "report.html"
+    path.write_text(render(run, pngs), encoding="utf-8")
+    return path
+
+
+def render(run: Run, pngs: dict[str, bytes]) -> str:
+    """The whole report as one HTML string."""
+    sections = [
+        _section("question", "The question", f"<p>{_e(QUESTION)}</p>" + _status(run)),
+        _section("verdict", "The reading", markdown_html(verdict(run.tables)) + _verdict_note()),
+        _section("room", "The room", _room(run, pngs)),
+        _section("method", "Method and metrics", _method(run)),
+        _section("results", "Results", _results(run, pngs)),
+        _section("architectures", "Each architecture", "".join(_arch_section(run, a) for a in run.archs)),
+        _section("record", "Run record", _record(run)),
+        _section("caveats", "Caveats", _caveats(run)),
+    ]
+    title = f"{run.scenario.name}: which design transcribes every participant — run {run.record['run_id']}"
+    page = _scrub(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
+    # Images go in last, so that scrubbing text can never touch their base64.
+    return re.sub(r"@@png:(\w+)@@", lambda m: base64.b64encode(pngs[m.group(1)]).decode("ascii"), page)
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{_e(title)}</h2>\n{body}\n</section>'
+
+
+def _toc() -> str:
+    names = [("question", "Question"), ("verdict", "Reading"), ("room", "Room"), ("method", "Method"), ("results", "Results"),
+             ("architectures", "Architectures"), ("record", "Run record"), ("caveats", "Caveats")]  # fmt: skip
+    return " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in names)
+
+
+def _status(run: Run) -> str:
+    if run.complete:
+        return '<p class="ok">This run is complete: every architecture ran to the end without an error.</p>'
+    items = "".join(f"<li>{_e(r.arch)}: {_e(r.problem)}</li>" for r in run.problems().itertuples())
+    return f'<div class="partial"><strong>This run is partial.</strong> Read its numbers with care:<ul>{items}</ul></div>'
+
+
+def _verdict_note() -> str:
+    return (f'<p class="note">Computed from the tables by <code>kit.report.verdict</code>: designs within {WER_TOLERANCE} WER, '
+            f"the fewest missed utterances and {LATENCY_TOLERANCE_S} s of the best p95 latency count as equal; "
+            "among them the least CPU per speaker wins.</p>")  # fmt: skip
+
+
+def _table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> str:
+    if columns:
+        df = df[[c for c in columns if c in df.columns]].rename(columns=columns)
+    return df.to_html(index=False, escape=True, na_rep="–", float_format=_number, border=0, classes="data")
+
+
+def _number(v: float) -> str:
+    return f"{v:.3g}" if v != 0 and abs(v) < 0.1 else f"{v:.2f}"
+
+
+def _figure(pngs: dict[str, bytes], name: str, caption: str) -> str:
+    if name not in pngs:
+        return ""
+    return (f'<figure><img src="data:image/png;base64,@@png:{name}@@" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def _room(run: Run, pngs) -> str:
+    sc = run.scenario
+    intro = (f"<p>Room <strong>{_e(sc.name)}</strong>: {len(sc.participants)} participants, {len(sc.utterances)} utterances, "
+             f"{sc.duration_s:.1f} s, replayed in real time from one mono track per participant.</p>")  # fmt: skip
+    utts = sc.utterances_frame()
+    return (intro + _table(room_frame(sc))
+            + _figure(pngs, "timeline", "Who speaks when (grey); for each design, the VAD turn sent to the STT and the final's arrival")
+            + "<h3>Utterances (ground truth)</h3>" + _table(utts))  # fmt: skip
+
+
+def _method(run: Run) -> str:
+    vad = run.record["config"]["vad"]
+    return (
+        f"<p>Mode: <strong>{_e(_mode(run))}</strong>. "
+        "Every design runs on the same room (same audio, same timing), with the same STT and VAD settings, "
+        "through a real livekit-agents <code>AgentServer</code> with process job executors, one design after the other. "
+        f"STT: <code>{_e(run.record['config']['stt'])}</code>; VAD: silero, silence threshold {_e(vad['min_silence_duration'])} s.</p>"
+        + _table(designs(run.archs).rename(columns={"arch": "architecture"}))
+        + "<h3>Metric definitions</h3>" + _table(METRICS)
+    )  # fmt: skip
+
+
+def _results(run: Run, pngs) -> str:
+    from kit.cli import ARCH_COLUMNS, SPEAKER_COLUMNS
+
+    dollars = {c: plots.dollar_label(c) for c in plots.dollar_columns(run.tables.architectures)}
+    return (
+        "<h3>Per architecture</h3>" + _table(run.tables.architectures, {**ARCH_COLUMNS, **dollars})
+        + _figure(pngs, "tradeoff", "Which design: CPU per speaker against p95 latency; marker area grows with peak memory")
+        + _figure(pngs, "latency", "Latency per utterance, per speaker and design, with the floor")
+        + _figure(pngs, "accuracy", "Word error rate and missed utterances per speaker")
+        + _figure(pngs, "cost", "Cost per speaker: CPU, memory and dollars")
+        + "<h3>Per speaker</h3>" + _table(run.tables.speakers, {**SPEAKER_COLUMNS, **dollars})
+        + _pricing(run, dollars)
+    )  # fmt: skip
+
+
+def _pricing(run: Run, dollars: dict) -> str:
+    if not dollars:
+        return ""
+    from kit import cost
+
+    return "<h3>Prices used</h3>" + _table(cost.load_pricing(pricing_path(run.record)).table)
+
+
+UTTERANCE_COLUMNS = {
+    "participant": "speaker", "start_s": "start s", "end_s": "end s", "ref_text": "reference", "hyp_text": "transcript",
+    "n_finals": "finals", "latency_s": "latency s", "vad_latency_s": "VAD latency s", "missed": "missed",
+}  # fmt: skip
+
+
+def _arch_section(run: Run, arch: str) -> str:
+    design = DESIGNS.set_index("arch")
+    what = _e(design.loc[arch, "per participant"]) if arch in design.index else "(no description)"
+    row = run.tables.architectures.set_index("arch").loc[arch]
+    utts = run.tables.utterances[run.tables.utterances["arch"] == arch]
+    problems = run.problems()
+    problems = problems[problems["arch"] == arch]
+    return (
+        f'<section class="arch" id="arch-{_e(arch)}" data-arch="{_e(arch)}"><h3>{_e(arch)}</h3>'
+        f"<p>Per participant: {what}. Ran {int(row['jobs'])} job(s) in {int(row['processes'])} process(es), with "
+        f"{int(row['agent_participants'])} agent participant(s); complete: {_e(bool(row['complete']))}.</p>"
+        + "".join(f'<p class="problem">{_e(p)}</p>' for p in problems["problem"])
+        + "<h4>Jobs</h4>" + _table(jobs_frame(run.events[run.events["arch"] == arch]))
+        + "<h4>Transcripts</h4>" + _table(utts, UTTERANCE_COLUMNS)
+        + "</section>"
+    )  # fmt: skip
+
+
+def _record(run: Run) -> str:
+    rec = redact(run.record)
+    model = rec.get("model") or {}
+    versions = pd.DataFrame(sorted((rec.get("versions") or {}).items()), columns=["package", "version"])
+    facts = pd.DataFrame(
+        [("run id", rec.get("run_id")), ("started", rec.get("started")), ("ended", rec.get("ended")),
+         ("complete", rec.get("complete")), ("git sha", rec.get("git_sha")),
+         ("scenario", f"{rec['scenario']['name']} (sha256 {rec['scenario']['sha256']})"),
+         ("model", f"{model.get('source')}: {model.get('location')} (sha256 {model.get('sha256')})" if model
+                   else "none (calibration STT)"),
+         *((f"machine: {k}", v) for k, v in (rec.get("machine") or {}).items())],
+        columns=["", "value"],
+    )  # fmt: skip
+    config = json.dumps(rec.get("config"), indent=1)
+    return _table(facts) + "<h3>Versions</h3>" + _table(versions) + f"<h3>Configuration</h3><pre>{_e(config)}</pre>"
+
+
+def _caveats(run: Run) -> str:
+    items = []
+    if not run.complete:
+        problems = "; ".join(_e(f"{r.arch}: {r.problem}") for r in run.problems().itertuples())
+        items.append(f"This run is <strong>partial</strong>: {problems}")
+    if _mode(run) == "console":
+        items.append("Console mode: the room is simulated on one machine. There is no LiveKit server, no network, no WebRTC "
+                     "jitter buffer and no Opus coding, so latency in a real room will be somewhat higher; the designs' "
+                     "relative costs carry over.")  # fmt: skip
+    else:
+        items.append(f"Mode {_e(_mode(run))}: a real LiveKit room; latency includes the trip through the server, and "
+                     "CPU and memory are those of the machine that ran the agents.")  # fmt: skip
+    if str(run.record["config"]["stt"]).startswith("delay:"):
+        items.append("The STT is the calibration STT (a fixed delay, no model): latency here measures the instrument, "
+                     "and WER is meaningless.")  # fmt: skip
+    n = len(run.scenario.utterances)
+    items.append(f"{n} utterances in all: percentiles per speaker rest on a handful of values (p95 is close to the maximum).")
+    machine = run.record.get("machine") or {}
+    items.append(f"CPU and memory were measured on this machine ({_e(machine.get('cpu_count'))} cores, "
+                 f"{_e(machine.get('cpu_model'))}); PSS includes the worker's main process, the same fixed cost for every design.")  # fmt: skip
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _mode(run: Run) -> str:
+    """console (the simulated room) unless the run records another mode."""
+    return str(run.record.get("mode") or run.record["config"].get("mode") or "console")
+
+
+_SECRET_KEY = re.compile(r"secret|token|password|api_?key", re.IGNORECASE)
+
+
+def redact(value):
+    """A copy of a JSON-like value with every secret-looking key's value replaced."""
+    if isinstance(value, dict):
+        return {k: "[redacted]" if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _scrub(text: str) -> str:
+    """Belt and braces: the live-mode credentials never appear, whatever carried them in."""
+    for var in ("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY"):
+        secret = os.environ.get(var, "")
+        if len(secret) >= 4:
+            text = text.replace(secret, "[redacted]").replace(html.escape(secret), "[redacted]")
+    return text
+
+
+_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 1200px; margin: 1em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; margin-top: 2em; } h3 { margin-top: 1.5em; }
+nav { margin-bottom: 1em; } code, pre { background: #f4f4f4; padding: 0 .2em; } pre { padding: .6em; overflow-x: auto; }
+table.data { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
+table.data th, table.data td { border: 1px solid #ddd; padding: .2em .5em; text-align: left; vertical-align: top; }
+table.data th { background: #f4f4f4; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 13px; color: #555; }
+.partial { border: 2px solid #c00; background: #fff0f0; padding: .5em 1em; }
+.ok { color: #060; } .note { font-size: 13px; color: #555; } .problem { color: #c00; }
+section.arch { border-left: 4px solid #ddd; padding-left: 1em; }
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+<h1>{title}</h1>
+<nav>{toc}</nav>
+{body}
+</body>
+</html>
+"""

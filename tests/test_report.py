@@ -1,0 +1,180 @@
+"""The verdict (computed from the numbers) and the HTML report, checked in a real headless chromium."""
+
+import os
+import re
+import shutil
+
+import pytest
+
+from browser import chromium_path, inspect
+from kit import lab, report
+from kit.cli import main
+from kit.config import REPO_ROOT, SCENARIOS_DIR
+from synthetic import make_run, rename_participant
+
+ALL = ("multi_session", "participant_entrypoint", "multi_dispatch")
+CHEAP_PE = {"participant_entrypoint": 6.0, "multi_session": 9.0, "multi_dispatch": 12.0}
+XSS = "<script>alert(1)</script>"
+
+
+def tables(tmp_path, **kw):
+    return lab.load(make_run(tmp_path, **kw)).tables
+
+
+# --- verdict -------------------------------------------------------------------------------------
+
+
+def test_equal_designs_the_cheapest_is_shipped(tmp_path):
+    t = tables(tmp_path, cpu=CHEAP_PE)
+    text = report.verdict(t)
+    assert text.startswith("**Ship `participant_entrypoint` for this room.**")
+    assert "equally accurate" in text and "cost decides" in text and "left out" not in text
+    cpu = t.architectures.set_index("arch")["cpu_s_per_speaker"]
+    more = 100 * (cpu["multi_session"] / cpu["participant_entrypoint"] - 1)
+    assert f"`multi_session` {cpu['multi_session']:.1f} CPU s (+{more:.0f} %)" in text
+
+
+def test_the_verdict_follows_the_numbers(tmp_path):
+    text = report.verdict(tables(tmp_path, cpu={"participant_entrypoint": 12.0, "multi_session": 6.0, "multi_dispatch": 12.0}))
+    assert text.startswith("**Ship `multi_session` for this room.**") and "either will do" not in text
+
+
+def test_a_close_runner_up_is_named(tmp_path):
+    text = report.verdict(tables(tmp_path, cpu={"participant_entrypoint": 6.0, "multi_session": 6.1, "multi_dispatch": 12.0}))
+    assert text.startswith("**Ship `participant_entrypoint` for this room.**")
+    assert "`multi_session` needs only 1 % more, within run-to-run noise: either will do." in text
+
+
+def test_a_design_that_misses_utterances_is_left_out_whatever_it_costs(tmp_path):
+    text = report.verdict(tables(tmp_path, cpu=CHEAP_PE, missed={"participant_entrypoint": [2]}))
+    assert text.startswith("**Ship `multi_session`")
+    assert "- `participant_entrypoint` is left out: it missed 1 of 4 utterances, the best missed 0." in text
+    assert "**Speaker** `alice` with `participant_entrypoint`: 1 of 2 utterances missed" in text
+
+
+def test_latency_counts_only_beyond_the_tolerance(tmp_path):
+    slow = report.verdict(tables(tmp_path / "a", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.5}))
+    assert "`participant_entrypoint` is left out: its p95 latency is 1.50 s against 1.00 s" in slow
+    close = report.verdict(tables(tmp_path / "b", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.05}))
+    assert close.startswith("**Ship `participant_entrypoint`")
+
+
+def test_an_incomplete_design_is_left_out(tmp_path):
+    text = report.verdict(tables(tmp_path, cpu=CHEAP_PE, failed={"participant_entrypoint": "job j1 never started"}))
+    assert "`participant_entrypoint` is left out: its run is incomplete" in text
+
+
+def test_nothing_transcribed_recommends_nothing(tmp_path):
+    every = [0, 1, 2, 3]
+    text = report.verdict(tables(tmp_path, missed={a: every for a in ALL}))
+    assert text.startswith("**No design can be recommended from this run.**")
+
+
+def test_one_design_or_none(tmp_path):
+    assert report.verdict(tables(tmp_path, archs=("multi_dispatch",))).startswith("**Only `multi_dispatch` ran**")
+    empty = lab.load(make_run(tmp_path / "e")).tables
+    empty.architectures = empty.architectures.iloc[0:0]
+    assert report.verdict(empty).startswith("**Nothing was measured**")
+
+
+def test_names_in_the_verdict_stay_text(tmp_path):
+    assert report.code("a`b") == "``a`b``" and report.code("`x") == "`` `x ``"
+    html = report.markdown_html(f"**Ship {report.code('x_y')}.**\n\n- {report.code(XSS)} and {report.code('**b**')}")
+    assert html == ("<p><strong>Ship <code>x_y</code>.</strong></p>\n"
+                    "<ul><li><code>&lt;script&gt;alert(1)&lt;/script&gt;</code> and <code>**b**</code></li></ul>")  # fmt: skip
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def xss_run(tmp_path):
+    """A synthetic run of all three designs on a copy of pair-2 whose alice is called <script>…."""
+    room = tmp_path / "room"
+    shutil.copytree(SCENARIOS_DIR / "pair-2", room)
+    rename_participant(room / "scenario.json", "alice", XSS)
+    return make_run(tmp_path, scenario=room, cpu=CHEAP_PE)
+
+
+def test_report_escapes_every_name_and_holds_a_section_per_design(xss_run):
+    path = report.write(xss_run)
+    html = path.read_text()
+    assert path == xss_run / "report.html" and "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert re.findall(r'<section class="arch" id="arch-(\w+)"', html) == list(ALL)
+    for heading in ("The question", "The room", "Method and metrics", "Results", "Run record", "Caveats"):
+        assert f">{heading}</h2>" in html
+    assert html.count('src="data:image/png;base64,') == 5 and "http://" not in html.replace('"http://www.w3.org', "")
+    assert "This run is complete" in html and "Console mode" in html
+    assert len(path.read_bytes()) < 2_000_000
+    assert sorted(p.name for p in (xss_run / "figures").iterdir()) == sorted(f"{n}.png" for n in report.plots.FIGURES)
+
+
+def test_a_partial_run_says_so(tmp_path):
+    run_dir = make_run(tmp_path, failed={"multi_dispatch": "job j2 ended without job_end (its process died)"},
+                       missed={"multi_dispatch": [0, 1, 2, 3]})  # fmt: skip
+    html = report.write(run_dir).read_text()
+    assert "This run is partial" in html and "job j2 ended without job_end" in html
+
+
+def test_a_design_whose_jobs_never_started_still_reports(tmp_path):
+    run_dir = make_run(tmp_path, dead=("multi_dispatch",), failed={"multi_dispatch": "job j1 could not be launched"})
+    html = report.write(run_dir).read_text()
+    assert "This run is partial" in html and html.count('src="data:image/png;base64,') == 5
+    assert "`multi_dispatch` is left out: its run is incomplete" in report.verdict(lab.load(run_dir).tables)
+
+
+def test_secrets_never_reach_the_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "s3cr3t-value-xyz")
+    run_dir = make_run(tmp_path, extra_config={"livekit_api_secret": "s3cr3t-value-xyz", "note": "key s3cr3t-value-xyz"})
+    html = report.write(run_dir).read_text()
+    assert "s3cr3t-value-xyz" not in html and "[redacted]" in html
+
+
+def test_compare_and_run_take_report():
+    from kit.cli import _parser
+
+    assert _parser().parse_args(["compare", "--report"]).report
+    assert not _parser().parse_args(["run", "--arch", "multi_session"]).report
+
+
+def test_cli_report_and_its_errors(xss_run, tmp_path, capsys):
+    assert main(["report", str(xss_run.parent)]) == 0  # a results directory: its newest run
+    assert capsys.readouterr().out.strip() == f"report: {xss_run / 'report.html'}"
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "no run found" in err and err.count("\n") == 1
+
+
+IMAGES_AND_SECTIONS = """(async () => {
+  const imgs = [...document.images];
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  return {
+    images: imgs.map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete})),
+    archs: [...document.querySelectorAll('section.arch')].map(s => s.dataset.arch),
+    scripts: document.scripts.length,
+    text: document.body.innerText,
+  };
+})()"""
+
+
+def test_report_in_a_real_headless_browser(xss_run, tmp_path):
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    page = inspect((report.write(xss_run)).as_uri(), IMAGES_AND_SECTIONS, tmp_path / "profile")
+    assert page.console_errors == [] and page.dialogs == []
+    assert len(page.value["images"]) == 5
+    assert all(img["complete"] and img["width"] > 0 for img in page.value["images"]), page.value["images"]
+    assert page.value["archs"] == list(ALL)
+    assert page.value["scripts"] == 0 and XSS in page.value["text"], "the name shows as text, not markup"
+    assert {url.split(":", 1)[0] for url in page.requests} <= {"file", "data"}, "no network"
+
+
+def test_the_example_report_is_shipped_small_and_linked():
+    path = REPO_ROOT / "reports" / "standup-4.html"
+    html = path.read_text()
+    assert len(path.read_bytes()) < 2_000_000 and "<script" not in html.lower()
+    assert re.findall(r'<section class="arch" id="arch-(\w+)"', html) == list(ALL)
+    assert "reports/standup-4.html" in (REPO_ROOT / "README.md").read_text()
