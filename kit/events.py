@@ -48,7 +48,7 @@ class Event:
     speech_start: float | None = None  # VAD span of the turn behind a final (seconds since t0)
     speech_end: float | None = None
     stt_cpu_s: float | None = None  # CPU seconds of the STT call(s)
-    infer_s: float | None = None  # wall seconds of the STT call
+    infer_s: float | None = None  # wall seconds of the inference itself (not the wait for the model)
     audio_s: float | None = None  # seconds of audio given to the STT
     vad_infer_s: float | None = None  # vad_metrics: silero inference seconds (wall, as silero reports) since the last one
     vad_inferences: int | None = None  # vad_metrics: silero inferences since the last one (audio windows processed)

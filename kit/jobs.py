@@ -157,7 +157,7 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
         await asyncio.gather(*tasks)
         await room.aclose()
     except Exception as e:  # the job's own code failed: say so, then end the job
-        log.emit("error", detail=f"{type(e).__name__}: {e}")
+        log.emit("error", detail=live.redact(f"{type(e).__name__}: {e}"))
     finally:
         cpu = os.times()
         log.emit("job_end", proc_cpu_s=cpu.user + cpu.system, kit_cpu_s=getattr(room, "cpu_s", 0.0) + log.cpu_s)
@@ -181,5 +181,5 @@ async def _guarded(job: Job, identity: str, on_participant: ParticipantHandler) 
             raise RuntimeError(f"fault injected into {identity}'s pipeline")
         await on_participant(job, identity)
     except Exception as e:
-        job.log.emit("error", participant=identity, detail=f"{type(e).__name__}: {e}")
+        job.log.emit("error", participant=identity, detail=live.redact(f"{type(e).__name__}: {e}"))
         logging.getLogger("kit.jobs").exception("participant %s failed", identity)

@@ -52,8 +52,11 @@ from kit.live import (
     listener_token, mono_at, publisher_token, redact, server_api,
 )  # fmt: skip
 from kit.room import ROOM_RATE, ConsoleRoom, _sleep_until
-from kit.runner import END_GRACE_S, ArchRun, ResourceSampler, _git_sha, _machine, _now, _pss_bytes, _quiet_livekit, _versions, new_run_dir
-from kit.stt import make_stt, resolve_model
+from kit.runner import (
+    END_GRACE_S, ArchRun, ResourceSampler, _git_sha, _machine, _now, _pss_bytes, _quiet_livekit, _versions, job_errors,
+    new_run_dir,
+)  # fmt: skip
+from kit.stt import resolve_model, stt_delay
 
 START_LEAD_S = 15.0  # dispatch -> t0: assignment, job process, model load, joining the room
 CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are not lost to set-up
@@ -76,7 +79,7 @@ def run(
     names = {name: agent_name(name) for name in config.archs}
     sc = scenario.load(config.scenario)
     model = resolve_model(config.model) if config.stt == "whisper" else None
-    make_stt(config, participant="-", log=None)  # fail fast on a bad --stt
+    stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     run_dir = new_run_dir(config.results_dir)
     _quiet_livekit(run_dir)
     _redact_log_handlers(creds.api_secret)
@@ -222,7 +225,7 @@ async def run_arch(
             events.emit("error", detail=p)
         events.emit("run_end")
         events.close()
-    result.problems += _job_errors(run_dir, name)
+    result.problems += job_errors(run_dir, name)
     result.complete = not result.problems
     return result
 
@@ -234,15 +237,6 @@ async def _run_room(result: ArchRun, events: EventLog, sc, t0: float, creds: Cre
     result.problems += await _replay(creds, room, ConsoleRoom(sc, t0), listener, progress)
     if not await listener.wait_agents_left(until=t0 + sc.duration_s + END_GRACE_S):
         result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
-
-
-def _job_errors(run_dir: Path, name: str) -> list[str]:
-    """Errors the agent's jobs logged, when they ran on this machine (their events are here)."""
-    from kit.events import read_events
-
-    ev = read_events(run_dir)
-    errors = ev[(ev["arch"] == name) & (ev["kind"] == "error") & (ev["job"] != "runner")]
-    return [f"job {e.job}, {e.participant or 'job'}: {e.detail}" for e in errors.itertuples()]
 
 
 # --- the server API (each call with its own least-privilege token) -------------------------------------

@@ -14,7 +14,9 @@
     timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
     cpu_pct (% of one core).
-`architectures`: one row per architecture of a run: jobs, processes, agent participants, latency
+Sizes: *_mb are MiB (2**20 bytes); PSS comes from /proc/<pid>/smaps_rollup (RSS where unreadable).
+`architectures`: one row per architecture of a run: jobs and agent participants (as planned: one
+agent participant per job), processes (that started), latency
     percentiles, WER, missed, insertions, errors, CPU, window_s (seconds the CPU was counted over),
     kit_cpu_s and kit_overhead_pct (the kit's own replay, event log and sampler, as a share of all
     the CPU of the run), peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
@@ -243,7 +245,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record["archs"][arch]
-        used = _arch_cost(sc, events, resources, arch, info["t0_mono"])
+        used = _arch_cost(sc, events, resources, arch, info["t0_mono"], info["jobs"])
         part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
@@ -257,7 +259,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     return Tables(utts, speakers_df, archs_df)
 
 
-def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
+def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int) -> dict:
     ev = events[events["arch"] == arch]
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
@@ -272,7 +274,7 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float) -> dict:
     job_of = ev[ev["kind"] == "job_start"].set_index("job")["pid"].to_dict()
     per_job = procs.dropna(subset=["job"]).set_index("job")
     dispatched = ev[ev["kind"] == "participant_joined"].groupby("participant")["job"].first().to_dict()
-    one_job_each = ev["job"][ev["job"] != "runner"].nunique() > 1
+    one_job_each = len(sc.participants) > 1 and planned_jobs == len(sc.participants)
     rows = []
     if one_job_each:  # multi-dispatch: the speaker's own process + a share of the rest
         rest = tree_cpu - float(per_job["cpu_s"].sum())
@@ -314,7 +316,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     jobs = ev[ev["kind"] == "job_start"]
     return {
         "arch": arch, "run_id": record["run_id"], "scenario": sc.name, "speakers": len(sc.participants),
-        "jobs": len(jobs), "processes": jobs["pid"].nunique(), "agent_participants": len(jobs),
+        "jobs": info["jobs"], "processes": jobs["pid"].nunique(), "agent_participants": info["jobs"],
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),

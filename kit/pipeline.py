@@ -48,7 +48,7 @@ def emit_final(room: RoomView, log: EventLog, participant: str, text: str, stt: 
     room.deliver_final(
         log, participant, text,
         speech_start=rec.speech_start if rec else None, speech_end=rec.speech_end if rec else None,
-        stt_cpu_s=rec.cpu_s if rec else None, infer_s=(rec.done - rec.speech_end) if rec else None,
+        stt_cpu_s=rec.cpu_s if rec else None, infer_s=rec.infer_s if rec else None,
         audio_s=rec.audio_s if rec else None,
     )  # fmt: skip
 

@@ -51,7 +51,7 @@ def designs(archs) -> pd.DataFrame:
 METRICS = pd.DataFrame(
     [
         ("latency", "time of an utterance's (last) final transcript minus its ground-truth end of speech"),
-        ("VAD latency", "final minus the moment the VAD handed the turn to the STT (LiveKit's transcription delay)"),
+        ("VAD latency", "final minus the moment the VAD handed the turn to the STT, i.e. after its silence threshold (LiveKit's transcription delay counts from the last speech frame instead)"),
         ("floor", "the VAD silence threshold + that turn's measured STT inference time: what no design can beat"),
         ("matching", "a final belongs to the utterance of the same participant it overlaps most; "
                      "unmatched utterances are missed, unmatched finals insertions"),

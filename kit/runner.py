@@ -44,6 +44,8 @@ WORKER_MB, JOB_PROCESS_MB, SPEAKER_MB = 450.0, 400.0, 40.0
 READY_TIMEOUT_S = 120.0  # process start + model load, on a busy 2-core machine
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 SAMPLE_INTERVAL_S = 0.2
+TREE_EVERY = 5  # walk the process tree every 5th sample (1 s) ...
+PSS_EVERY = 25  # ... and read PSS (smaps_rollup, the costly part) every 25th (5 s): the kit's own CPU
 PACKAGES = ("livekit", "livekit-agents", "livekit-plugins-silero", "faster-whisper", "ctranslate2", "onnxruntime", "numpy", "pandas")
 
 
@@ -99,7 +101,8 @@ def new_run_dir(results_dir: Path) -> Path:
 class ResourceSampler(threading.Thread):
     """Samples this process and all its descendants every 0.2 s into resources.jsonl.
 
-    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb;
+    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb
+    (every 5 s, empty in between);
     the runner's own row also has sampler_cpu_s (this thread's CPU so far).
     """
 
@@ -109,6 +112,8 @@ class ResourceSampler(threading.Thread):
         self.arch = ""
         self._stop_event = threading.Event()
         self._root = psutil.Process()
+        self._procs: list[psutil.Process] = [self._root]
+        self._count = 0
 
     def run(self) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
@@ -118,16 +123,23 @@ class ResourceSampler(threading.Thread):
                 self._stop_event.wait(SAMPLE_INTERVAL_S)
 
     def sample(self) -> list[dict]:
+        """One row per process: CPU and RSS (one /proc read each) every sample; the process tree
+        walked every TREE_EVERY samples and PSS read every PSS_EVERY (the costly parts)."""
         now = time.monotonic()
+        with_pss = self._count % PSS_EVERY == 0
+        if self._count % TREE_EVERY == 0:
+            self._procs = [self._root, *self._root.children(recursive=True)]
+        self._count += 1
         rows = []
-        for p in [self._root, *self._root.children(recursive=True)]:
+        for p in self._procs:
             try:
                 with p.oneshot():
                     cpu = p.cpu_times()
                     rss = p.memory_info().rss
                     rows.append({
                         "mono": now, "arch": self.arch, "pid": p.pid, "ppid": p.ppid(), "name": p.name(),
-                        "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20, "pss_mb": _pss_bytes(p.pid, rss) / 2**20,
+                        "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20,
+                        "pss_mb": _pss_bytes(p.pid, rss) / 2**20 if with_pss else None,
                     })  # fmt: skip
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -257,9 +269,9 @@ async def run_arch(
             log.emit("error", detail=p)
         log.emit("run_end")
         log.close()
-        job_errors = _job_errors(run_dir, name)
-        result.complete = not result.problems and not job_errors
-        result.problems += job_errors
+        failures = job_errors(run_dir, name)
+        result.complete = not result.problems and not failures
+        result.problems += failures
         return result
     finally:
         stop.remove()
@@ -267,7 +279,10 @@ async def run_arch(
             result.interrupted = stop.signum
             _terminate_jobs()
         await server.aclose()
-        await asyncio.gather(server_task, return_exceptions=True)
+        (crash,) = await asyncio.gather(server_task, return_exceptions=True)
+        if isinstance(crash, Exception):
+            result.complete = False
+            result.problems.append(f"the AgentServer failed: {type(crash).__name__}: {crash}")
 
 
 async def _submit(server, name, requests, sc, run_dir, config, result: ArchRun) -> dict[str, float]:
@@ -344,7 +359,7 @@ def _unfinished_jobs(run_dir: Path, name: str, requests) -> list[str]:
     ]
 
 
-def _job_errors(run_dir: Path, name: str) -> list[str]:
+def job_errors(run_dir: Path, name: str) -> list[str]:
     ev = read_events(run_dir)
     errors = ev[(ev["arch"] == name) & (ev["kind"] == "error") & (ev["job"] != "runner")]
     return [f"job {e.job}, {e.participant or 'job'}: {e.detail}" for e in errors.itertuples()]

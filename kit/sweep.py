@@ -88,6 +88,11 @@ def run_sweep(
             cfg = dataclasses.replace(config, scenario=str(room), archs=(arch,), results_dir=sweep_dir / f"n{n:03d}")
             try:
                 run_dir = runner.run(cfg, progress_factory=progress_factory)
+            except KitError as e:  # e.g. the memory guard: this N does not fit; larger N will not either
+                rows.append({"speakers": n, "arch": arch, "complete": False, "note": str(e)})
+                pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(sweep_dir / "sweep.csv", index=False)
+                stopped.add(arch)
+                continue
             except runner.Interrupted as e:
                 _record(rows, n, e.run_dir, sweep_dir)
                 e.run_dir = sweep_dir
@@ -95,7 +100,7 @@ def run_sweep(
             row = _record(rows, n, run_dir, sweep_dir)
             if row["latency_p95"] > 2 * threshold_s or row["missed"] > row["utterances"] / 2:
                 stopped.add(arch)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     fits(table).to_csv(sweep_dir / "fits.csv", index=False)
     return sweep_dir, table
 
@@ -114,6 +119,7 @@ SWEEP_COLUMNS = [
     "speakers", "arch", "latency_p50", "latency_p95", "wer", "utterances", "missed", "cpu_s", "cores",
     "cpu_s_per_speaker", "peak_rss_mb", "peak_pss_mb", "processes", "agent_participants",
     "dollars_cloud_per_speaker_hour", "dollars_selfhost_per_speaker_hour", "cold_start_s", "complete", "run_dir",
+    "note",  # why an N was not run (e.g. it would not fit in memory)
 ]  # fmt: skip
 
 
@@ -145,7 +151,8 @@ def fits(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for arch, g in table.groupby("arch", sort=False):
         for resource in ("cores", "peak_pss_mb"):
-            fixed, marginal, r2 = fit_line(g["speakers"].to_numpy(float), g[resource].to_numpy(float))
+            measured = g.dropna(subset=[resource])  # N values that were refused have no numbers
+            fixed, marginal, r2 = fit_line(measured["speakers"].to_numpy(float), measured[resource].to_numpy(float))
             rows.append({"arch": arch, "resource": resource, "fixed": fixed, "marginal_per_speaker": marginal, "r2": r2})
     return pd.DataFrame(rows, columns=["arch", "resource", "fixed", "marginal_per_speaker", "r2"])
 

@@ -54,16 +54,15 @@ def test_events_consistent_with_the_scenario(whisper_run):
         assert (ev["kind"] == "job_start").sum() == (ev["kind"] == "job_end").sum()
         finals = ev[ev["kind"] == "final"]
         assert finals["speech_end"].notna().all() and (finals["t"] > finals["speech_end"]).all()
-    if arch == "multi_dispatch":
-        per_job = ev[ev["kind"] == "participant_joined"].groupby("job")["participant"].nunique()
-        assert (per_job == 1).all(), "a dispatched job serves only its own participant"
+        if arch == "multi_dispatch":
+            per_job = ev[ev["kind"] == "participant_joined"].groupby("job")["participant"].nunique()
+            assert (per_job == 1).all(), "a dispatched job serves only its own participant"
 
 
-def test_speaker_cost_attribution_adds_up(whisper_run):
+def test_speaker_costs_and_the_run_record(whisper_run):
     spk = pd.read_csv(whisper_run / "speakers.csv")
     archs = pd.read_csv(whisper_run / "architectures.csv").set_index("arch")
     for arch, g in spk.groupby("arch"):
-        assert g["cpu_s"].sum() == pytest.approx(archs.loc[arch, "cpu_s"], rel=1e-6)
         assert (g["stt_cpu_s"] > 0).all() and (g["vad_inferences"] > 0).all()
         assert (g["cpu_s"] > g["stt_cpu_s"]).all(), "a speaker costs more than its STT alone"
     record = json.loads((whisper_run / "run.json").read_text())

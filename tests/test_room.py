@@ -35,11 +35,12 @@ def test_replay_frame_count_pacing_and_samples():
 
 
 def test_late_joiner_and_leaver_frame_ranges():
-    sc = scenario.load("standup-4")
-    room = ConsoleRoom(sc, time.monotonic(), identities=["dave"])
-    r = room.frame_range("dave")
-    assert r.start == round(sc.participant("dave").join_s / FRAME_S)
-    assert room.identities == ["dave"]
+    sc = scenario.load("comings-and-goings")  # ken joins at 8.0 s, lia leaves at 12.0 s
+    room = ConsoleRoom(sc, time.monotonic(), identities=["ken", "lia"])
+    assert room.frame_range("ken").start == 400  # 8.0 s / 20 ms: ken's first frame
+    assert room.frame_range("lia").start == 0
+    assert room.frame_range("lia").stop == 600  # lia's last frame covers 11.98-12.00 s
+    assert room.frame_range("ken").stop == -(-len(room._pcm["ken"]) // FRAME_SAMPLES)  # to its track end, the last frame padded
 
 
 async def _indexed(room, identity):
