@@ -245,7 +245,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record["archs"][arch]
-        used = _arch_cost(sc, events, resources, arch, info["t0_mono"], info["jobs"])
+        used = _arch_cost(sc, events, resources, arch, info["t0_mono"], _planned_jobs(info, events, arch))
         part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
@@ -300,6 +300,14 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
             "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values())}  # fmt: skip
 
 
+def _planned_jobs(info: dict, events: pd.DataFrame, arch: str) -> int:
+    """Jobs the design planned (run.json), so that a job that failed to start still counts;
+    records without it (live runs, older runs): the jobs that started."""
+    if info.get("jobs") is not None:
+        return int(info["jobs"])
+    return int(((events["arch"] == arch) & (events["kind"] == "job_start")).sum())
+
+
 def _sampler_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> float:
     """CPU of the resource sampler over the window (left out of the runner's cpu_s)."""
     rows = resources[(resources["arch"] == arch) & resources["sampler_cpu_s"].notna()]
@@ -316,7 +324,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     jobs = ev[ev["kind"] == "job_start"]
     return {
         "arch": arch, "run_id": record["run_id"], "scenario": sc.name, "speakers": len(sc.participants),
-        "jobs": info["jobs"], "processes": jobs["pid"].nunique(), "agent_participants": info["jobs"],
+        "jobs": _planned_jobs(info, ev, arch), "processes": jobs["pid"].nunique(),
+        "agent_participants": _planned_jobs(info, ev, arch),
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
