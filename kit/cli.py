@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write RESULTS_DIR/report.html: the comparison as one self-contained HTML file")
     r.add_argument("results_dir", type=Path, metavar="RESULTS_DIR", help="a run directory (or results/: its newest run)")
+    r.add_argument("--room", dest="rooms", action="append", type=Path, metavar="RUN_DIR",
+                   help="a run of another room (e.g. a hard room) to add side by side; repeatable")
     r.set_defaults(func=_report)
 
     w = sub.add_parser("sweep", help="scaling: run the designs on rooms of N concurrent speakers")
@@ -181,7 +183,7 @@ SWEEP_TABLE = {
 def _report(args) -> int:
     from kit import report
 
-    print(f"report: {report.write(args.results_dir)}")
+    print(f"report: {report.write(args.results_dir, rooms=getattr(args, 'rooms', None) or [])}")
     return 0
 
 

@@ -285,20 +285,39 @@ def room_frame(scenario) -> pd.DataFrame:
 # --- the HTML report -----------------------------------------------------------------------------
 
 
-def write(run_dir: Path | str, run: Run | None = None) -> Path:
-    """<run_dir>/report.html (and figures/*.png) for a run; returns the report's path."""
+def rooms_frame(runs: list[Run]) -> pd.DataFrame:
+    """Several rooms side by side (hard rooms): one row per (room, participant), and for each design
+    its missed utterances and p50/p95 latency (s). Columns: room, participant, then
+    `<arch> missed`, `<arch> p50 s`, `<arch> p95 s` per design, in run order."""
+    rows = []
+    for run in runs:
+        spk = run.tables.speakers
+        for who in dict.fromkeys(spk["participant"]):
+            row = {"room": run.scenario.name, "participant": who}
+            for arch in run.archs:
+                r = spk[(spk["arch"] == arch) & (spk["participant"] == who)]
+                get = (lambda c: r[c].iloc[0] if len(r) else float("nan"))  # noqa: E731
+                row.update({f"{arch} missed": get("missed"), f"{arch} p50 s": get("latency_p50"), f"{arch} p95 s": get("latency_p95")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write(run_dir: Path | str, run: Run | None = None, rooms: list[Path | str] = ()) -> Path:
+    """<run_dir>/report.html (and figures/*.png) for a run; returns the report's path. `rooms`:
+    runs of other rooms (e.g. the hard rooms) to add, one section each, side by side with this one."""
     run = run or load(run_dir)
+    others = [load(r) for r in rooms]
     figures = plots.all_figures(run.tables, run.scenario, run.events)
     pngs = {name: plots.png_bytes(fig) for name, fig in figures.items()}
     (run.run_dir / "figures").mkdir(exist_ok=True)
     for name, data in pngs.items():
         (run.run_dir / "figures" / f"{name}.png").write_bytes(data)
     path = run.run_dir / "report.html"
-    path.write_text(render(run, pngs), encoding="utf-8")
+    path.write_text(render(run, pngs, others), encoding="utf-8")
     return path
 
 
-def render(run: Run, pngs: dict[str, bytes]) -> str:
+def render(run: Run, pngs: dict[str, bytes], others: list[Run] = ()) -> str:
     """The whole report as one HTML string."""
     sections = [
         _section("question", "The question", f"<p>{_e(QUESTION)}</p>" + _status(run)),
@@ -310,10 +329,24 @@ def render(run: Run, pngs: dict[str, bytes]) -> str:
         _section("record", "Run record", _record(run)),
         _section("caveats", "Caveats", _caveats(run)),
     ]
+    if others:
+        sections.insert(6, _section("rooms", "Other rooms", _other_rooms([run, *others])))
     title = f"{run.scenario.name}: which design transcribes every participant — run {run.record['run_id']}"
     page = _scrub(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
     # Images go in last, so that scrubbing text can never touch their base64.
     return re.sub(r"@@png:(\w+)@@", lambda m: base64.b64encode(pngs[m.group(1)]).decode("ascii"), page)
+
+
+def _other_rooms(runs: list[Run]) -> str:
+    """One subsection per room: missed utterances and latency per speaker per design, side by side."""
+    frame = rooms_frame(runs)
+    parts = ['<p>Each room run separately (its own run directory); per speaker and design: missed utterances '
+             "and p50 / p95 latency in seconds.</p>"]  # fmt: skip
+    for run in runs:
+        part = frame[frame["room"] == run.scenario.name].drop(columns="room")
+        parts.append(f'<section class="room" id="room-{_e(run.record["run_id"])}"><h3>{_e(run.scenario.name)} '
+                     f'<small>(run {_e(run.record["run_id"])})</small></h3>{_table(part)}</section>')  # fmt: skip
+    return "".join(parts)
 
 
 def _e(value) -> str:

@@ -178,3 +178,17 @@ def test_the_example_report_is_shipped_small_and_linked():
     assert len(path.read_bytes()) < 2_000_000 and "<script" not in html.lower()
     assert re.findall(r'<section class="arch" id="arch-(\w+)"', html) == list(ALL)
     assert "reports/standup-4.html" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_other_rooms_side_by_side(tmp_path, capsys):
+    main_run = make_run(tmp_path / "a", archs=("participant_entrypoint", "active_speaker"), missed={"active_speaker": [1]})
+    other = make_run(tmp_path / "b", scenario="comings-and-goings", archs=("participant_entrypoint", "active_speaker"))
+    frame = report.rooms_frame([report.load(main_run), report.load(other)])
+    assert list(frame.columns[:4]) == ["room", "participant", "participant_entrypoint missed", "participant_entrypoint p50 s"]
+    assert set(frame["room"]) == {"pair-2", "comings-and-goings"}
+    pair = frame[frame["room"] == "pair-2"].set_index("participant")
+    assert pair.loc["bob", "active_speaker missed"] == 1 and pair.loc["bob", "participant_entrypoint missed"] == 0
+    assert main(["report", str(main_run), "--room", str(other)]) == 0
+    html = (main_run / "report.html").read_text()
+    assert '<section id="rooms"><h2>Other rooms</h2>' in html
+    assert len(re.findall(r'<section class="room" id="room-', html)) == 2 and "comings-and-goings" in html
