@@ -158,16 +158,23 @@ def speakers(utts: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (arch, who), g in utts.groupby(["arch", "participant"], sort=False):
         ref = g[g["kind"] == "reference"]
-        lat = ref["latency_s"].dropna()
         rows.append({
             "arch": arch, "participant": who, "utterances": len(ref), "matched": int((~ref["missed"]).sum()),
             "missed": int(ref["missed"].sum()), "insertions": int((g["kind"] == "insertion").sum()),
             "finals": int(g["n_finals"].sum()), "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
-            "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
-            "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(),
-            "floor_p50": ref["floor_s"].median(), "transcript": " ".join(t for t in g.sort_values("final_t")["hyp_text"] if t),
+            **_latency_summary(ref),
+            "transcript": " ".join(t for t in g.sort_values("final_t")["hyp_text"] if t),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _latency_summary(ref: pd.DataFrame) -> dict:
+    """latency p50/p95/p99/max, vad_latency_p50 and floor_p50 (s) over reference utterance rows."""
+    lat = ref["latency_s"].dropna()
+    return {
+        "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
+        "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
+    }  # fmt: skip
 
 
 # --- cost: CPU and memory from the resource log ------------------------------------------------------
@@ -319,17 +326,15 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     ev = events[events["arch"] == arch]
     u = utts[utts["arch"] == arch]
     ref = u[u["kind"] == "reference"]
-    lat = ref["latency_s"].dropna()
     rec = ev[ev["kind"] == "recognized"]
     jobs = ev[ev["kind"] == "job_start"]
+    planned = _planned_jobs(info, ev, arch)
     return {
         "arch": arch, "run_id": record["run_id"], "scenario": sc.name, "speakers": len(sc.participants),
-        "jobs": _planned_jobs(info, ev, arch), "processes": jobs["pid"].nunique(),
-        "agent_participants": _planned_jobs(info, ev, arch),
+        "jobs": planned, "processes": jobs["pid"].nunique(), "agent_participants": planned,
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
-        "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
-        "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
+        **_latency_summary(ref),
         "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],
