@@ -1,4 +1,5 @@
-# One entry point. `make demo` and `make test` set everything up first (a .venv with Python 3.11).
+# One entry point. `make demo` and `make test` set everything up first (a .venv with Python 3.11,
+# and livekit-server built by Go into ~/.cache/kit-go, installed into .venv/bin: kit/server.py).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m kit server --install
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -18,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m kit compare --scenario standup-4
 
 test: $(STAMP)
+	$(PY) -m kit server --install  # instant when installed; a venv made before the server was added gets it
 	$(PY) -m pytest -q
 
 lab: $(STAMP)

@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_stt_args(t)
     t.set_defaults(func=_transcribe)
     _add_live_commands(sub)
+
+    sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/server.py)")
+    sv.add_argument("--install", action="store_true", help="only install the pinned livekit-server into the virtualenv (needs Go)")
+    sv.add_argument("--server-bin", default=None, metavar="PATH", help="use this livekit-server (default: the virtualenv's, else PATH)")
+    sv.add_argument("--env-file", type=Path, default=None, metavar="PATH",
+                    help="where to write the LIVEKIT_* variables, mode 0600 (default: ~/.cache/livekit-transcription-kit/livekit.env)")
+    sv.set_defaults(func=_server)
     return p
 
 
@@ -309,3 +316,12 @@ def _doctor(args) -> int:
     from kit import doctor
 
     return doctor.main()
+
+
+def _server(args) -> int:
+    from kit import server
+
+    if args.install:
+        server.install()
+        return 0
+    return server.serve(server_bin=args.server_bin, env_file=args.env_file)

@@ -43,3 +43,22 @@ def no_leftover_processes():
     _, alive = psutil.wait_procs(new, timeout=10)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"processes left running: {[(p.pid, ' '.join(p.cmdline())[:80]) for p in alive]}"
+
+
+@pytest.fixture(scope="session")
+def livekit_server(tmp_path_factory):
+    """One private livekit-server on loopback for the whole session (kit/server.py); its log in a tmp dir.
+    Started before any test's process check, so it is never counted as a leftover."""
+    import os
+
+    from kit.config import KitError
+    from kit.server import LocalServer
+
+    try:
+        srv = LocalServer(log_path=tmp_path_factory.mktemp("livekit-server") / "server.log")
+    except KitError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e} (.ci/run installs it: make setup)")
+        pytest.skip(str(e))
+    with srv:
+        yield srv
