@@ -14,6 +14,7 @@ import pandas as pd
 from kit import metrics, scenario
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
 from kit.progress import room_bar
+from kit.record import RunRecord
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
         c.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
         c.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
-        c.add_argument("--report", action="store_true", help="also write <run>/report.html (self-contained HTML)")
+        c.add_argument("--no-report", dest="report", action="store_false",
+                       help="skip <run>/report.html (the self-contained HTML report, written by default)")
         _add_stt_args(c)
         c.set_defaults(func=_compare)
 
@@ -114,34 +116,21 @@ def _compare(args) -> int:
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
     print_summary(tables)
-    if args.report:
-        _report(argparse.Namespace(results_dir=run_dir))
     complete = interrupted is None and len(tables.architectures) > 0 and bool(tables.architectures["complete"].all())
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
+    if args.report and len(tables.architectures):
+        _report(argparse.Namespace(results_dir=run_dir))
     if interrupted is not None:
         print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
         return 128 + interrupted.signum
     return 0 if complete else 1
 
 
-ARCH_COLUMNS = {
-    "arch": "architecture", "jobs": "jobs", "processes": "procs", "agent_participants": "agents",
-    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "latency_max": "lat max s", "floor_p50": "floor s",
-    "wer": "WER", "missed": "missed", "cpu_s": "CPU s", "cpu_pct": "CPU %core", "peak_pss_mb": "PSS MB",
-    "cold_start_s": "cold s", "errors": "errors",
-}  # fmt: skip
-SPEAKER_COLUMNS = {
-    "arch": "architecture", "participant": "speaker", "matched": "matched", "missed": "missed",
-    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
-    "stt_cpu_s": "STT CPU s", "vad_infer_s": "VAD infer s", "pss_mb": "PSS MB",
-}  # fmt: skip
-
-
 def print_summary(tables: metrics.Tables) -> None:
     print("\nper architecture")
-    _print_table(tables.architectures[list(ARCH_COLUMNS)].rename(columns=ARCH_COLUMNS))
+    _print_table(tables.architectures[list(metrics.ARCH_COLUMNS)].rename(columns=metrics.ARCH_COLUMNS))
     print("\nper speaker")
-    _print_table(tables.speakers[list(SPEAKER_COLUMNS)].rename(columns=SPEAKER_COLUMNS))
+    _print_table(tables.speakers[list(metrics.SPEAKER_COLUMNS)].rename(columns=metrics.SPEAKER_COLUMNS))
 
 
 _bar = room_bar  # the one progress bar, shared with the notebooks (kit/progress.py)
@@ -297,19 +286,20 @@ def _live(args) -> int:
     if len(tables.architectures):
         print_summary(tables)
     complete = len(tables.architectures) == len(args.arch) and bool(tables.architectures["complete"].all())
-    for arch, problem in live_driver.problems(run_dir):
+    record = RunRecord.load(run_dir)
+    for arch, problem in record.problems():
         print(f"{arch}: {problem}", file=sys.stderr)
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above and livekit.log)"))
-    if live_driver.interrupted(run_dir):
+    if record.interrupted:
         print("interrupted: the tables hold what was measured until then", file=sys.stderr)
         return 130
     return 0 if complete else 1
 
 
 def _agent(args) -> int:
-    from kit import live
+    from kit import agent
 
-    return live.serve_agent(args.arch, _config(args, archs=(args.arch,)))
+    return agent.serve_agent(args.arch, _config(args, archs=(args.arch,)))
 
 
 def _doctor(args) -> int:

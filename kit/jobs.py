@@ -20,6 +20,7 @@ import os
 import time
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from livekit.agents import JobContext, JobProcess
 from kit import live, scenario
 from kit.config import KitError, RunConfig
 from kit.events import EventLog
+from kit.record import write_atomically
 from kit.room import ConsoleRoom, RoomView
 from kit.stt import load_whisper
 
@@ -119,13 +121,6 @@ def t0_path(run_dir: Path, arch: str) -> Path:
     return Path(run_dir) / "ready" / f"{arch}.t0"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 async def _wait_for_t0(spec: JobSpec) -> float:
     path = t0_path(Path(spec.run_dir), spec.arch)
     while not path.exists():
@@ -141,7 +136,7 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
     config = _job_config(spec)
     model_error = _load_model(config)
     if spec.mode == "live":
-        room, log = await live.open_job_room(ctx, spec, joins_from_participant_entrypoint=joins_from_participant_entrypoint)
+        room, log = await open_live_room(ctx, spec, joins_from_participant_entrypoint=joins_from_participant_entrypoint)
         cold_start = entered_wall - spec.t_submit
     else:
         room, log = await _open_console_room(spec)
@@ -163,6 +158,33 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
         log.emit("job_end", proc_cpu_s=cpu.user + cpu.system, kit_cpu_s=getattr(room, "cpu_s", 0.0) + log.cpu_s)
         log.close()
         ctx.shutdown("room ended")
+
+
+def job_run_dir(spec: JobSpec) -> Path:
+    """Where a live job writes its own events: the driver's run directory when the worker runs on the
+    driver's machine (one directory holds everything), else results/<run_id>/ under the worker's cwd."""
+    driver_dir = Path(spec.run_dir)
+    return driver_dir if driver_dir.is_dir() else Path("results") / driver_dir.name
+
+
+async def open_live_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entrypoint: bool) -> tuple[live.LiveRoom, EventLog]:
+    """The live half of run_job: t0 from the metadata, the event log, the room, connected."""
+    from livekit.agents import AutoSubscribe
+
+    t0 = live.mono_at(spec.t0_wall)
+    path = job_run_dir(spec) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
+    events = EventLog(path, t0=t0, arch=spec.arch, job=spec.job, wall_clock=True)
+    room = live.LiveRoom(ctx.room, spec.identities)
+    if joins_from_participant_entrypoint:
+        # Before connect(): it only appends to a list, and connect() fires it for those already there.
+        ctx.add_participant_entrypoint(room.participant_entrypoint)
+    else:
+        room.watch_joins()
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # LiveRoom subscribes to whom it serves
+    if not joins_from_participant_entrypoint:
+        room.admit_present()
+    return room, events
+
 
 
 async def _open_console_room(spec: JobSpec) -> tuple[ConsoleRoom, EventLog]:

@@ -9,7 +9,6 @@ then those of `python -m kit compare`; the child sends progress back and the bar
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import os
 import queue
@@ -26,6 +25,7 @@ from kit import metrics, scenario
 from kit.config import REPO_ROOT, KitError, RunConfig
 from kit.events import read_events
 from kit.progress import room_bar
+from kit.record import RunRecord
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Run:
     """One run directory, loaded: its record (run.json as the runner wrote it), room, events and tables."""
 
     run_dir: Path
-    record: dict
+    record: RunRecord
     scenario: scenario.Scenario
     events: pd.DataFrame
     tables: metrics.Tables
@@ -46,14 +46,12 @@ class Run:
     @property
     def complete(self) -> bool:
         """Every architecture asked for ran to the end without an error."""
-        asked = self.record["config"]["archs"]
-        return bool(self.record.get("complete")) and all(self.record["archs"].get(a, {}).get("complete") for a in asked)
+        asked = self.record.config["archs"]
+        return self.record.complete and all(a in self.record.archs and self.record.archs[a].complete for a in asked)
 
     def problems(self) -> pd.DataFrame:
         """arch, problem: what went wrong (as run.json records it); architectures that never ran too."""
-        rows = [(a, p) for a, info in self.record["archs"].items() for p in info.get("problems") or []]
-        rows += [(a, "did not run (the run was interrupted)") for a in self.record["config"]["archs"] if a not in self.record["archs"]]
-        return pd.DataFrame(rows, columns=["arch", "problem"])
+        return pd.DataFrame(self.record.problems(), columns=["arch", "problem"])
 
 
 def room_mix(sc: scenario.Scenario) -> np.ndarray:
@@ -78,14 +76,14 @@ def find_run(path: Path | str) -> Path:
 
 def load(run_dir: Path | str) -> Run:
     run_dir = find_run(run_dir)
-    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    sc = scenario.load(record["scenario"]["path"])
+    record = RunRecord.load(run_dir)
+    sc = scenario.load(record.scenario.path)
     return Run(run_dir, record, sc, read_events(run_dir), metrics.compute(run_dir, pricing=pricing_path(record)))
 
 
-def pricing_path(record: dict) -> str | None:
+def pricing_path(record: RunRecord) -> str | None:
     """The pricing CSV a run was priced with (None: the default data/pricing.csv)."""
-    return record["config"].get("pricing")
+    return record.config.get("pricing")
 
 
 def measure(config: RunConfig) -> Run:

@@ -33,30 +33,25 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import html
 import logging
 import os
 import re
 import secrets
-import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
 from livekit import api, rtc
 
-from kit.config import KitError, RunConfig
+from kit.config import KitError
 from kit.events import EventLog
 from kit.room import FRAME_S, ROOM_RATE
-
-if TYPE_CHECKING:
-    from kit.jobs import JobSpec
 
 ENV_VARS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 SUFFIX_ENV = "LIVEKIT_AGENT_SUFFIX"
@@ -159,14 +154,24 @@ async def server_api(creds: Credentials, timeout_s: float = 10.0, **grants: Any)
 
 
 _TOKEN_SHAPE = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")  # a JWT: base64url of '{"', two dots
+_SECRET_KEY = re.compile(r"secret|token|password|api_?key", re.IGNORECASE)
 
 
-def redact(text: str, secret: str | None = None) -> str:
-    """`text` with the API secret and anything shaped like an access token replaced."""
-    secret = secret if secret is not None else os.environ.get("LIVEKIT_API_SECRET", "")
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return _TOKEN_SHAPE.sub("[redacted-token]", text)
+def redact(value: Any, secret: str | None = None) -> Any:
+    """The one redaction helper. `value` (text, or a JSON-like dict or list) with the API secret and
+    key (the given `secret`, and LIVEKIT_API_SECRET / LIVEKIT_API_KEY of the environment), also
+    HTML-escaped, and anything shaped like an access token replaced; in a dict, every value under a
+    secret-looking key too."""
+    if isinstance(value, dict):
+        return {k: "[redacted]" if _SECRET_KEY.search(str(k)) else redact(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secret) for v in value]
+    if not isinstance(value, str):
+        return value
+    known = [secret or "", os.environ.get("LIVEKIT_API_SECRET", ""), os.environ.get("LIVEKIT_API_KEY", "")]
+    for s in sorted({s for s in known if len(s) >= 4}, key=len, reverse=True):
+        value = value.replace(s, "[redacted]").replace(html.escape(s), "[redacted]")
+    return _TOKEN_SHAPE.sub("[redacted-token]", value)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -356,88 +361,4 @@ class LiveRoom:
             task.add_done_callback(self._pending.discard)
 
 
-def job_run_dir(spec: JobSpec) -> Path:
-    """Where a live job writes its own events: the driver's run directory when the worker runs on the
-    driver's machine (one directory holds everything), else results/<run_id>/ under the worker's cwd."""
-    driver_dir = Path(spec.run_dir)
-    return driver_dir if driver_dir.is_dir() else Path("results") / driver_dir.name
 
-
-async def open_job_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entrypoint: bool) -> tuple[LiveRoom, EventLog]:
-    """The live half of kit.jobs.run_job: t0 from the metadata, the event log, the room, connected."""
-    from livekit.agents import AutoSubscribe
-
-    t0 = mono_at(spec.t0_wall)
-    path = job_run_dir(spec) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
-    events = EventLog(path, t0=t0, arch=spec.arch, job=spec.job, wall_clock=True)
-    room = LiveRoom(ctx.room, spec.identities)
-    if joins_from_participant_entrypoint:
-        # Before connect(): it only appends to a list, and connect() fires it for those already there (DESIGN §12).
-        ctx.add_participant_entrypoint(room.participant_entrypoint)
-    else:
-        room.watch_joins()
-    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # LiveRoom subscribes to whom it serves
-    if not joins_from_participant_entrypoint:
-        room.admit_present()
-    return room, events
-
-
-# --- the agent worker: `python -m kit agent --arch A` ------------------------------------------------------
-
-
-def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
-    """A production-like AgentServer for one architecture: process jobs, production defaults (idle
-    processes kept warm, load threshold), registered under its crosstalk-safe name, explicit dispatch."""
-    from livekit.agents import AgentServer, JobExecutorType, WorkerPermissions
-
-    from kit import architectures
-    from kit.jobs import prewarm
-
-    server = AgentServer(
-        job_executor_type=JobExecutorType.PROCESS,
-        setup_fnc=partial(prewarm, config=config.to_dict()),
-        initialize_process_timeout=60,  # a model load on a busy machine (DESIGN §12)
-        ws_url=creds.url, api_key=creds.api_key, api_secret=creds.api_secret,
-        port=0,  # the health-check port: 0 so several developers' workers fit on one machine
-        # Listen-only agents publish no track; they publish data (transcriptions) and their state attribute.
-        permissions=WorkerPermissions(can_publish=False, can_subscribe=True, can_publish_data=True),
-    )  # fmt: skip
-    server.rtc_session(architectures.get(arch).entrypoint, agent_name=agent_name(arch))
-    return server
-
-
-def serve_agent(arch: str, config: RunConfig) -> int:
-    """Run the worker until Ctrl-C / SIGTERM; then let running jobs finish (drain) and stop."""
-    from kit import architectures
-
-    architectures.get(arch)
-    creds = Credentials.from_env()
-    name = agent_name(arch)
-    _log_to_stderr(creds.api_secret)
-    print(f"agent {name}: connecting to {creds.url} (explicit dispatch only; Ctrl-C to stop)", flush=True)
-    asyncio.run(_serve(make_agent_server(arch, config, creds), name))
-    return 0
-
-
-async def _serve(server, name: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server.on("worker_registered", lambda *_: print(f"agent {name}: registered, waiting for dispatches", flush=True))
-    running = asyncio.create_task(server.run(devmode=False))
-    await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    if not running.done():
-        print(f"agent {name}: stopping once running jobs end", flush=True)
-        await server.drain()
-    await server.aclose()
-    await asyncio.gather(running, return_exceptions=True)
-
-
-def _log_to_stderr(secret: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
-    logging.getLogger().addHandler(handler)
-    for name in ("livekit", "livekit.agents", "livekit.plugins"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("kit").setLevel(logging.INFO)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import subprocess
@@ -37,25 +36,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
-import psutil
 from livekit import api, rtc
 
 from kit import architectures, scenario
 from kit.config import KitError, RunConfig
 from kit.events import EventLog
-from kit.jobs import JobSpec, write_atomically
+from kit.jobs import JobSpec
 from kit.live import (
     TRANSCRIPTION_TOPIC, Credentials, RedactingFormatter, agent_name, final_fields,
     listener_token, mono_at, publisher_token, redact, server_api,
 )  # fmt: skip
-from kit.room import ROOM_RATE, ConsoleRoom, _sleep_until
-from kit.runner import (
-    END_GRACE_S, ArchRun, ResourceSampler, _git_sha, _machine, _now, _pss_bytes, _quiet_livekit, _versions, job_errors,
-    new_run_dir,
-)  # fmt: skip
+from kit.record import ArchRun, RunRecord
+from kit.room import ROOM_RATE, ConsoleRoom, sleep_until
+from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit
+from kit.sampler import ResourceSampler
 from kit.stt import resolve_model, stt_delay
 
 START_LEAD_S = 15.0  # dispatch -> t0: assignment, job process, model load, joining the room
@@ -81,33 +78,26 @@ def run(
     model = resolve_model(config.model) if config.stt == "whisper" else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     run_dir = new_run_dir(config.results_dir)
-    _quiet_livekit(run_dir)
+    quiet_livekit(run_dir)
     _redact_log_handlers(creds.api_secret)
     rooms = {name: _room_name(room, names[name], run_dir.name, len(config.archs)) for name in config.archs}
-    record = {
-        "run_id": run_dir.name, "mode": "live", "complete": False, "config": config.to_dict(),
-        "scenario": {"name": sc.name, "path": str(sc.path), "sha256": sc.content_hash(), "duration_s": sc.duration_s},
-        "model": asdict(model) if model else None, "versions": _versions(), "machine": _machine(),
-        "git_sha": _git_sha(), "started": _now(), "ended": None, "archs": {},
-        "live": {"server": creds.http_url, "agents": names, "rooms": rooms},
-    }  # fmt: skip
-    write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
-    sampler = AgentJobSampler(run_dir / "resources.jsonl", run_dir)
+    record = RunRecord.new(run_dir, config, sc, model, mode="live", live={"server": creds.http_url, "agents": names, "rooms": rooms})
+    record.save(run_dir)
+    sampler = ResourceSampler(run_dir / "resources.jsonl", roots=partial(job_pids, run_dir / "events"))
+    interrupted = False
     sampler.start()
     try:
         for name in config.archs:
             progress = progress_factory(name, sc.duration_s) if progress_factory else None
             with local_agent(name, config) if local_agents else contextlib.nullcontext():
                 result = asyncio.run(run_arch(name, config, sc, run_dir, creds, rooms[name], sampler, progress))
-            record["archs"][name] = asdict(result)
-            write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
-        record["complete"] = len(record["archs"]) == len(config.archs) and all(r["complete"] for r in record["archs"].values())
+            record.archs[name] = result
+            record.save(run_dir)
     except KeyboardInterrupt:  # Ctrl-C: the running design cleaned up its room; keep what was measured
-        record["interrupted"] = True
+        interrupted = True
     finally:
         sampler.stop()
-        record["ended"] = _now()
-        write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+        record.finish(run_dir, interrupted=interrupted)
     return run_dir
 
 
@@ -154,16 +144,6 @@ def _echo(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def problems(run_dir: Path) -> list[tuple[str, str]]:
-    """(arch, problem) for everything run.json records as having gone wrong."""
-    record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    return [(arch, p) for arch, info in record["archs"].items() for p in info.get("problems") or []]
-
-
-def interrupted(run_dir: Path) -> bool:
-    return bool(json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("interrupted"))
-
-
 def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
     if given:
         return given if n_archs == 1 else f"{given}-{agent}"
@@ -171,7 +151,7 @@ def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
 
 
 def _redact_log_handlers(secret: str) -> None:
-    """livekit.log (set up by the runner's _quiet_livekit) gets the secret and tokens scrubbed."""
+    """livekit.log (set up by kit.runner.quiet_livekit) gets the secret and tokens scrubbed."""
     for h in logging.getLogger().handlers:
         if getattr(h, "_kit", False):
             h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
@@ -312,7 +292,7 @@ class Listener:
         """Wait until n agents are in the room, but never past `until` (t0); returns how many came."""
         while len(self.agent_joined) < n and time.monotonic() < until:
             await asyncio.sleep(0.1)
-        await _sleep_until(until)
+        await sleep_until(until)
         return len(self.agent_joined)
 
     async def wait_agents_left(self, until: float) -> bool:
@@ -365,7 +345,7 @@ async def _replay(creds: Credentials, room: str, replay: ConsoleRoom, listener: 
 
 async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str]) -> None:
     """One scenario participant: join, publish a microphone, feed its track in real time, leave."""
-    await _sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
+    await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
     conn = rtc.Room()
     await conn.connect(creds.url, publisher_token(creds, room, identity), rtc.RoomOptions(auto_subscribe=False))
     source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
@@ -383,31 +363,8 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
         await source.aclose()
 
 
-class AgentJobSampler(ResourceSampler):
-    """resources.jsonl for a live run: the agent's job processes, when they run on this machine.
-
-    A local job's event log in this run directory is named <arch>-<job>-<pid>.jsonl, which is how
-    they are found. The driver itself (publishers, listener: the clients) is not the design's cost.
-    """
-
-    def __init__(self, path: Path, run_dir: Path) -> None:
-        super().__init__(path)
-        self._events_dir = run_dir / "events"
-
-    def _job_pids(self) -> list[int]:
-        stems = (f.stem.rsplit("-", 1) for f in self._events_dir.glob(f"{self.arch}-*.jsonl"))
-        return sorted({int(tail) for _, tail in stems if tail.isdigit()})
-
-    def sample(self) -> list[dict]:
-        now, rows = time.monotonic(), []
-        for pid in self._job_pids():
-            try:
-                p = psutil.Process(pid)
-                for q in [p, *p.children(recursive=True)]:
-                    with q.oneshot():
-                        cpu, rss = q.cpu_times(), q.memory_info().rss
-                        rows.append({"mono": now, "arch": self.arch, "pid": q.pid, "ppid": q.ppid(), "name": q.name(),
-                                     "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20, "pss_mb": _pss_bytes(q.pid, rss) / 2**20})  # fmt: skip
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        return rows
+def job_pids(events_dir: Path, arch: str) -> list[int]:
+    """The pids of this run's local job processes of the design being measured: a local job's event
+    log is named <arch>-<job>-<pid>.jsonl in the run directory."""
+    stems = (f.stem.rsplit("-", 1) for f in events_dir.glob(f"{arch}-*.jsonl"))
+    return sorted({int(tail) for _, tail in stems if tail.isdigit()})

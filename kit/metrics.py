@@ -47,6 +47,7 @@ import pandas as pd
 from kit import cost
 from kit import scenario as scenario_mod
 from kit.events import read_events
+from kit.record import ArchRun, RunRecord
 from kit.scenario import Scenario
 
 UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run's stop is not counted
@@ -236,23 +237,37 @@ class Tables:
             getattr(self, name).to_csv(Path(run_dir) / f"{name}.csv", index=False)
 
 
+# The short headers of the printed and reported summaries (a column -> its header).
+ARCH_COLUMNS = {
+    "arch": "architecture", "jobs": "jobs", "processes": "procs", "agent_participants": "agents",
+    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "latency_max": "lat max s", "floor_p50": "floor s",
+    "wer": "WER", "missed": "missed", "cpu_s": "CPU s", "cpu_pct": "CPU %core", "peak_pss_mb": "PSS MB",
+    "cold_start_s": "cold s", "errors": "errors",
+}  # fmt: skip
+SPEAKER_COLUMNS = {
+    "arch": "architecture", "participant": "speaker", "matched": "matched", "missed": "missed",
+    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
+    "stt_cpu_s": "STT CPU s", "vad_infer_s": "VAD infer s", "pss_mb": "PSS MB",
+}  # fmt: skip
+
+
 def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     """Everything measured in a run directory, as the three documented DataFrames, priced with
     `pricing` (a pricing CSV; default: the run's config, else data/pricing.csv)."""
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / "run.json").read_text())
-    sc = scenario_mod.load(record["scenario"]["path"])
+    record = RunRecord.load(run_dir)
+    sc = scenario_mod.load(record.scenario.path)
     events = read_events(run_dir)
     resources = read_resources(run_dir)
-    vad_silence = record["config"]["vad"]["min_silence_duration"]
-    ran = [a for a, info in record["archs"].items() if info.get("t0_mono") is not None]
-    interrupted = {a for a in ran if record["archs"][a].get("interrupted")}
+    vad_silence = record.config["vad"]["min_silence_duration"]
+    ran = [a for a, info in record.archs.items() if info.t0_mono is not None]
+    interrupted = {a for a in ran if record.archs[a].interrupted}
     utts = utterances(sc, events, vad_silence, ran, interrupted)
     spk = speakers(utts)
     spk_rows, arch_rows = [], []
     for arch in ran:
-        info = record["archs"][arch]
-        used = _arch_cost(sc, events, resources, arch, info["t0_mono"], _planned_jobs(info, events, arch))
+        info = record.archs[arch]
+        used = _arch_cost(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch))
         part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
@@ -262,7 +277,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
         speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
-        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record["config"].get("pricing")))
+        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record.config.get("pricing")))
     return Tables(utts, speakers_df, archs_df)
 
 
@@ -307,11 +322,11 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
             "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values())}  # fmt: skip
 
 
-def _planned_jobs(info: dict, events: pd.DataFrame, arch: str) -> int:
+def _planned_jobs(info: ArchRun, events: pd.DataFrame, arch: str) -> int:
     """Jobs the design planned (run.json), so that a job that failed to start still counts;
-    records without it (live runs, older runs): the jobs that started."""
-    if info.get("jobs") is not None:
-        return int(info["jobs"])
+    records without it (older runs): the jobs that started."""
+    if info.jobs:
+        return int(info.jobs)
     return int(((events["arch"] == arch) & (events["kind"] == "job_start")).sum())
 
 
@@ -330,8 +345,9 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     jobs = ev[ev["kind"] == "job_start"]
     planned = _planned_jobs(info, ev, arch)
     return {
-        "arch": arch, "run_id": record["run_id"], "scenario": sc.name, "speakers": len(sc.participants),
-        "jobs": planned, "processes": jobs["pid"].nunique(), "agent_participants": planned,
+        "arch": arch, "run_id": record.run_id, "scenario": sc.name, "speakers": len(sc.participants),
+        "jobs": planned, "processes": jobs["pid"].nunique(),
+        "agent_participants": planned if info.agent_participants is None else info.agent_participants,
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
         **_latency_summary(ref),
@@ -341,7 +357,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
-        "cold_start_s": max((info.get("cold_start_s") or {}).values(), default=np.nan),
+        "cold_start_s": max((info.cold_start_s or {}).values(), default=np.nan),
         "errors": int((ev["kind"] == "error").sum()),
-        "complete": bool(info.get("complete")),
+        "complete": bool(info.complete),
     }  # fmt: skip

@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kit import plots
+from kit import metrics, plots
 from kit.lab import Run, load, pricing_path
+from kit.live import redact
 from kit.metrics import Tables
 
 QUESTION = (
@@ -331,8 +332,8 @@ def render(run: Run, pngs: dict[str, bytes], others: list[Run] = ()) -> str:
     ]
     if others:
         sections.insert(6, _section("rooms", "Other rooms", _other_rooms([run, *others])))
-    title = f"{run.scenario.name}: which design transcribes every participant — run {run.record['run_id']}"
-    page = _scrub(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
+    title = f"{run.scenario.name}: which design transcribes every participant — run {run.record.run_id}"
+    page = redact(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
     # Images go in last, so that scrubbing text can never touch their base64.
     return re.sub(r"@@png:(\w+)@@", lambda m: base64.b64encode(pngs[m.group(1)]).decode("ascii"), page)
 
@@ -344,8 +345,8 @@ def _other_rooms(runs: list[Run]) -> str:
              "and p50 / p95 latency in seconds.</p>"]  # fmt: skip
     for run in runs:
         part = frame[frame["room"] == run.scenario.name].drop(columns="room")
-        parts.append(f'<section class="room" id="room-{_e(run.record["run_id"])}"><h3>{_e(run.scenario.name)} '
-                     f'<small>(run {_e(run.record["run_id"])})</small></h3>{_table(part)}</section>')  # fmt: skip
+        parts.append(f'<section class="room" id="room-{_e(run.record.run_id)}"><h3>{_e(run.scenario.name)} '
+                     f'<small>(run {_e(run.record.run_id)})</small></h3>{_table(part)}</section>')  # fmt: skip
     return "".join(parts)
 
 
@@ -404,28 +405,26 @@ def _room(run: Run, pngs) -> str:
 
 
 def _method(run: Run) -> str:
-    vad = run.record["config"]["vad"]
+    vad = run.record.config["vad"]
     return (
         f"<p>Mode: <strong>{_e(_mode(run))}</strong>. "
         "Every design runs on the same room (same audio, same timing), with the same STT and VAD settings, "
         "through a real livekit-agents <code>AgentServer</code> with process job executors, one design after the other. "
-        f"STT: <code>{_e(run.record['config']['stt'])}</code>; VAD: silero, silence threshold {_e(vad['min_silence_duration'])} s.</p>"
+        f"STT: <code>{_e(run.record.config['stt'])}</code>; VAD: silero, silence threshold {_e(vad['min_silence_duration'])} s.</p>"
         + _table(designs(run.archs).rename(columns={"arch": "architecture"}))
         + "<h3>Metric definitions</h3>" + _table(METRICS)
     )  # fmt: skip
 
 
 def _results(run: Run, pngs) -> str:
-    from kit.cli import ARCH_COLUMNS, SPEAKER_COLUMNS
-
     dollars = {c: plots.dollar_label(c) for c in plots.dollar_columns(run.tables.architectures)}
     return (
-        "<h3>Per architecture</h3>" + _table(run.tables.architectures, {**ARCH_COLUMNS, **dollars})
+        "<h3>Per architecture</h3>" + _table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars})
         + _figure(pngs, "tradeoff", "Which design: CPU per speaker against p95 latency; marker area grows with peak memory")
         + _figure(pngs, "latency", "Latency per utterance, per speaker and design, with the floor")
         + _figure(pngs, "accuracy", "Word error rate and missed utterances per speaker")
         + _figure(pngs, "cost", "Cost per speaker: CPU, memory and dollars")
-        + "<h3>Per speaker</h3>" + _table(run.tables.speakers, {**SPEAKER_COLUMNS, **dollars})
+        + "<h3>Per speaker</h3>" + _table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars})
         + _pricing(run, dollars)
     )  # fmt: skip
 
@@ -463,7 +462,7 @@ def _arch_section(run: Run, arch: str) -> str:
 
 
 def _record(run: Run) -> str:
-    rec = redact(run.record)
+    rec = redact(asdict(run.record))
     model = rec.get("model") or {}
     versions = pd.DataFrame(sorted((rec.get("versions") or {}).items()), columns=["package", "version"])
     facts = pd.DataFrame(
@@ -491,12 +490,12 @@ def _caveats(run: Run) -> str:
     else:
         items.append(f"Mode {_e(_mode(run))}: a real LiveKit room; latency includes the trip through the server, and "
                      "CPU and memory are those of the machine that ran the agents.")  # fmt: skip
-    if str(run.record["config"]["stt"]).startswith("delay:"):
+    if str(run.record.config["stt"]).startswith("delay:"):
         items.append("The STT is the calibration STT (a fixed delay, no model): latency here measures the instrument, "
                      "and WER is meaningless.")  # fmt: skip
     n = len(run.scenario.utterances)
     items.append(f"{n} utterances in all: percentiles per speaker rest on a handful of values (p95 is close to the maximum).")
-    machine = run.record.get("machine") or {}
+    machine = run.record.machine or {}
     items.append(f"CPU and memory were measured on this machine ({_e(machine.get('cpu_count'))} cores, "
                  f"{_e(machine.get('cpu_model'))}); PSS includes the worker's main process, the same fixed cost for every design.")  # fmt: skip
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
@@ -504,28 +503,7 @@ def _caveats(run: Run) -> str:
 
 def _mode(run: Run) -> str:
     """console (the simulated room) unless the run records another mode."""
-    return str(run.record.get("mode") or run.record["config"].get("mode") or "console")
-
-
-_SECRET_KEY = re.compile(r"secret|token|password|api_?key", re.IGNORECASE)
-
-
-def redact(value):
-    """A copy of a JSON-like value with every secret-looking key's value replaced."""
-    if isinstance(value, dict):
-        return {k: "[redacted]" if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _scrub(text: str) -> str:
-    """Belt and braces: the live-mode credentials never appear, whatever carried them in."""
-    for var in ("LIVEKIT_API_SECRET", "LIVEKIT_API_KEY"):
-        secret = os.environ.get(var, "")
-        if len(secret) >= 4:
-            text = text.replace(secret, "[redacted]").replace(html.escape(secret), "[redacted]")
-    return text
+    return run.record.mode
 
 
 _STYLE = """

@@ -71,13 +71,13 @@ class ConsoleRoom:
 
     async def joins(self) -> AsyncIterator[str]:
         for identity in sorted(self.identities, key=lambda i: self.scenario.participant(i).join_s):
-            await _sleep_until(self.t0 + self.scenario.participant(identity).join_s)
+            await sleep_until(self.t0 + self.scenario.participant(identity).join_s)
             yield identity
 
     async def frames(self, identity: str) -> AsyncIterator[rtc.AudioFrame]:
         pcm = self._pcm[identity]
         for k in self.frame_range(identity):
-            await _sleep_until(self.t0 + (k + 1) * FRAME_S)
+            await sleep_until(self.t0 + (k + 1) * FRAME_S)
             started = time.thread_time()
             chunk = pcm[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES]
             if len(chunk) < FRAME_SAMPLES:
@@ -115,7 +115,7 @@ class RoomAudioInput(voice_io.AudioInput):
             raise
 
 
-async def _sleep_until(deadline: float) -> None:
+async def sleep_until(deadline: float) -> None:
     delay = deadline - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)

@@ -2,9 +2,9 @@
 (console) jobs in their own processes, a resource sampler outside them, and the run directory.
 
 results/<run_id>/
-    run.json          config, scenario hash, model, versions, machine, git sha, per-arch t0, complete
+    run.json          the run record (kit/record.py)
     events/*.jsonl    one file per job process (+ one per architecture from the runner)
-    resources.jsonl   CPU and memory of every process of the tree, every 0.2 s
+    resources.jsonl   CPU and memory of every process of the tree, every 0.2 s (kit/sampler.py)
     livekit.log       what livekit-agents logged (warnings and errors)
     utterances.csv, speakers.csv, architectures.csv
 """
@@ -13,29 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import platform
 import secrets
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 
 import psutil
 
 from kit import architectures, scenario
-from kit.config import REPO_ROOT, KitError, RunConfig
+from kit.config import KitError, RunConfig
 from kit.cost import load_pricing
 from kit.events import EventLog, read_events
-from kit.jobs import JobSpec, prewarm, ready_path, t0_path, write_atomically
+from kit.jobs import JobSpec, prewarm, ready_path, t0_path
+from kit.record import ArchRun, RunRecord, write_atomically
+from kit.sampler import ResourceSampler
 from kit.stt import resolve_model, stt_delay
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
@@ -43,24 +38,6 @@ from kit.stt import resolve_model, stt_delay
 WORKER_MB, JOB_PROCESS_MB, SPEAKER_MB = 450.0, 400.0, 40.0
 READY_TIMEOUT_S = 120.0  # process start + model load, on a busy 2-core machine
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
-SAMPLE_INTERVAL_S = 0.2
-TREE_EVERY = 5  # walk the process tree every 5th sample (1 s) ...
-PSS_EVERY = 25  # ... and read PSS (smaps_rollup, the costly part) every 25th (5 s): the kit's own CPU
-PACKAGES = ("livekit", "livekit-agents", "livekit-plugins-silero", "faster-whisper", "ctranslate2", "onnxruntime", "numpy", "pandas")
-
-
-@dataclass
-class ArchRun:
-    """How one architecture's run went, as recorded in run.json."""
-
-    arch: str
-    t0_mono: float | None = None
-    jobs: int = 0
-    complete: bool = False
-    problems: list[str] | None = None
-    cold_start_s: dict[str, float] | None = None  # job -> submission to ready for the first frame
-    interrupted: int | None = None  # the signal that stopped it
-    failed_jobs: list[str] = field(default_factory=list)  # jobs already reported as failed
 
 
 def estimate_memory_mb(config: RunConfig, sc: scenario.Scenario) -> float:
@@ -98,73 +75,7 @@ def new_run_dir(results_dir: Path) -> Path:
     return run_dir
 
 
-class ResourceSampler(threading.Thread):
-    """Samples this process and all its descendants every 0.2 s into resources.jsonl.
-
-    Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb
-    (every 5 s, empty in between);
-    the runner's own row also has sampler_cpu_s (this thread's CPU so far).
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="resource-sampler", daemon=True)
-        self.path = path
-        self.arch = ""
-        self._stop_event = threading.Event()
-        self._root = psutil.Process()
-        self._procs: list[psutil.Process] = [self._root]
-        self._count = 0
-
-    def run(self) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            while not self._stop_event.is_set():
-                f.write("".join(json.dumps(row) + "\n" for row in self.sample()))
-                f.flush()
-                self._stop_event.wait(SAMPLE_INTERVAL_S)
-
-    def sample(self) -> list[dict]:
-        """One row per process: CPU and RSS (one /proc read each) every sample; the process tree
-        walked every TREE_EVERY samples and PSS read every PSS_EVERY (the costly parts)."""
-        now = time.monotonic()
-        with_pss = self._count % PSS_EVERY == 0
-        if self._count % TREE_EVERY == 0:
-            self._procs = [self._root, *self._root.children(recursive=True)]
-        self._count += 1
-        rows = []
-        for p in self._procs:
-            try:
-                with p.oneshot():
-                    cpu = p.cpu_times()
-                    rss = p.memory_info().rss
-                    rows.append({
-                        "mono": now, "arch": self.arch, "pid": p.pid, "ppid": p.ppid(), "name": p.name(),
-                        "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20,
-                        "pss_mb": _pss_bytes(p.pid, rss) / 2**20 if with_pss else None,
-                    })  # fmt: skip
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        # The sampler's own CPU, so metrics can leave the kit's overhead out of the runner's cost.
-        rows[0]["sampler_cpu_s"] = time.thread_time()
-        return rows
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def _pss_bytes(pid: int, rss: int) -> int:
-    """PSS from /proc/<pid>/smaps_rollup (cheap, unlike a full smaps walk); RSS where unavailable."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return rss
-
-
-def _quiet_livekit(run_dir: Path) -> None:
+def quiet_livekit(run_dir: Path) -> None:
     """livekit's logs go to <run_dir>/livekit.log, not the terminal (set before the server starts:
     job processes copy these levels and forward their records to this process)."""
     root = logging.getLogger()
@@ -394,14 +305,9 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     load_pricing(config.pricing)  # and on a bad pricing file
     check_memory(config, sc)
     run_dir = new_run_dir(config.results_dir)
-    _quiet_livekit(run_dir)
-    record = {
-        "run_id": run_dir.name, "complete": False, "config": config.to_dict(),
-        "scenario": {"name": sc.name, "path": str(sc.path), "sha256": sc.content_hash(), "duration_s": sc.duration_s},
-        "model": asdict(model) if model else None, "versions": _versions(), "machine": _machine(),
-        "git_sha": _git_sha(), "started": _now(), "ended": None, "archs": {},
-    }  # fmt: skip
-    write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+    quiet_livekit(run_dir)
+    record = RunRecord.new(run_dir, config, sc, model, mode="console")
+    record.save(run_dir)
     sampler = ResourceSampler(run_dir / "resources.jsonl")
     sampler.start()
     interrupted = None
@@ -409,51 +315,16 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
         for name in config.archs:
             progress = progress_factory(name, sc.duration_s) if progress_factory else None
             result = asyncio.run(run_arch(name, config, sc, run_dir, sampler, progress))
-            record["archs"][name] = asdict(result)
-            write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+            record.archs[name] = result
+            record.save(run_dir)
             if result.interrupted:
                 interrupted = result.interrupted
                 break
-        record["complete"] = interrupted is None and all(r["complete"] for r in record["archs"].values())
     finally:
         sampler.stop()
         stop_helper_processes()
-        record["ended"] = _now()
-        write_atomically(run_dir / "run.json", json.dumps(record, indent=1))
+        record.finish(run_dir, interrupted=interrupted is not None)
     if interrupted is not None:
         raise Interrupted(interrupted, run_dir)
     return run_dir
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def _machine() -> dict:
-    cpu_model = ""
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu_model": cpu_model,
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-    }  # fmt: skip
-
-
-def _git_sha() -> str | None:
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None

@@ -1,5 +1,7 @@
 """End to end: each architecture through a real AgentServer with process jobs, on pair-2."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -11,15 +13,25 @@ from kit.architectures import NAMES
 from kit.cli import main
 from kit.config import RunConfig
 from kit.events import read_events
+from kit.record import RunRecord
 from kit.runner import run
 
 
 @pytest.fixture(scope="module")
 def whisper_run(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("results")
-    assert main(["compare", "--scenario", "pair-2", "--results", str(results)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["compare", "--scenario", "pair-2", "--results", str(results)]) == 0
     (run_dir,) = results.iterdir()
+    (run_dir / "printed.txt").write_text(printed.getvalue())
     return run_dir
+
+
+def test_compare_writes_the_report_and_prints_its_path_last(whisper_run):
+    last = (whisper_run / "printed.txt").read_text().strip().splitlines()[-1]
+    assert last == f"report: {whisper_run / 'report.html'}"
+    assert "<h1>" in (whisper_run / "report.html").read_text()
 
 
 def test_every_utterance_transcribed_by_every_architecture(whisper_run):
@@ -68,6 +80,9 @@ def test_speaker_costs_and_the_run_record(whisper_run):
     record = json.loads((whisper_run / "run.json").read_text())
     assert record["complete"] and record["model"]["source"] == "bundled" and record["git_sha"]
     assert record["versions"]["livekit-agents"] == "1.8.9"
+    loaded = RunRecord.load(whisper_run)
+    assert loaded.mode == "console" and loaded.complete and loaded.scenario.name == "pair-2"
+    assert set(loaded.archs) == set(NAMES) and all(a.t0_mono and a.complete for a in loaded.archs.values())
 
 
 def test_calibration_vad_latency_equals_the_injected_delay(tmp_path):

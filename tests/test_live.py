@@ -33,12 +33,14 @@ from livekit.rtc.event_emitter import EventEmitter
 from nbclient import NotebookClient
 
 from conftest import edit_json
+from kit import agent as kit_agent
 from kit import live, live_driver, metrics, scenario
 from kit.architectures import NAMES
 from kit.cli import main
 from kit.config import REPO_ROOT, KitError, RunConfig
 from kit.events import EventLog, read_events
 from kit.jobs import JobSpec
+from kit.record import ArchRun, RunRecord
 from kit.room import ConsoleRoom
 from kit.runner import stop_helper_processes
 
@@ -278,7 +280,7 @@ def test_single_job_designs_get_one_dispatch_serving_everyone():
 
 def test_agent_worker_registers_its_crosstalk_safe_name_for_explicit_dispatch(stub):
     config = RunConfig(scenario="pair-2", stt="delay:0.1", archs=("multi_session",))
-    server = live.make_agent_server("multi_session", config, creds())
+    server = kit_agent.make_agent_server("multi_session", config, creds())
 
     async def register():
         registered = asyncio.Event()
@@ -630,9 +632,9 @@ def test_each_architecture_in_a_simulated_live_job(short_room, tmp_path, monkeyp
         assert (ev["kind"] == "job_start").sum() == (ev["kind"] == "job_end").sum() == len(served)
         assert set(ev.loc[ev["kind"] == "final", "job"]) == {"runner"}, "finals are what the listener received"
     # the same tables as console mode (no resources sampled here: cost is "not measured", NaN)
-    record = {"run_id": "sim", "mode": "live", "config": config.to_dict(), "scenario": {"path": str(sc.path)},
-              "archs": {a: {"t0_mono": sim["t0"], "complete": True, "cold_start_s": {}} for a in NAMES}}  # fmt: skip
-    (run_dir / "run.json").write_text(json.dumps(record))
+    record = RunRecord.new(run_dir, config, sc, mode="live")
+    record.archs = {a: ArchRun(arch=a, t0_mono=sim["t0"], complete=True, cold_start_s={}) for a in NAMES}
+    record.save(run_dir)
     tables = metrics.compute(run_dir)
     utts = tables.utterances
     assert len(utts) == 2 * len(NAMES) and not utts["missed"].any() and (utts["kind"] == "reference").all()

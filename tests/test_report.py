@@ -131,11 +131,11 @@ def test_secrets_never_reach_the_report(tmp_path, monkeypatch):
     assert "s3cr3t-value-xyz" not in html and "[redacted]" in html
 
 
-def test_compare_and_run_take_report():
+def test_compare_writes_the_report_unless_told_not_to():
     from kit.cli import _parser
 
-    assert _parser().parse_args(["compare", "--report"]).report
-    assert not _parser().parse_args(["run", "--arch", "multi_session"]).report
+    assert _parser().parse_args(["compare"]).report
+    assert not _parser().parse_args(["compare", "--no-report"]).report
 
 
 def test_cli_report_and_its_errors(xss_run, tmp_path, capsys):

@@ -1,0 +1,69 @@
+"""The kit's agent worker, `python -m kit agent --arch A`: one design's entrypoint served by a
+production-like AgentServer, registered under its crosstalk-safe name (kit/live.py), explicit
+dispatch only. It runs wherever the user runs agents; `kit live --local-agents` starts it here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from functools import partial
+
+from kit import architectures
+from kit.config import RunConfig
+from kit.jobs import prewarm
+from kit.live import Credentials, RedactingFormatter, agent_name
+
+
+def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
+    """A production-like AgentServer for one architecture: process jobs, production defaults (idle
+    processes kept warm, load threshold), registered under its crosstalk-safe name, explicit dispatch."""
+    from livekit.agents import AgentServer, JobExecutorType, WorkerPermissions
+
+    server = AgentServer(
+        job_executor_type=JobExecutorType.PROCESS,
+        setup_fnc=partial(prewarm, config=config.to_dict()),
+        initialize_process_timeout=60,  # a model load on a busy machine (DESIGN §12)
+        ws_url=creds.url, api_key=creds.api_key, api_secret=creds.api_secret,
+        port=0,  # the health-check port: 0 so several developers' workers fit on one machine
+        # Listen-only agents publish no track; they publish data (transcriptions) and their state attribute.
+        permissions=WorkerPermissions(can_publish=False, can_subscribe=True, can_publish_data=True),
+    )  # fmt: skip
+    server.rtc_session(architectures.get(arch).entrypoint, agent_name=agent_name(arch))
+    return server
+
+
+def serve_agent(arch: str, config: RunConfig) -> int:
+    """Run the worker until Ctrl-C / SIGTERM; then let running jobs finish (drain) and stop."""
+    architectures.get(arch)
+    creds = Credentials.from_env()
+    name = agent_name(arch)
+    _log_to_stderr(creds.api_secret)
+    print(f"agent {name}: connecting to {creds.url} (explicit dispatch only; Ctrl-C to stop)", flush=True)
+    asyncio.run(_serve(make_agent_server(arch, config, creds), name))
+    return 0
+
+
+async def _serve(server, name: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server.on("worker_registered", lambda *_: print(f"agent {name}: registered, waiting for dispatches", flush=True))
+    running = asyncio.create_task(server.run(devmode=False))
+    await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        print(f"agent {name}: stopping once running jobs end", flush=True)
+        await server.drain()
+    await server.aclose()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+def _log_to_stderr(secret: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
+    logging.getLogger().addHandler(handler)
+    for name in ("livekit", "livekit.agents", "livekit.plugins"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("kit").setLevel(logging.INFO)
