@@ -264,6 +264,11 @@ def _add_live_commands(sub) -> None:
     lv.add_argument("--room", default=None, help="room name (default: kit-<arch>-<suffix>-<run id>)")
     lv.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     lv.add_argument("--local-agents", action="store_true", help="start each architecture's agent worker here, for its turn")
+    lv.add_argument("--local-server", action="store_true",
+                    help="start a private livekit-server on loopback for this run (kit/server.py); stopped afterwards")
+    lv.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
+    lv.add_argument("--dispatch", choices=("api", "token"), default="api",
+                    help="explicit dispatch by the server API (default) or by the first publisher's token")
     _add_stt_args(lv)
     lv.set_defaults(func=_live)
 
@@ -280,7 +285,8 @@ def _live(args) -> int:
     from kit import live_driver
 
     config = _config(args, archs=tuple(args.arch), results_dir=args.results)
-    run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents)
+    run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
+                              local_server=args.local_server, dispatch=args.dispatch, server_bin=args.server_bin)
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
     if len(tables.architectures):

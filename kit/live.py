@@ -129,11 +129,13 @@ def _token(creds: Credentials, grants: api.VideoGrants, identity: str = "") -> s
     return api.AccessToken(creds.api_key, creds.api_secret).with_identity(identity).with_ttl(TOKEN_TTL).with_grants(grants).to_jwt()
 
 
-def publisher_token(creds: Credentials, room: str, identity: str) -> str:
-    """Join this one room and publish a microphone; no subscribing, no data."""
+def publisher_token(creds: Credentials, room: str, identity: str, room_config: api.RoomConfiguration | None = None) -> str:
+    """Join this one room and publish a microphone; no subscribing, no data. `room_config`: token
+    dispatch (the crosstalk guide's second path): the room this join creates gets these agents."""
     grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_publish_sources=["microphone"],
                              can_subscribe=False, can_publish_data=False)  # fmt: skip
-    return _token(creds, grants, identity)
+    token = api.AccessToken(creds.api_key, creds.api_secret).with_identity(identity).with_ttl(TOKEN_TTL).with_grants(grants)
+    return (token.with_room_config(room_config) if room_config else token).to_jwt()
 
 
 def listener_token(creds: Credentials, room: str) -> str:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -46,7 +48,7 @@ from kit.config import KitError, RunConfig
 from kit.events import EventLog
 from kit.jobs import JobSpec
 from kit.live import (
-    TRANSCRIPTION_TOPIC, Credentials, RedactingFormatter, agent_name, final_fields,
+    ENV_VARS, TRANSCRIPTION_TOPIC, Credentials, RedactingFormatter, agent_name, final_fields,
     listener_token, mono_at, publisher_token, redact, server_api,
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
@@ -66,11 +68,17 @@ AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
 def run(
     config: RunConfig, room: str | None = None, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None,
-    local_agents: bool = False,
+    local_agents: bool = False, local_server: bool = False, dispatch: str = "api", server_bin: str | None = None,
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
-    `local_agents`: start each architecture's agent worker on this machine for its turn."""
-    creds = Credentials.from_env()
+    `local_agents`: start each architecture's agent worker on this machine for its turn.
+    `local_server`: start a private livekit-server (kit/server.py) for this run, stopped afterwards.
+    `dispatch`: "api" (AgentDispatchService.CreateDispatch) or "token" (a RoomConfiguration with
+    RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins)."""
+    if dispatch not in DISPATCH_PATHS:
+        raise KitError(f"--dispatch must be one of {', '.join(DISPATCH_PATHS)}, got {dispatch!r}")
+    if not local_server:
+        Credentials.from_env()  # fail fast, before anything is written
     for name in config.archs:
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
@@ -79,38 +87,90 @@ def run(
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
-    _redact_log_handlers(creds.api_secret)
-    rooms = {name: _room_name(room, names[name], run_dir.name, len(config.archs)) for name in config.archs}
-    record = RunRecord.new(run_dir, config, sc, model, mode="live", live={"server": creds.http_url, "agents": names, "rooms": rooms})
-    record.save(run_dir)
-    sampler = ResourceSampler(run_dir / "resources.jsonl", roots=partial(job_pids, run_dir / "events"))
-    interrupted = False
-    sampler.start()
-    try:
-        for name in config.archs:
-            progress = progress_factory(name, sc.duration_s) if progress_factory else None
-            with local_agent(name, config) if local_agents else contextlib.nullcontext():
-                result = asyncio.run(run_arch(name, config, sc, run_dir, creds, rooms[name], sampler, progress))
-            record.archs[name] = result
-            record.save(run_dir)
-    except KeyboardInterrupt:  # Ctrl-C: the running design cleaned up its room; keep what was measured
-        interrupted = True
-    finally:
-        sampler.stop()
-        record.finish(run_dir, interrupted=interrupted)
+    workers: dict[str, subprocess.Popen] = {}
+    sampler = ResourceSampler(run_dir / "resources.jsonl", roots=partial(agent_pids, run_dir / "events", workers))
+    interrupted: int | None = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(_restore_sigterm, signal.signal(signal.SIGTERM, _sigterm_as_interrupt))
+        srv = stack.enter_context(_private_server(run_dir, server_bin)) if local_server else None
+        creds = Credentials.from_env()
+        _redact_log_handlers(creds.api_secret)
+        rooms = {name: _room_name(room, names[name], run_dir.name, len(config.archs)) for name in config.archs}
+        live = {"server": creds.http_url, "server_version": srv.version if srv else None, "local_server": bool(srv),
+                "dispatch": dispatch, "agents": names, "rooms": rooms}  # fmt: skip
+        record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
+        record.save(run_dir)
+        sampler.start()
+        try:
+            for name in config.archs:
+                progress = progress_factory(name, sc.duration_s) if progress_factory else None
+                with local_agent(name, config, workers) if local_agents else contextlib.nullcontext():
+                    run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv)
+                    result = asyncio.run(run.run(sampler, progress))
+                record.archs[name] = result
+                record.save(run_dir)
+        except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: the running design cleaned up its room; keep what was measured
+            interrupted = getattr(e, "signum", signal.SIGINT)
+            record.archs.setdefault(name, ArchRun(arch=name, problems=[f"interrupted by {signal.Signals(interrupted).name}"],
+                                                  interrupted=interrupted))  # fmt: skip
+        finally:
+            sampler.stop()
+            record.finish(run_dir, interrupted=interrupted is not None)
     return run_dir
 
 
+DISPATCH_PATHS = ("api", "token")
+
+
+class _Interrupt(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    """SIGTERM stops a live run the way Ctrl-C does: rooms and dispatches deleted, tables kept."""
+    raise _Interrupt(signum)
+
+
+def _restore_sigterm(previous) -> None:
+    signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
-def local_agent(arch: str, config: RunConfig):
+def _private_server(run_dir: Path, server_bin: str | None):
+    """A livekit-server for this run only: its log in the run directory, its credentials in this
+    process's environment (so the agent workers started here inherit them), both undone afterwards."""
+    from kit.server import LocalServer
+
+    saved = {k: os.environ.get(k) for k in ENV_VARS}
+    with LocalServer(server_bin, log_path=run_dir / "server.log") as srv:
+        os.environ.update(srv.env())
+        try:
+            yield srv
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@contextlib.contextmanager
+def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Popen] | None = None):
     """`python -m kit agent --arch <arch>` as a child process, registered before the run goes on;
-    stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal."""
+    stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
+    runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
     cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, "--stt", config.stt, "--compute-type", config.compute_type]
     worker = subprocess.Popen(cmd + (["--model", config.model] if config.model else []), stdout=subprocess.PIPE, text=True)
     try:
         _wait_registered(worker, arch)
+        if workers is not None:
+            workers[arch] = worker
         yield worker
     finally:
+        if workers is not None:
+            workers.pop(arch, None)
         worker.terminate()
         try:
             worker.wait(AGENT_STOP_TIMEOUT_S)
@@ -166,57 +226,122 @@ def job_specs(name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path
     ]
 
 
-async def run_arch(
-    name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
-    sampler: ResourceSampler, progress: Callable[[float], None] | None = None,
-) -> ArchRun:  # fmt: skip
+class RoomRun:
     """One architecture in a real room: steps 1-7 of the module docstring."""
-    t_submit = time.time()
-    t0_wall = t_submit + START_LEAD_S
-    t0 = mono_at(t0_wall)
-    specs = job_specs(name, config, sc, run_dir, t_submit, t0_wall)
-    result = ArchRun(arch=name, jobs=len(specs), problems=[])
-    events = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=t0, arch=name, job="runner", wall_clock=True)
-    sampler.arch = name
-    listener = Listener(events, sc.identities)
-    dispatches: list[str] = []
-    try:
-        await create_room(creds, room)
-        await listener.connect(creds, room)
-        dispatches = await create_dispatches(creds, room, agent_name(name), specs)
-        joined = await listener.wait_for_agents(len(specs), until=t0)
-        result.cold_start_s = {who: at - (t0 - START_LEAD_S) for who, at in listener.agent_joined.items()}
-        if joined == 0:
-            result.problems.append(f"no agent {agent_name(name)!r} joined within {START_LEAD_S:.0f} s: is "
-                                   f"`python -m kit agent --arch {name}` running against this server, with the same "
-                                   f"LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
-        else:
-            if joined < len(specs):
-                result.problems.append(f"only {joined} of {len(specs)} agents had joined at t0")
-            await _run_room(result, events, sc, t0, creds, room, listener, progress)
-    except Exception as e:  # one line, secrets out: the run directory records it, the run is incomplete
-        result.problems.append(redact(f"{type(e).__name__}: {e}", creds.api_secret))
-    finally:
-        if progress:
-            progress(float("inf"))
-        result.problems += await close_room(creds, room, dispatches)
-        await listener.close()
-        for p in result.problems:
-            events.emit("error", detail=p)
-        events.emit("run_end")
-        events.close()
-    result.problems += job_errors(run_dir, name)
-    result.complete = not result.problems
-    return result
+
+    def __init__(self, name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
+                 dispatch: str = "api", server=None) -> None:  # fmt: skip
+        self.name, self.config, self.sc, self.run_dir, self.creds, self.room = name, config, sc, run_dir, creds, room
+        self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
+        self.agent = agent_name(name)
+        self.t_submit = time.time()
+        self.t0 = mono_at(self.t_submit + START_LEAD_S)
+        self.specs = job_specs(name, config, sc, run_dir, self.t_submit, self.t_submit + START_LEAD_S)
+        self.result = ArchRun(arch=name, jobs=len(self.specs), room=room, agent_name=self.agent)
+        self.events = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=self.t0, arch=name, job="runner", wall_clock=True)
+        self.listener: Listener  # made in run(): an rtc.Room belongs to the loop it is made in
+        self.dispatches: list[str] = []
+        self.agents_seen: set[str] = set()  # agent participants, as the server lists them
+        self.first: rtc.Room | None = None  # token dispatch: the first publisher's connection
+
+    async def run(self, sampler: ResourceSampler, progress: Callable[[float], None] | None = None) -> ArchRun:
+        result, creds = self.result, self.creds
+        self.listener = Listener(self.events, self.sc.identities)
+        sampler.arch = self.name
+        watch = None
+        try:
+            if self.dispatch == "token":  # the first publisher's join creates the room and its dispatches
+                self.first = await connect_publisher(creds, self.room, self.sc.identities[0], self.token_dispatches())
+            else:
+                await create_room(creds, self.room)
+            await self.listener.connect(creds, self.room)
+            if self.dispatch == "api":
+                self.dispatches = await create_dispatches(creds, self.room, self.agent, self.specs)
+            watch = asyncio.create_task(self.watch_server())
+            joined = await self.listener.wait_for_agents(len(self.specs), until=self.t0)
+            result.cold_start_s = {who: at - (self.t0 - START_LEAD_S) for who, at in self.listener.agent_joined.items()}
+            if joined == 0:
+                result.problems.append(f"no agent {self.agent!r} joined within {START_LEAD_S:.0f} s: is "
+                                       f"`python -m kit agent --arch {self.name}` running against this server, with the "
+                                       f"same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
+            else:
+                if joined < len(self.specs):
+                    result.problems.append(f"only {joined} of {len(self.specs)} agents had joined at t0")
+                await self.replay(progress)
+        except Exception as e:  # one line, secrets out: the run directory records it, the run is incomplete
+            result.problems.append(redact(f"{type(e).__name__}: {e}", creds.api_secret))
+        finally:
+            if progress:
+                progress(float("inf"))
+            if watch:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+            result.agent_participants = len(self.agents_seen)
+            if self.server_alive():
+                result.server_jobs = await count_jobs(creds, self.room)
+                result.problems += await close_room(creds, self.room, self.dispatches)
+            await self.listener.close()
+            if self.first is not None:
+                await self.first.disconnect()
+            for p in result.problems:
+                self.events.emit("error", detail=p)
+            self.events.emit("run_end")
+            self.events.close()
+        result.problems += job_errors(self.run_dir, self.name)
+        result.complete = not result.problems
+        return result
+
+    def token_dispatches(self) -> api.RoomConfiguration:
+        """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""
+        return api.RoomConfiguration(empty_timeout=EMPTY_TIMEOUT_S,
+                                     agents=[api.RoomAgentDispatch(agent_name=self.agent, metadata=s.to_json()) for s in self.specs])  # fmt: skip
+
+    async def replay(self, progress) -> None:
+        """Steps 5-6: the publishers replay the scenario from t0; then the agents finish and leave."""
+        self.result.t0_mono = self.t0
+        self.events.emit("run_start", t=0.0, detail=f"{self.result.jobs} jobs, room {self.room}, dispatch by {self.dispatch}")
+        replay = ConsoleRoom(self.sc, self.t0)
+        publishers = [asyncio.create_task(publish(self.creds, self.room, replay, i, self.listener.track_owner,
+                                                  conn=self.first if self.first and i == self.sc.identities[0] else None))
+                      for i in replay.identities]  # fmt: skip
+        work = asyncio.gather(*publishers, return_exceptions=True)
+        while not work.done():
+            if progress:
+                progress(time.monotonic() - replay.t0)
+            await asyncio.wait([work], timeout=0.2)
+            self.check_server()
+        self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret)
+                                 for i, r in zip(replay.identities, work.result()) if isinstance(r, BaseException)]  # fmt: skip
+        until = self.t0 + self.sc.duration_s + END_GRACE_S
+        while self.listener.agents() and time.monotonic() < until:
+            await asyncio.sleep(0.2)
+            self.check_server()
+        if self.listener.agents():
+            self.result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
+
+    def server_alive(self) -> bool:
+        return (self.server is None or self.server.running) and not self.listener.lost.is_set()
+
+    def check_server(self) -> None:
+        """A server that died (or a lost connection) ends the run at once, with what it measured."""
+        if self.server is not None and not self.server.running:
+            raise ServerLost(f"the LiveKit server stopped during the run (exit code {self.server.proc.returncode}; "
+                             f"see server.log)")  # fmt: skip
+        if self.listener.lost.is_set():
+            raise ServerLost(f"lost the connection to the LiveKit server at {self.creds.url}")
+
+    async def watch_server(self) -> None:
+        """The agent participants in the room, as the server lists them, every second."""
+        while True:
+            with contextlib.suppress(Exception):
+                async with server_api(self.creds, timeout_s=3, room_admin=True, room=self.room) as lk:
+                    res = await lk.room.list_participants(api.ListParticipantsRequest(room=self.room))
+                self.agents_seen |= {p.identity for p in res.participants if p.kind == api.ParticipantInfo.Kind.AGENT}
+            await asyncio.sleep(1.0)
 
 
-async def _run_room(result: ArchRun, events: EventLog, sc, t0: float, creds: Credentials, room: str, listener, progress) -> None:
-    """Steps 5-6: the publishers replay the scenario from t0; then the agents finish and leave."""
-    result.t0_mono = t0
-    events.emit("run_start", t=0.0, detail=f"{result.jobs} jobs, room {room}")
-    result.problems += await _replay(creds, room, ConsoleRoom(sc, t0), listener, progress)
-    if not await listener.wait_agents_left(until=t0 + sc.duration_s + END_GRACE_S):
-        result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
+class ServerLost(Exception):
+    """The LiveKit server went away in the middle of a run."""
 
 
 # --- the server API (each call with its own least-privilege token) -------------------------------------
@@ -237,11 +362,22 @@ async def create_dispatches(creds: Credentials, room: str, agent: str, specs: li
     return ids
 
 
+async def count_jobs(creds: Credentials, room: str) -> int | None:
+    """The jobs the server assigned for the room's dispatches (None: it could not be asked)."""
+    try:
+        async with server_api(creds, timeout_s=5, room_admin=True, room=room) as lk:
+            return sum(len(d.state.jobs) for d in await lk.agent_dispatch.list_dispatch(room))
+    except Exception:
+        return None
+
+
 async def close_room(creds: Credentials, room: str, dispatches: list[str]) -> list[str]:
     """Delete the dispatches (finished ones may be gone already) and the room; returns problems."""
     problems = []
     try:
         async with server_api(creds, room_admin=True, room=room) as lk:
+            # token dispatch: the server made the dispatches; find them
+            dispatches = dispatches or [d.id for d in await lk.agent_dispatch.list_dispatch(room)]
             for dispatch_id in dispatches:
                 try:
                     await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
@@ -276,11 +412,13 @@ class Listener:
         self.track_owner: dict[str, str] = {}  # the publishers' track sid -> identity
         self.agent_joined: dict[str, float] = {}  # agent identity -> time.monotonic() it was seen
         self.room = rtc.Room()
+        self.lost = asyncio.Event()  # the connection to the server is gone
         self._reading: set[asyncio.Task] = set()
 
     async def connect(self, creds: Credentials, room: str) -> None:
         self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_stream)
         self.room.on("participant_connected", self._on_participant)
+        self.room.on("disconnected", lambda *_: self.lost.set())
         await self.room.connect(creds.url, listener_token(creds, room), rtc.RoomOptions(auto_subscribe=False))
         for p in self.room.remote_participants.values():
             self._on_participant(p)
@@ -294,11 +432,6 @@ class Listener:
             await asyncio.sleep(0.1)
         await sleep_until(until)
         return len(self.agent_joined)
-
-    async def wait_agents_left(self, until: float) -> bool:
-        while self.agents() and time.monotonic() < until:
-            await asyncio.sleep(0.2)
-        return not self.agents()
 
     def record(self, text: str, attributes: dict[str, str], sender: str) -> None:
         ev = final_event(text, attributes, sender, self.track_owner)
@@ -331,23 +464,19 @@ class Listener:
         self.record(text, dict(reader.info.attributes or {}), sender)
 
 
-async def _replay(creds: Credentials, room: str, replay: ConsoleRoom, listener: Listener, progress) -> list[str]:
-    """Every publisher at once; returns the problems (one publisher failing does not stop the others)."""
-    publishers = [asyncio.create_task(publish(creds, room, replay, i, listener.track_owner)) for i in replay.identities]
-    work = asyncio.gather(*publishers, return_exceptions=True)
-    while not work.done():
-        if progress:
-            progress(time.monotonic() - replay.t0)
-        await asyncio.wait([work], timeout=0.2)
-    return [redact(f"publisher {i}: {type(r).__name__}: {r}", creds.api_secret)
-            for i, r in zip(replay.identities, work.result()) if isinstance(r, BaseException)]  # fmt: skip
-
-
-async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str]) -> None:
-    """One scenario participant: join, publish a microphone, feed its track in real time, leave."""
-    await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
+async def connect_publisher(creds: Credentials, room: str, identity: str, room_config: api.RoomConfiguration | None = None) -> rtc.Room:
+    """A publisher's connection (with token dispatch, its token carries the room's configuration)."""
     conn = rtc.Room()
-    await conn.connect(creds.url, publisher_token(creds, room, identity), rtc.RoomOptions(auto_subscribe=False))
+    await conn.connect(creds.url, publisher_token(creds, room, identity, room_config), rtc.RoomOptions(auto_subscribe=False))
+    return conn
+
+
+async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str],
+                  conn: rtc.Room | None = None) -> None:  # fmt: skip
+    """One scenario participant: join (unless `conn` already did), publish a microphone, feed its
+    track in real time, leave."""
+    await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
+    conn = conn or await connect_publisher(creds, room, identity)
     source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
     try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
@@ -361,6 +490,13 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
     finally:
         await conn.disconnect()
         await source.aclose()
+
+
+def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:
+    """What the sampler measures as the design's cost: the agent worker started here (its whole
+    tree: main process, job processes), else the local job processes of the design."""
+    worker = workers.get(arch)
+    return [worker.pid] if worker is not None else job_pids(events_dir, arch)
 
 
 def job_pids(events_dir: Path, arch: str) -> list[int]:
