@@ -1,10 +1,11 @@
 """active_speaker: one job; ONE AgentSession whose audio input follows the loudest participant
-(the seed's third workaround: room_io's set_participant on the active speaker). A baseline: when
-two people talk at once, only one of them is heard."""
+(the crosstalk workaround of room_io's set_participant on the active speaker). A baseline: when
+two people talk at once, only one of them is heard. Console and live alike: the session's input
+(pipeline.LoudestSpeakerInput) hears every participant's track and passes on the loudest one's,
+the rule set_participant would follow, applied the same way in both modes."""
 
 from livekit.agents import JobContext
 
-from kit.config import KitError
 from kit.jobs import Job, JobRequest, run_job
 from kit.pipeline import ActiveSpeakerSession
 from kit.scenario import Scenario
@@ -17,8 +18,6 @@ def plan(scenario: Scenario) -> list[JobRequest]:
 
 
 async def on_participant(job: Job, identity: str) -> None:
-    if job.spec.mode != "console":
-        raise KitError("active_speaker runs in console mode only, so far")
     if job.spec.job not in _sessions:
         _sessions[job.spec.job] = ActiveSpeakerSession(job.room, job.config, job.log)
     await _sessions[job.spec.job].follow(identity)
