@@ -24,7 +24,7 @@ def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
     server = AgentServer(
         job_executor_type=JobExecutorType.PROCESS,
         setup_fnc=partial(prewarm, config=config.to_dict()),
-        initialize_process_timeout=60,  # a model load on a busy machine (DESIGN §12)
+        initialize_process_timeout=60,  # a model load on a busy 2-core machine takes longer than the default 10 s
         ws_url=creds.url, api_key=creds.api_key, api_secret=creds.api_secret,
         port=0,  # the health-check port: 0 so several developers' workers fit on one machine
         # Listen-only agents publish no track; they publish data (transcriptions) and their state attribute.

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
         c.add_argument("--no-report", dest="report", action="store_false",
                        help="skip <run>/report.html (the self-contained HTML report, written by default)")
+        c.add_argument("--mode", choices=("console", "live", "both"), default="console",
+                       help="console (simulated room, default), live (a real LiveKit room, the kit's agents started "
+                            "here) or both, side by side")
+        _add_server_args(c)
         _add_stt_args(c)
         c.set_defaults(func=_compare)
 
@@ -109,6 +113,8 @@ def _compare(args) -> int:
 
     archs = tuple(args.arch) if args.arch else NAMES
     config = _config(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
+    if args.mode != "console":
+        return _compare_live(args, config)
     try:
         run_dir, interrupted = runner.run(config, progress_factory=_bar), None
     except runner.Interrupted as e:
@@ -264,11 +270,8 @@ def _add_live_commands(sub) -> None:
     lv.add_argument("--room", default=None, help="room name (default: kit-<arch>-<suffix>-<run id>)")
     lv.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     lv.add_argument("--local-agents", action="store_true", help="start each architecture's agent worker here, for its turn")
-    lv.add_argument("--local-server", action="store_true",
-                    help="start a private livekit-server on loopback for this run (kit/server.py); stopped afterwards")
-    lv.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
-    lv.add_argument("--dispatch", choices=("api", "token"), default="api",
-                    help="explicit dispatch by the server API (default) or by the first publisher's token")
+    lv.add_argument("--no-report", dest="report", action="store_false", help="skip <run>/report.html")
+    _add_server_args(lv)
     _add_stt_args(lv)
     lv.set_defaults(func=_live)
 
@@ -287,19 +290,67 @@ def _live(args) -> int:
     config = _config(args, archs=tuple(args.arch), results_dir=args.results)
     run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
                               local_server=args.local_server, dispatch=args.dispatch, server_bin=args.server_bin)
+    return _live_summary(run_dir, args.arch, report=args.report)
+
+
+def _compare_live(args, config: RunConfig) -> int:
+    """--mode live: the designs in a real room; --mode both: console first, then live, then the
+    two side by side (console_vs_live.csv in the live run, and a section of its report)."""
+    from kit import live_driver, runner
+
+    console_dir = None
+    if args.mode == "both":
+        try:
+            console_dir = runner.run(config, progress_factory=_bar)
+        except runner.Interrupted as e:
+            metrics.compute(e.run_dir).save(e.run_dir)
+            print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
+            return 128 + e.signum
+        metrics.compute(console_dir).save(console_dir)
+    run_dir = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
+                              dispatch=args.dispatch, server_bin=args.server_bin, console_run=console_dir)  # fmt: skip
+    return _live_summary(run_dir, config.archs, report=args.report)
+
+
+def _live_summary(run_dir: Path, archs, report: bool) -> int:
+    """Tables, problems, the side-by-side table of a --mode both run, the report; the exit code."""
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
+    record = RunRecord.load(run_dir)
     if len(tables.architectures):
         print_summary(tables)
-    complete = len(tables.architectures) == len(args.arch) and bool(tables.architectures["complete"].all())
-    record = RunRecord.load(run_dir)
+    console_dir = (record.live or {}).get("console_run")
+    if console_dir and len(tables.architectures):
+        both = metrics.console_vs_live(metrics.compute(console_dir), tables)
+        both.to_csv(run_dir / "console_vs_live.csv", index=False)
+        print("\nconsole vs live (latency s; the difference is the transport: Opus, jitter buffer, server, text stream)")
+        _print_table(both[list(CONSOLE_VS_LIVE)].rename(columns=CONSOLE_VS_LIVE))
+    complete = len(tables.architectures) == len(archs) and bool(tables.architectures["complete"].all())
     for arch, problem in record.problems():
         print(f"{arch}: {problem}", file=sys.stderr)
-    print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above and livekit.log)"))
+    print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above, livekit.log and server.log)"))
+    if report and len(tables.architectures):
+        _report(argparse.Namespace(results_dir=run_dir))
     if record.interrupted:
         print("interrupted: the tables hold what was measured until then", file=sys.stderr)
         return 130
     return 0 if complete else 1
+
+
+CONSOLE_VS_LIVE = {
+    "arch": "architecture", "participant": "speaker", "latency_p50_console": "p50 console", "latency_p50_live": "p50 live",
+    "latency_p95_console": "p95 console", "latency_p95_live": "p95 live", "missed_console": "missed c",
+    "missed_live": "missed l", "cpu_s_console": "CPU s c", "cpu_s_live": "CPU s l", "transport_cpu_s_live": "WebRTC CPU s",
+    "pss_mb_console": "PSS MB c", "pss_mb_live": "PSS MB l", "agent_participants_live": "agents l",
+}  # fmt: skip
+
+
+def _add_server_args(p) -> None:
+    p.add_argument("--local-server", action="store_true",
+                   help="live: start a private livekit-server on loopback for this run (kit/server.py); stopped afterwards")
+    p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
+    p.add_argument("--dispatch", choices=("api", "token"), default="api",
+                   help="live: explicit dispatch by the server API (default) or by the first publisher's token")
 
 
 def _agent(args) -> int:

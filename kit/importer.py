@@ -1,4 +1,4 @@
-"""Bring your own room: one recording per participant -> a scenario (DESIGN §7).
+"""Bring your own room: one recording per participant -> a scenario (docs/scenarios.md).
 
     python -m kit scenario import recordings/ -o data/scenarios/my-room
     python -m kit scenario import alice.wav bob.m4a@1.5 -o data/scenarios/my-room
@@ -29,6 +29,7 @@ the end, so a failed import leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -50,10 +51,14 @@ TAIL_S = 1.5  # silence after the longest recording, so the VAD under test can c
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm", ".mka")
 TIMED_SUFFIXES = (".vtt", ".srt")
 TRANSCRIPT_SUFFIXES = TIMED_SUFFIXES + (".txt",)
+MAX_OFFSET_S = 4 * 3600  # FILE@SECONDS beyond this is a typo, not a room (the silence would fill the memory)
 
 
 class RecordingError(KitError):
-    """An input that cannot become a scenario, with the reason in one line."""
+    """An input that cannot become a scenario, with the reason in one line (line breaks are escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ def import_room(inputs: list[str], out_dir: Path, name: str | None = None, min_s
                 replace: bool = False) -> ImportResult:  # fmt: skip
     """Build and write the scenario; return it loaded (validated) from its final place."""
     out_dir = Path(out_dir)
+    if not (math.isfinite(min_silence_s) and min_silence_s >= 0):
+        raise RecordingError(f"--min-silence must be a number of seconds of at least 0, not {min_silence_s}")
     if out_dir.exists() and not replace:
         raise RecordingError(f"{out_dir} already exists (--force replaces it)")
     recordings = collect(inputs)
@@ -102,6 +109,10 @@ def import_room(inputs: list[str], out_dir: Path, name: str | None = None, min_s
         utterances += utts
         rows.append((r.identity, r.path.name, r.offset_s, _seconds(r.path), len(utts),
                      round(sum(u.end_s - u.start_s for u in utts), 2), how))  # fmt: skip
+    if not utterances:
+        found = "the transcripts hold none" if recordings[0].transcript is not None else "the speech detector found none"
+        raise RecordingError(f"no utterance in {', '.join(r.path.name for r in recordings)} ({found}): "
+                             "a room where nobody speaks has nothing to measure")  # fmt: skip
     length = max(len(t) for t in tracks.values()) + round(TAIL_S * RATE)
     tracks = {i: np.pad(t, (0, length - len(t))) for i, t in tracks.items()}  # every track to the longest
     reference = recordings[0].transcript is not None  # collect() made it all or none
@@ -139,7 +150,13 @@ def collect(inputs: list[str]) -> list[Recording]:
 def _split_offset(item: str) -> tuple[Path, float]:
     """'alice.wav@1.5' -> (alice.wav, 1.5); an '@' not followed by a number is part of the name."""
     m = re.fullmatch(r"(.+)@([+-]?(?:\d+\.?\d*|\.\d+))", item)
-    return (Path(m.group(1)), float(m.group(2))) if m else (Path(item), 0.0)
+    if not m:
+        return Path(item), 0.0
+    offset = float(m.group(2))
+    if abs(offset) > MAX_OFFSET_S:
+        raise RecordingError(f"{item}: an offset of {m.group(2)} s is more than {MAX_OFFSET_S // 3600} hours; "
+                             "give FILE@SECONDS in seconds")  # fmt: skip
+    return Path(m.group(1)), offset
 
 
 def identity_of(path: Path) -> str:
@@ -184,11 +201,28 @@ def _attach_transcripts(recordings: list[Recording], listed: list[Path]) -> list
 
 
 def read_mono_16k(path: Path) -> np.ndarray:
-    """Any supported file -> float32 mono at 16 kHz: channels averaged, resampled once."""
+    """Any supported file -> float32 mono at 16 kHz: channels averaged, resampled once, within [-1, 1]."""
     samples, rate = decode(path)
     if len(samples) == 0:
         raise RecordingError(f"{path.name} holds no audio")
-    return resample(samples.mean(axis=1), rate, RATE)
+    _check_finite(path, samples, rate)
+    # Mixed in float64 (float32 overflows on float recordings near their range) and clipped as the
+    # int16 track will be: the speech detector sees what is written.
+    return np.clip(resample(samples.mean(axis=1, dtype=np.float64), rate, RATE), -1.0, 1.0)
+
+
+def _check_finite(path: Path, samples: np.ndarray, rate: int) -> None:
+    """NaN or infinite samples (a float WAV can hold them) would pass the mixing and resampling
+    silently and come out as clicks or silence: refuse them, saying where the first one is."""
+    finite = np.isfinite(samples)
+    if finite.all():
+        return
+    frame, channel = (int(i) for i in np.argwhere(~finite)[0])
+    where = f"sample {frame} ({frame / rate:.3f} s)" + (f", channel {channel + 1}" if samples.shape[1] > 1 else "")
+    raise RecordingError(
+        f"{path.name}: {int((~finite).sum())} samples are not finite numbers (NaN or infinity), the first "
+        f"{samples[frame, channel]} at {where}; the recording is damaged"
+    )
 
 
 def decode(path: Path) -> tuple[np.ndarray, int]:

@@ -1,10 +1,10 @@
-"""Live mode, the parts shared by the agent worker, the jobs and the room driver (DESIGN §3, §12).
+"""Live mode, the parts shared by the agent worker, the jobs and the room driver (docs/live.md).
 
 - **Credentials** come from LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET only. The secret is
   never printed, logged or written: `redact` scrubs it (and anything shaped like a token) from
   every message the kit writes in live mode.
 - **Agent names** are `kit-<arch>-<suffix>`, so several developers can share one LiveKit project
-  without crosstalk (seed 004): the suffix is LIVEKIT_AGENT_SUFFIX, or the OS user name, made of
+  without crosstalk (LiveKit's guide "Avoiding crosstalk when multiple developers share a LiveKit project"): the suffix is LIVEKIT_AGENT_SUFFIX, or the OS user name, made of
   lowercase letters, digits and single dashes (anything else becomes a dash; at most 32
   characters); the architecture's underscores become dashes too: `kit-multi-session-jack`.
   Setting an agent name switches the worker to explicit dispatch: it joins a room only when

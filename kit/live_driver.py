@@ -1,4 +1,4 @@
-"""`python -m kit live`: the same comparison in a real LiveKit room (DESIGN §3).
+"""`python -m kit live`: the same comparison in a real LiveKit room. Method: docs/live.md.
 
 Per architecture, while its agent worker runs (`python -m kit agent --arch A`, on any machine):
 
@@ -69,12 +69,14 @@ AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 def run(
     config: RunConfig, room: str | None = None, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None,
     local_agents: bool = False, local_server: bool = False, dispatch: str = "api", server_bin: str | None = None,
+    console_run: Path | None = None,
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
     `local_agents`: start each architecture's agent worker on this machine for its turn.
     `local_server`: start a private livekit-server (kit/server.py) for this run, stopped afterwards.
     `dispatch`: "api" (AgentDispatchService.CreateDispatch) or "token" (a RoomConfiguration with
-    RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins)."""
+    RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins).
+    `console_run`: the console run of the same room this one is compared with (compare --mode both)."""
     if dispatch not in DISPATCH_PATHS:
         raise KitError(f"--dispatch must be one of {', '.join(DISPATCH_PATHS)}, got {dispatch!r}")
     if not local_server:
@@ -97,7 +99,8 @@ def run(
         _redact_log_handlers(creds.api_secret)
         rooms = {name: _room_name(room, names[name], run_dir.name, len(config.archs)) for name in config.archs}
         live = {"server": creds.http_url, "server_version": srv.version if srv else None, "local_server": bool(srv),
-                "dispatch": dispatch, "agents": names, "rooms": rooms}  # fmt: skip
+                "dispatch": dispatch, "agents": names, "rooms": rooms,
+                "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.save(run_dir)
         sampler.start()

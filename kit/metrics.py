@@ -1,4 +1,4 @@
-"""Events -> pandas DataFrames: utterances, speakers, architectures (definitions in DESIGN §9).
+"""Events -> pandas DataFrames: utterances, speakers, architectures (definitions in docs/method.md).
 
 `utterances`: one row per (architecture, reference utterance), plus one row per insertion.
     arch, participant, utt (index in the scenario, -1 for insertions), kind ("reference" | "insertion" |
@@ -15,8 +15,10 @@
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
     cpu_pct (% of one core).
 Sizes: *_mb are MiB (2**20 bytes); PSS comes from /proc/<pid>/smaps_rollup (RSS where unreadable).
-`architectures`: one row per architecture of a run: jobs and agent participants (as planned: one
-agent participant per job), processes (that started), latency
+`architectures`: one row per architecture of a run: jobs and agent participants (console: as
+planned, one agent participant per job; live: as the server listed them during the run),
+processes (that started), transport_cpu_s (live: CPU of LiveKit's transport threads in the
+agent's processes — Opus, jitter buffer, network; NaN in console mode), latency
     percentiles, WER, missed, insertions, errors, CPU, window_s (seconds the CPU was counted over),
     kit_cpu_s and kit_overhead_pct (the kit's own replay, event log and sampler, as a share of all
     the CPU of the run), peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
@@ -27,9 +29,9 @@ dollars_selfhost_per_speaker_hour from kit/cost.py.
 CPU is counted from t0 to the end of the run (the room's replay, steady state); start-up is
 reported separately as cold start, and the resource sampler's own CPU is left out of the runner's.
 Per speaker, in the single-job designs: its own STT CPU (measured per call) + a share of the rest
-of the tree in proportion to its VAD inferences (the audio its pipelines processed). DESIGN §9 says
-"+ its VAD inference time + an equal share": silero's timer is wall time, which under contention
-exceeds the CPU actually used, so it cannot be added to CPU seconds. For multi-dispatch: its own
+of the tree in proportion to its VAD inferences (the audio its pipelines processed). Not "+ its VAD
+inference time": silero's timer is wall time, which under contention exceeds the CPU actually
+used, so it cannot be added to CPU seconds. For multi-dispatch: its own
 job process + an equal share of the rest (the worker process, forkserver).
 """
 
@@ -182,10 +184,10 @@ def _latency_summary(ref: pd.DataFrame) -> dict:
 
 
 def read_resources(run_dir: Path) -> pd.DataFrame:
-    """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb, sampler_cpu_s
-    (cpu_s has the sampler's own CPU taken out)."""
+    """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb, sampler_cpu_s,
+    threads (live: thread name -> CPU s so far; kit/sampler.py) (cpu_s has the sampler's own CPU taken out)."""
     path = Path(run_dir) / "resources.jsonl"
-    cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb", "sampler_cpu_s"]
+    cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb", "sampler_cpu_s", "threads"]
     if not path.exists():
         return pd.DataFrame(columns=cols)
     rows = []
@@ -319,7 +321,51 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
     return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,
             "kit_jobs_cpu": float(ev.loc[ev["kind"] == "job_end", "kit_cpu_s"].fillna(0).sum()),
             "sampler_cpu": _sampler_cpu(resources, arch, t0, end),
-            "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values())}  # fmt: skip
+            "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values()),
+            "transport_cpu": transport_cpu(resources, arch, t0, end)}  # fmt: skip
+
+
+# Threads of the LiveKit client stack (livekit's Rust FFI runtime and libwebrtc) in an agent's process:
+# decoding Opus, the jitter buffer, the network. Everything else (Python, CTranslate2, onnxruntime) is "python".
+TRANSPORT_THREADS = ("tokio-rt-worker", "livekit", "rtc-", "network_thread", "worker_thread", "signaling_threa", "SyntheticAudio")
+
+
+def transport_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> float:
+    """CPU seconds the agent's processes spent in LiveKit's transport threads over the window (live
+    runs; NaN where threads were not sampled, as in console mode, which has no transport)."""
+    res = resources[(resources["arch"] == arch) & resources["threads"].notna()]
+    res = res[(res["mono"] > t0) & (res["mono"] <= end)]
+    if res.empty:
+        return np.nan
+    total = 0.0
+    for _, rows in res.sort_values("mono").groupby("pid"):
+        first = rows["threads"].iloc[0] if len(rows) > 1 else {}
+        peak: dict[str, float] = {}  # threads exit at the end: their highest reading is their last
+        for threads in rows["threads"]:
+            for name, cpu in threads.items():
+                peak[name] = max(peak.get(name, 0.0), cpu)
+        total += sum(cpu - first.get(name, 0.0) for name, cpu in peak.items() if name.startswith(TRANSPORT_THREADS))
+    return total
+
+
+def console_vs_live(console: Tables, live: Tables) -> pd.DataFrame:
+    """Each design, and each of its speakers, console against live on the same room: latency p50/p95,
+    matched, missed, WER, CPU s and PSS of the agent side, agent participants; `latency_p50_added`
+    is what the transport adds (live - console). participant "(all)" is the design's own row."""
+    def side(t: Tables) -> pd.DataFrame:
+        a = t.architectures.assign(participant="(all)", matched=t.architectures["utterances"] - t.architectures["missed"],
+                                   pss_mb=t.architectures["peak_pss_mb"])  # fmt: skip
+        a = a.reindex(columns=[*MODE_COLUMNS, "transport_cpu_s"])
+        s = t.speakers.assign(agent_participants=np.nan, transport_cpu_s=np.nan).reindex(columns=[*MODE_COLUMNS, "transport_cpu_s"])
+        return pd.concat([a, s], ignore_index=True)
+
+    both = side(console).merge(side(live), on=["arch", "participant"], how="outer", suffixes=("_console", "_live"))
+    both = both.drop(columns=["transport_cpu_s_console"])
+    both["latency_p50_added"] = both["latency_p50_live"] - both["latency_p50_console"]
+    return both
+
+
+MODE_COLUMNS = ["arch", "participant", "latency_p50", "latency_p95", "matched", "missed", "wer", "cpu_s", "pss_mb", "agent_participants"]
 
 
 def _planned_jobs(info: ArchRun, events: pd.DataFrame, arch: str) -> int:
@@ -355,7 +401,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],
         "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),
-        "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"],
+        "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"], "transport_cpu_s": cost["transport_cpu"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         "cold_start_s": max((info.cold_start_s or {}).values(), default=np.nan),
         "errors": int((ev["kind"] == "error").sum()),

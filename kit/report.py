@@ -332,6 +332,9 @@ def render(run: Run, pngs: dict[str, bytes], others: list[Run] = ()) -> str:
     ]
     if others:
         sections.insert(6, _section("rooms", "Other rooms", _other_rooms([run, *others])))
+    console_run = (run.record.live or {}).get("console_run")
+    if console_run and Path(console_run, "run.json").is_file():
+        sections.insert(5, _section("modes", "Console and live", _console_vs_live(run, load(console_run))))
     title = f"{run.scenario.name}: which design transcribes every participant — run {run.record.run_id}"
     page = redact(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
     # Images go in last, so that scrubbing text can never touch their base64.
@@ -356,6 +359,16 @@ def _e(value) -> str:
 
 def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{_e(title)}</h2>\n{body}\n</section>'
+
+
+def _console_vs_live(run: Run, console: Run) -> str:
+    """The same room run by each design in console mode and live: what the real transport adds."""
+    frame = metrics.console_vs_live(console.tables, run.tables)
+    return (f"<p>The same room, each design run in console mode (run {_e(console.record.run_id)}) and live through "
+            f"livekit-server {_e((run.record.live or {}).get('server_version') or '(version unknown)')} (this run). The latency "
+            "added live is the transport: Opus coding, the jitter buffer, the server, and the text stream that carries each "
+            "final back. CPU and PSS are the agent side only (live: the agent worker's process tree; WebRTC CPU: its "
+            "transport threads); the kit's publishers and listener are not counted.</p>" + _table(frame))  # fmt: skip
 
 
 def _toc() -> str:

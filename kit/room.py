@@ -88,7 +88,7 @@ class ConsoleRoom:
 
     async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
         audio = RoomAudioInput(self, identity)
-        session.input.audio = audio  # no room: the session reads the replay (DESIGN §12)
+        session.input.audio = audio  # no room: the session reads the replay (no RoomIO)
         await session.start(agent, record=False)
         return audio.ended
 
