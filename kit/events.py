@@ -28,6 +28,7 @@ KINDS = (
     "participant_left",  # the participant's track ended and its pipeline closed
     "speaker_switch",  # active_speaker: the session's input now follows this participant
     "vad_metrics",  # one participant's VAD work since the last vad_metrics event
+    "turn_metrics",  # a session design: livekit-agents' own metrics of one user turn (lk_transcription_delay_s)
     "job_end",
     "error",  # detail holds the reason
     "run_end",
@@ -55,6 +56,7 @@ class Event:
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (replay + event log)
+    lk_transcription_delay_s: float | None = None  # turn_metrics: livekit-agents' transcription_delay of the turn
     wall: float | None = None  # live mode: time.time() when the event was written
     detail: str | None = None
 

@@ -22,6 +22,10 @@ does. Without transcripts the boundaries come from the speech detector (kit.boun
 text is empty and the scenario says `"reference": false`: latency and cost are measured, WER
 is not.
 
+Refused, in one line: a recording with NaN or infinite samples (a float WAV can hold them: the
+file, the first such sample and its time are named), an offset of more than 4 hours (a typo),
+and a room where nobody speaks (no utterance detected or transcribed: nothing to measure).
+
 Everything is written to a temporary directory beside the target and renamed into place at
 the end, so a failed import leaves nothing behind.
 """

@@ -186,3 +186,35 @@ def sweep(speakers: list[int], archs, lines: int = 3, stt: str = "whisper", mode
     cfg = config("pair-2", archs, stt=stt, model=model, results_dir=results_dir)
     sweep_dir = run(cfg, sweep={"speakers": list(speakers), "lines": lines, "threshold_s": threshold_s})
     return sweep_dir, pd.read_csv(sweep_dir / "sweep.csv")
+
+
+@dataclass
+class LiveComparison:
+    """What 05-live shows: the console run, the live run, and the two side by side."""
+
+    console: Run | None
+    live: Run | None
+    side_by_side: pd.DataFrame  # kit.metrics.console_vs_live; empty if either run is missing
+    printed: str  # what the command printed (no secret: the kit never prints one)
+    exit_code: int
+
+
+def compare_live(scenario: str, archs, stt: str = "whisper", local_server: bool = False, dispatch: str = "api",
+                 results_dir: Path | str | None = None) -> LiveComparison:  # fmt: skip
+    """`python -m kit compare --mode both` in a child process (its own event loop and signals; a
+    kernel cannot host them): each design in console mode, then live with its worker started here.
+    `local_server`: a private livekit-server for the run, else LIVEKIT_URL/_API_KEY/_API_SECRET."""
+    import subprocess
+    import sys
+
+    results = Path(results_dir) if results_dir else REPO_ROOT / "results"
+    before = set(results.glob("*/run.json"))
+    cmd = [sys.executable, "-m", "kit", "compare", "--mode", "both", "--scenario", scenario, "--stt", stt,
+           "--dispatch", dispatch, "--results", str(results), *[a for arch in archs for a in ("--arch", arch)]]  # fmt: skip
+    done = subprocess.run(cmd + (["--local-server"] if local_server else []), cwd=REPO_ROOT, capture_output=True, text=True)
+    runs = sorted(p.parent for p in set(results.glob("*/run.json")) - before)
+    loaded = [load(r) for r in runs]
+    console = next((r for r in loaded if r.record.mode == "console"), None)
+    live = next((r for r in loaded if r.record.mode == "live"), None)
+    both = metrics.console_vs_live(console.tables, live.tables) if console and live and len(live.tables.architectures) else pd.DataFrame()
+    return LiveComparison(console, live, both, done.stdout + done.stderr, done.returncode)

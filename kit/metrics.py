@@ -368,6 +368,11 @@ def console_vs_live(console: Tables, live: Tables) -> pd.DataFrame:
 MODE_COLUMNS = ["arch", "participant", "latency_p50", "latency_p95", "matched", "missed", "wer", "cpu_s", "pss_mb", "agent_participants"]
 
 
+def _median(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.median()) if len(values) else np.nan
+
+
 def _planned_jobs(info: ArchRun, events: pd.DataFrame, arch: str) -> int:
     """Jobs the design planned (run.json), so that a job that failed to start still counts;
     records without it (older runs): the jobs that started."""
@@ -403,6 +408,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"], "transport_cpu_s": cost["transport_cpu"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
+        # livekit-agents' own per-turn transcription_delay (session designs), beside vad_latency_p50
+        "lk_transcription_delay_p50": _median(ev.loc[ev["kind"] == "turn_metrics", "lk_transcription_delay_s"]),
         "cold_start_s": max((info.cold_start_s or {}).values(), default=np.nan),
         "errors": int((ev["kind"] == "error").sum()),
         "complete": bool(info.complete),

@@ -81,6 +81,21 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
         log.emit("participant_left", participant=identity)
 
 
+def turn_metrics_logger(log: EventLog, participant):
+    """livekit-agents' own per-turn numbers beside the kit's: the user message's `transcription_delay`
+    (end of speech by its VAD -> final transcript), as the session hands it to the agent (the kit's
+    Transcriber stops every turn there, so it never reaches the conversation items).
+    `participant`: an identity, or a callable giving the one the turn belongs to."""
+
+    def on_turn(message) -> None:
+        delay = (getattr(message, "metrics", None) or {}).get("transcription_delay")
+        if delay is not None:
+            who = participant() if callable(participant) else participant
+            log.emit("turn_metrics", participant=who, lk_transcription_delay_s=float(delay))
+
+    return on_turn
+
+
 def make_session(config: RunConfig, stt: FasterWhisperSTT, vad: silero.VAD) -> AgentSession:
     """A listen-only AgentSession: STT + VAD, no LLM/TTS, VAD turn detection, never away."""
     return AgentSession(
@@ -99,10 +114,13 @@ def make_session(config: RunConfig, stt: FasterWhisperSTT, vad: silero.VAD) -> A
 class Transcriber(Agent):
     """A listen-only agent: no LLM, no TTS; user turns end at the VAD and are never answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_turn=None) -> None:
         super().__init__(instructions="Transcribe the participant. Never reply.")
+        self.on_turn = on_turn  # given each completed user message (turn_metrics_logger)
 
     async def on_user_turn_completed(self, turn_ctx, new_message) -> None:
+        if self.on_turn:
+            self.on_turn(new_message)
         raise StopResponse()
 
 
@@ -128,7 +146,7 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
         elif ev.old_state == "speaking":
             log.emit("speech_end", participant=identity)
 
-    left = await room.start_session(session, Transcriber(), identity)
+    left = await room.start_session(session, Transcriber(turn_metrics_logger(log, identity)), identity)
     try:
         await left.wait()
     finally:
@@ -232,7 +250,8 @@ class ActiveSpeakerSession:
         self.log.emit("participant_joined", participant=identity)
         if self.started is None:
             self.session.input.audio = self.input
-            self.started = asyncio.create_task(self.session.start(Transcriber(), record=False))
+            on_turn = turn_metrics_logger(self.log, lambda: self.input.selected or ACTIVE)
+            self.started = asyncio.create_task(self.session.start(Transcriber(on_turn), record=False))
         self.followers += 1
         try:
             await self.input.follow(self.room, identity)

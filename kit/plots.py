@@ -379,6 +379,27 @@ def dollar_label(column: str) -> str:
 # --- output --------------------------------------------------------------------------------------
 
 
+def console_vs_live(side_by_side: pd.DataFrame) -> Figure:
+    """Per design: p50 and p95 latency in console mode (hatched) and live (solid): what the real
+    transport adds (kit.metrics.console_vs_live, the designs' own rows)."""
+    rows = side_by_side[side_by_side["participant"] == "(all)"].reset_index(drop=True)
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for i, r in rows.iterrows():
+        color = arch_color(r["arch"])
+        for k, (q, mode) in enumerate([(q, m) for q in ("p50", "p95") for m in ("console", "live")]):
+            value = r[f"latency_{q}_{mode}"]
+            x = i + (k - 1.5) * 0.2
+            ax.bar(x, value, width=0.18, color=color, alpha=0.9 if mode == "live" else 0.45,
+                   hatch="" if mode == "live" else "//", edgecolor="black")  # fmt: skip
+            ax.annotate(f"{q}\n{mode[0]}", (x, value), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [plain(a) for a in rows["arch"]])
+    ax.set_ylabel("latency (s): final − true end of speech")
+    ax.set_title("Console (hatched) against live (solid): what Opus, the jitter buffer and the server add")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
 def all_figures(tables: Tables, scenario: Scenario, events: pd.DataFrame | None) -> dict[str, Figure]:
     """Every figure of a run, keyed by the names in FIGURES (the report's and figures/'s order)."""
     return {

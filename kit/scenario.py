@@ -2,7 +2,11 @@
 
 `data/scenarios/<name>/scenario.json` plus one mono FLAC per participant beside it. Each file is
 the participant's whole track from the room's start (silence between turns), so overlap, late
-joins and early leaves are just timing. `load` validates everything and fails with one clear line.
+joins and early leaves are just timing. `load` validates everything and fails with one clear line
+(`ScenarioError`): every field typed, every number finite (Python's json reads NaN and Infinity),
+times not negative, each participant joining before its track ends and leaving after it joins,
+each utterance within its speaker's presence, at least one utterance, and every track decoded in
+full (readable, mono, at the declared rate, not empty, no NaN or infinite sample).
 An optional top-level `"reference": false` marks a room without reference text (kit/importer.py
 without transcripts): its utterances are speech spans with empty text, and WER is not measured.
 """

@@ -1,0 +1,256 @@
+"""Live mode against a real livekit-server on loopback (kit/server.py builds and runs it): every design
+end to end over WebRTC/Opus, both dispatch paths, calibration, crosstalk between two developers'
+workers, a server that dies mid-run, Ctrl-C, and the secret nowhere.
+
+The commands run as subprocesses, the way a user runs them, so everything they and their agent
+workers print is captured and searched for the secret."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from livekit import api
+
+from kit.architectures import NAMES
+from kit.config import REPO_ROOT
+from kit.live import Credentials, server_api
+from kit.record import RunRecord
+
+ALL = (*NAMES, "active_speaker")
+ARCH_ARGS = [a for arch in ALL for a in ("--arch", arch)]
+AGENTS = {"multi_session": 1, "participant_entrypoint": 1, "multi_dispatch": 2, "active_speaker": 1}  # pair-2
+TOKEN_SHAPE = "eyJ"
+
+
+def kit_env(server=None, suffix: str = "ci", **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    env.update(server.env() if server else {}, LIVEKIT_AGENT_SUFFIX=suffix, PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def kit(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kit", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def only_run(results: Path) -> Path:
+    runs = [p.parent for p in results.glob("*/run.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def mentions(root: Path, *needles: str) -> list[str]:
+    """Files under root that contain any of the needles."""
+    hits = []
+    for f in root.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            hits += [f"{f}: {n}" for n in needles if n.encode() in data]
+    return hits
+
+
+# --- every design, whisper, dispatch by the server API ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whisper_live(livekit_server, tmp_path_factory):
+    results = tmp_path_factory.mktemp("live")
+    done = kit("live", "--local-agents", "--scenario", "pair-2", "--results", str(results), *ARCH_ARGS, env=kit_env(livekit_server))
+    return done, only_run(results)
+
+
+def test_every_design_live_transcribes_every_utterance(whisper_live):
+    done, run_dir = whisper_live
+    assert done.returncode == 0, done.stderr[-3000:]
+    utts = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False)
+    assert sorted(set(utts["arch"])) == sorted(ALL)
+    for arch in NAMES:
+        ref = utts[(utts["arch"] == arch) & (utts["kind"] == "reference")]
+        assert len(ref) == 4 and not ref["missed"].any(), (arch, ref[["participant", "hyp_text"]])
+        assert ref["latency_s"].between(0.3, 5.0).all()  # a sanity bound, not a benchmark
+    baseline = utts[(utts["arch"] == "active_speaker") & (utts["kind"] == "reference")]
+    assert (~baseline["missed"]).sum() >= 1, "the one-session baseline ran and heard someone"
+    assert f"report: {run_dir / 'report.html'}" in done.stdout
+
+
+def test_agents_and_jobs_are_counted_by_the_server(whisper_live):
+    _, run_dir = whisper_live
+    record = RunRecord.load(run_dir)
+    assert record.mode == "live" and record.complete and record.live["dispatch"] == "api"
+    for arch, n in AGENTS.items():
+        info = record.archs[arch]
+        assert (info.agent_participants, info.server_jobs, info.jobs) == (n, n, n), arch
+    archs = pd.read_csv(run_dir / "architectures.csv").set_index("arch")
+    assert dict(archs["agent_participants"]) == AGENTS
+    assert (archs["cpu_s"] > 0).all() and (archs["peak_pss_mb"] > 50).all() and (archs["transport_cpu_s"] > 0).all()
+
+
+def test_no_secret_in_any_file_or_output(whisper_live, livekit_server):
+    done, run_dir = whisper_live
+    secret = livekit_server.api_secret
+    assert len(secret) >= 32
+    assert secret not in done.stdout + done.stderr and TOKEN_SHAPE not in done.stdout + done.stderr
+    assert mentions(run_dir, secret, TOKEN_SHAPE) == []
+
+
+def test_no_room_is_left_on_the_server(whisper_live, livekit_server):
+    async def rooms() -> list[str]:
+        creds = Credentials(livekit_server.url, livekit_server.api_key, livekit_server.api_secret)
+        async with server_api(creds, room_list=True) as lk:
+            return [r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms]
+
+    assert [r for r in asyncio.run(rooms()) if r.startswith("kit-")] == []
+
+
+# --- console and live side by side, calibrated, dispatch by token, a private server ---------------------------
+
+
+def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(tmp_path):
+    done = kit("compare", "--mode", "both", "--local-server", "--dispatch", "token", "--stt", "delay:0.30",
+               "--scenario", "pair-2", "--results", str(tmp_path), *ARCH_ARGS, env=kit_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in tmp_path.glob("*/run.json"))
+    console, live = (RunRecord.load(r) for r in runs)
+    assert console.mode == "console" and live.mode == "live"
+    assert live.live["server_version"] == "1.13.5" and live.live["local_server"] and live.live["dispatch"] == "token"
+    assert {a: i.agent_participants for a, i in live.archs.items()} == AGENTS
+    for run_dir, tolerance in ((runs[0], 0.020), (runs[1], 0.030)):
+        utts = pd.read_csv(run_dir / "utterances.csv")
+        ref = utts[utts["kind"] == "reference"]
+        concurrent = ref[ref["arch"].isin(NAMES)]
+        assert not concurrent["missed"].any()
+        heard = ref.dropna(subset=["vad_latency_s"])
+        assert set(heard["arch"]) == set(ALL)
+        assert (heard["vad_latency_s"] - 0.30).abs().max() <= tolerance, (run_dir.name, heard[["arch", "vad_latency_s"]])
+    both = pd.read_csv(runs[1] / "console_vs_live.csv")
+    assert set(both["arch"]) == set(ALL) and set(both["participant"]) == {"(all)", "alice", "bob"}
+    assert both["latency_p50_console"].notna().all() and both["latency_p50_live"].notna().all()
+    html = (runs[1] / "report.html").read_text()
+    assert 'id="modes"' in html and "Console and live" in html
+    assert TOKEN_SHAPE not in done.stdout + done.stderr and mentions(tmp_path, TOKEN_SHAPE) == []
+
+
+# --- two developers on one server: each run's jobs land on its own worker ------------------------------------
+
+
+def test_two_suffixes_on_one_server_never_cross(livekit_server, tmp_path):
+    workers = {}
+    try:
+        for suffix in ("ana-dev", "ben-dev"):
+            workers[suffix] = subprocess.Popen(
+                [sys.executable, "-m", "kit", "agent", "--arch", "participant_entrypoint", "--stt", "delay:0.1"],
+                cwd=REPO_ROOT, env=kit_env(livekit_server, suffix), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        for suffix, w in workers.items():
+            assert "registered" in _read_until(w, "registered", 90), f"worker {suffix} did not register"
+        done = kit("live", "--scenario", "pair-2", "--arch", "participant_entrypoint", "--stt", "delay:0.1",
+                   "--results", str(tmp_path), env=kit_env(livekit_server, "ana-dev"))  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        run_dir = only_run(tmp_path)
+        job_pids = {int(f.stem.rsplit("-", 1)[1]) for f in (run_dir / "events").glob("participant_entrypoint-j*-*.jsonl")}
+        assert job_pids, "the job ran on this machine and logged into the run"
+        tree = {s: {p.pid for p in psutil.Process(w.pid).children(recursive=True)} | {w.pid} for s, w in workers.items()}
+        assert job_pids <= tree["ana-dev"] and not job_pids & tree["ben-dev"]
+        assert RunRecord.load(run_dir).archs["participant_entrypoint"].agent_name == "kit-participant-entrypoint-ana-dev"
+    finally:
+        for w in workers.values():
+            w.terminate()
+        for w in workers.values():
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+
+
+def _read_until(proc: subprocess.Popen, needle: str, timeout_s: float) -> str:
+    seen, deadline = "", time.monotonic() + timeout_s
+    os.set_blocking(proc.stdout.fileno(), False)
+    while time.monotonic() < deadline and needle not in seen and proc.poll() is None:
+        seen += proc.stdout.read() or ""
+        time.sleep(0.1)
+    os.set_blocking(proc.stdout.fileno(), True)
+    return seen
+
+
+# --- faults ------------------------------------------------------------------------------------------------
+
+
+def _start_live(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-agents", "--scenario", "pair-2", "--arch",
+                             "participant_entrypoint", "--stt", "delay:0.1", "--results", str(tmp_path), *args],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for_room_replay(tmp_path: Path, proc: subprocess.Popen, timeout_s: float = 90) -> Path:
+    """Until the run's room is replaying (its runner log has run_start, and a moment more)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = list(tmp_path.glob("*/events/*-runner.jsonl"))
+        if logs and '"run_start"' in logs[0].read_text():
+            time.sleep(4)
+            return logs[0].parent.parent
+        time.sleep(0.2)
+    raise AssertionError(f"the run never reached its room (exit {proc.poll()})")
+
+
+def test_the_server_killed_mid_run_is_a_clear_error_and_keeps_the_tables(tmp_path):
+    proc = _start_live(tmp_path, kit_env(), "--local-server")
+    try:
+        run_dir = _wait_for_room_replay(tmp_path, proc)
+        (server,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "livekit-server"]
+        server.kill()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err[-3000:]
+    assert "the LiveKit server stopped during the run" in err and "Traceback" not in err
+    record = RunRecord.load(run_dir)
+    assert not record.complete and record.ended
+    assert (run_dir / "architectures.csv").exists() and (run_dir / "utterances.csv").exists()
+
+
+def test_ctrl_c_deletes_the_room_and_keeps_what_was_measured(livekit_server, tmp_path):
+    proc = _start_live(tmp_path, kit_env(livekit_server))
+    try:
+        run_dir = _wait_for_room_replay(tmp_path, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    record = RunRecord.load(run_dir)
+    assert record.interrupted and not record.complete
+    room = record.live["rooms"]["participant_entrypoint"]
+
+    async def rooms() -> list[str]:
+        creds = Credentials(livekit_server.url, livekit_server.api_key, livekit_server.api_secret)
+        async with server_api(creds, room_list=True) as lk:
+            return [r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms]
+
+    assert room not in asyncio.run(rooms()), "the room (and with it its dispatches) was deleted"
+    assert not [p for _, p in record.problems() if "cleaning up" in p or "deleting dispatch" in p]
+
+
+def test_doctor_says_one_line_for_a_wrong_secret_or_a_server_that_is_down(livekit_server):
+    wrong = kit("doctor", env={**kit_env(livekit_server), "LIVEKIT_API_SECRET": "x" * 40}, timeout=60)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+    assert "x" * 40 not in wrong.stdout + wrong.stderr
+    down = kit("doctor", env={**kit_env(livekit_server), "LIVEKIT_URL": "ws://127.0.0.1:9"}, timeout=60)
+    assert down.returncode == 2 and len(down.stderr.strip().splitlines()) == 1, down.stderr
+    ok = kit("doctor", env=kit_env(livekit_server), timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
