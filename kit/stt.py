@@ -190,6 +190,7 @@ class FasterWhisperSTT(stt.STT):
         self.participant = participant
         self.log = log
         self.last: Recognition | None = None
+        self._called = 0.0  # time.monotonic() of the current recognize call
         self._whisper = load_whisper(config) if type(self) is FasterWhisperSTT else None
 
     @property
@@ -212,6 +213,7 @@ class FasterWhisperSTT(stt.STT):
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> stt.SpeechEvent:
         speech_end = self.log.now()
+        self._called = time.monotonic()
         frame = rtc.combine_audio_frames(buffer) if isinstance(buffer, list) else buffer
         pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels).mean(axis=1)
         audio = resample(to_float32(pcm), frame.sample_rate, WHISPER_RATE)
@@ -239,7 +241,8 @@ class DelaySTT(FasterWhisperSTT):
         self.delay = delay
 
     async def _transcribe(self, audio: np.ndarray) -> tuple[str, float, float]:
-        await asyncio.sleep(self.delay)
+        # `delay` after the call, not after the audio's preparation (a few ms for a long turn, more on a busy loop)
+        await asyncio.sleep(max(0.0, self._called + self.delay - time.monotonic()))
         return f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0, self.delay
 
 
