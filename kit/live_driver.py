@@ -22,7 +22,8 @@ the run directory has the console schema and kit.metrics.compute reads it unchan
 worker runs on this machine its jobs write their own events into the same run directory, and their
 processes are sampled for CPU and memory (only the job processes: the worker's main process and
 forkserver, counted in console mode, are not); from another machine, cost columns are empty (NaN).
-Cold start, live: from creating the dispatch to the agent joining the room, as the listener saw it.
+Cold start, live: from creating the dispatch to the agent joining the room, as the server reports it
+(ListParticipants joined_at_ms: the server's wall clock, the driver's when both run on one machine).
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are no
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
 AGENT_STOP_TIMEOUT_S = 30.0
-AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
 
 
@@ -244,7 +244,8 @@ class RoomRun:
         self.events = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=self.t0, arch=name, job="runner", wall_clock=True)
         self.listener: Listener  # made in run(): an rtc.Room belongs to the loop it is made in
         self.dispatches: list[str] = []
-        self.agents_seen: set[str] = set()  # agent participants, as the server lists them
+        self.agents_seen: dict[str, float] = {}  # agent identity -> when it joined (server's wall clock), ever
+        self.agents_now: set[str] = set()  # the agents in the room at the server's last listing
         self.first: rtc.Room | None = None  # token dispatch: the first publisher's connection
 
     async def run(self, sampler: ResourceSampler, progress: Callable[[float], None] | None = None) -> ArchRun:
@@ -261,8 +262,11 @@ class RoomRun:
             if self.dispatch == "api":
                 self.dispatches = await create_dispatches(creds, self.room, self.agent, self.specs)
             watch = asyncio.create_task(self.watch_server())
-            joined = await self.listener.wait_for_agents(len(self.specs), until=self.t0)
-            result.cold_start_s = {who: at - (self.t0 - START_LEAD_S) for who, at in self.listener.agent_joined.items()}
+            while len(self.agents_seen) < len(self.specs) and time.monotonic() < self.t0:
+                await asyncio.sleep(0.1)
+            await sleep_until(self.t0)
+            joined = len(self.agents_seen)
+            result.cold_start_s = {who: at - self.t_submit for who, at in self.agents_seen.items()}
             if joined == 0:
                 result.problems.append(f"no agent {self.agent!r} joined within {START_LEAD_S:.0f} s: is "
                                        f"`python -m kit agent --arch {self.name}` running against this server, with the "
@@ -316,10 +320,10 @@ class RoomRun:
         self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret)
                                  for i, r in zip(replay.identities, work.result()) if isinstance(r, BaseException)]  # fmt: skip
         until = self.t0 + self.sc.duration_s + END_GRACE_S
-        while self.listener.agents() and time.monotonic() < until:
-            await asyncio.sleep(0.2)
+        while self.agents_now and time.monotonic() < until:
+            await asyncio.sleep(0.1)
             self.check_server()
-        if self.listener.agents():
+        if self.agents_now:
             self.result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
 
     def server_alive(self) -> bool:
@@ -334,13 +338,18 @@ class RoomRun:
             raise ServerLost(f"lost the connection to the LiveKit server at {self.creds.url}")
 
     async def watch_server(self) -> None:
-        """The agent participants in the room, as the server lists them, every second."""
+        """The agent participants in the room as the server lists them (ListParticipants), twice a
+        second: who is there, and when each joined. The listener would hear of an agent, which
+        publishes no track, only at the server's next batched update, up to 3 s late."""
         while True:
             with contextlib.suppress(Exception):
                 async with server_api(self.creds, timeout_s=3, room_admin=True, room=self.room) as lk:
                     res = await lk.room.list_participants(api.ListParticipantsRequest(room=self.room))
-                self.agents_seen |= {p.identity for p in res.participants if p.kind == api.ParticipantInfo.Kind.AGENT}
-            await asyncio.sleep(1.0)
+                agents = [p for p in res.participants if p.kind == api.ParticipantInfo.Kind.AGENT]
+                self.agents_now = {p.identity for p in agents}
+                for p in agents:
+                    self.agents_seen.setdefault(p.identity, p.joined_at_ms / 1000 if p.joined_at_ms else float(p.joined_at))
+            await asyncio.sleep(0.5)
 
 
 class ServerLost(Exception):
@@ -407,34 +416,20 @@ def final_event(text: str, attributes: dict[str, str], sender: str, track_owner:
 
 
 class Listener:
-    """The driver's one listening connection: logs final transcriptions, watches the agents come and go."""
+    """The driver's one listening connection: logs the final transcriptions the agents publish."""
 
     def __init__(self, events: EventLog, identities: list[str]) -> None:
         self.events = events
         self.identities = set(identities)
         self.track_owner: dict[str, str] = {}  # the publishers' track sid -> identity
-        self.agent_joined: dict[str, float] = {}  # agent identity -> time.monotonic() it was seen
         self.room = rtc.Room()
         self.lost = asyncio.Event()  # the connection to the server is gone
         self._reading: set[asyncio.Task] = set()
 
     async def connect(self, creds: Credentials, room: str) -> None:
         self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_stream)
-        self.room.on("participant_connected", self._on_participant)
         self.room.on("disconnected", lambda *_: self.lost.set())
         await self.room.connect(creds.url, listener_token(creds, room), rtc.RoomOptions(auto_subscribe=False))
-        for p in self.room.remote_participants.values():
-            self._on_participant(p)
-
-    def agents(self) -> int:
-        return sum(p.kind == AGENT for p in self.room.remote_participants.values())
-
-    async def wait_for_agents(self, n: int, until: float) -> int:
-        """Wait until n agents are in the room, but never past `until` (t0); returns how many came."""
-        while len(self.agent_joined) < n and time.monotonic() < until:
-            await asyncio.sleep(0.1)
-        await sleep_until(until)
-        return len(self.agent_joined)
 
     def record(self, text: str, attributes: dict[str, str], sender: str) -> None:
         ev = final_event(text, attributes, sender, self.track_owner)
@@ -448,10 +443,6 @@ class Listener:
     async def close(self) -> None:
         await asyncio.gather(*list(self._reading), return_exceptions=True)
         await self.room.disconnect()
-
-    def _on_participant(self, p: rtc.RemoteParticipant) -> None:
-        if p.kind == AGENT:
-            self.agent_joined.setdefault(p.identity, time.monotonic())
 
     def _on_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
         task = asyncio.create_task(self._read(reader, sender))

@@ -8,10 +8,14 @@ workers print is captured and searched for the secret."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from kit.record import RunRecord
 ALL = (*NAMES, "active_speaker")
 ARCH_ARGS = [a for arch in ALL for a in ("--arch", arch)]
 AGENTS = {"multi_session": 1, "participant_entrypoint": 1, "multi_dispatch": 2, "active_speaker": 1}  # pair-2
-TOKEN_SHAPE = "eyJ"
+TOKEN = re.compile(r"eyJ[\w-]{8,}\.[\w-]+\.[\w-]+")  # a JWT (base64 images may hold "eyJ" by chance, never the dots)
 
 
 def kit_env(server=None, suffix: str = "ci", **extra: str) -> dict[str, str]:
@@ -48,14 +52,19 @@ def only_run(results: Path) -> Path:
     return runs[0]
 
 
-def mentions(root: Path, *needles: str) -> list[str]:
-    """Files under root that contain any of the needles."""
+def mentions(root: Path, secret: str | None = None) -> list[str]:
+    """Files under root that contain the secret or an access token."""
     hits = []
     for f in root.rglob("*"):
         if f.is_file():
-            data = f.read_bytes()
-            hits += [f"{f}: {n}" for n in needles if n.encode() in data]
+            text = f.read_bytes().decode("utf-8", errors="replace")
+            if (secret and secret in text) or TOKEN.search(text):
+                hits.append(str(f))
     return hits
+
+
+def leaks(text: str, secret: str | None = None) -> bool:
+    return bool((secret and secret in text) or TOKEN.search(text))
 
 
 # --- every design, whisper, dispatch by the server API ------------------------------------------------------
@@ -98,8 +107,8 @@ def test_no_secret_in_any_file_or_output(whisper_live, livekit_server):
     done, run_dir = whisper_live
     secret = livekit_server.api_secret
     assert len(secret) >= 32
-    assert secret not in done.stdout + done.stderr and TOKEN_SHAPE not in done.stdout + done.stderr
-    assert mentions(run_dir, secret, TOKEN_SHAPE) == []
+    assert not leaks(done.stdout + done.stderr, secret)
+    assert mentions(run_dir, secret) == []
 
 
 def test_no_room_is_left_on_the_server(whisper_live, livekit_server):
@@ -123,20 +132,24 @@ def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(t
     assert console.mode == "console" and live.mode == "live"
     assert live.live["server_version"] == "1.13.5" and live.live["local_server"] and live.live["dispatch"] == "token"
     assert {a: i.agent_participants for a, i in live.archs.items()} == AGENTS
-    for run_dir, tolerance in ((runs[0], 0.020), (runs[1], 0.030)):
+    # Live, VAD latency includes the final's trip back as a text stream (about 20 ms on loopback): each
+    # design's median within 30 ms of the injected delay, every utterance within 60 ms (a loaded machine).
+    for run_dir, median_tol, each_tol in ((runs[0], 0.020, 0.030), (runs[1], 0.030, 0.060)):
         utts = pd.read_csv(run_dir / "utterances.csv")
         ref = utts[utts["kind"] == "reference"]
         concurrent = ref[ref["arch"].isin(NAMES)]
         assert not concurrent["missed"].any()
         heard = ref.dropna(subset=["vad_latency_s"])
         assert set(heard["arch"]) == set(ALL)
-        assert (heard["vad_latency_s"] - 0.30).abs().max() <= tolerance, (run_dir.name, heard[["arch", "vad_latency_s"]])
+        off = (heard.groupby("arch")["vad_latency_s"].median() - 0.30).abs()
+        assert (off <= median_tol).all(), (run_dir.name, off)
+        assert (heard["vad_latency_s"] - 0.30).abs().max() <= each_tol, (run_dir.name, heard[["arch", "vad_latency_s"]])
     both = pd.read_csv(runs[1] / "console_vs_live.csv")
     assert set(both["arch"]) == set(ALL) and set(both["participant"]) == {"(all)", "alice", "bob"}
     assert both["latency_p50_console"].notna().all() and both["latency_p50_live"].notna().all()
     html = (runs[1] / "report.html").read_text()
     assert 'id="modes"' in html and "Console and live" in html
-    assert TOKEN_SHAPE not in done.stdout + done.stderr and mentions(tmp_path, TOKEN_SHAPE) == []
+    assert not leaks(done.stdout + done.stderr) and mentions(tmp_path) == []
 
 
 # --- two developers on one server: each run's jobs land on its own worker ------------------------------------
@@ -158,8 +171,10 @@ def test_two_suffixes_on_one_server_never_cross(livekit_server, tmp_path):
         run_dir = only_run(tmp_path)
         job_pids = {int(f.stem.rsplit("-", 1)[1]) for f in (run_dir / "events").glob("participant_entrypoint-j*-*.jsonl")}
         assert job_pids, "the job ran on this machine and logged into the run"
+        # the job process has ended with its job; its parent (as the sampler saw it) is in one worker's tree
+        parents = {r["ppid"] for r in map(json.loads, (run_dir / "resources.jsonl").read_text().splitlines()) if r["pid"] in job_pids}
         tree = {s: {p.pid for p in psutil.Process(w.pid).children(recursive=True)} | {w.pid} for s, w in workers.items()}
-        assert job_pids <= tree["ana-dev"] and not job_pids & tree["ben-dev"]
+        assert parents and parents <= tree["ana-dev"] and not parents & tree["ben-dev"], (parents, tree)
         assert RunRecord.load(run_dir).archs["participant_entrypoint"].agent_name == "kit-participant-entrypoint-ana-dev"
     finally:
         for w in workers.values():
@@ -173,12 +188,15 @@ def test_two_suffixes_on_one_server_never_cross(livekit_server, tmp_path):
 
 
 def _read_until(proc: subprocess.Popen, needle: str, timeout_s: float) -> str:
+    """The worker's output until a line holds `needle` (a thread reads, so a silent worker cannot block)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     seen, deadline = "", time.monotonic() + timeout_s
-    os.set_blocking(proc.stdout.fileno(), False)
-    while time.monotonic() < deadline and needle not in seen and proc.poll() is None:
-        seen += proc.stdout.read() or ""
-        time.sleep(0.1)
-    os.set_blocking(proc.stdout.fileno(), True)
+    while needle not in seen and (left := deadline - time.monotonic()) > 0:
+        try:
+            seen += lines.get(timeout=left)
+        except queue.Empty:
+            break
     return seen
 
 
