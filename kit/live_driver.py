@@ -54,7 +54,7 @@ from kit.live import (
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
 from kit.room import ROOM_RATE, ConsoleRoom, sleep_until
-from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit
+from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
 from kit.sampler import ResourceSampler
 from kit.stt import resolve_model, stt_delay
 
@@ -295,6 +295,7 @@ class RoomRun:
             self.events.emit("run_end")
             self.events.close()
         result.problems += job_errors(self.run_dir, self.name)
+        result.problems += unfinished_jobs(self.run_dir, self.name, self.specs, started_only=True)
         result.complete = not result.problems
         return result
 

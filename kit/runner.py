@@ -175,7 +175,7 @@ async def run_arch(
             _terminate_jobs()
         elif server.active_jobs:
             result.problems.append(f"{len(server.active_jobs)} job(s) still running {END_GRACE_S:.0f} s after the room ended")
-        result.problems += _unfinished_jobs(run_dir, name, [r for r in requests if r.job not in result.failed_jobs])
+        result.problems += unfinished_jobs(run_dir, name, [r for r in requests if r.job not in result.failed_jobs])
         for p in result.problems:
             log.emit("error", detail=p)
         log.emit("run_end")
@@ -259,14 +259,16 @@ def stop_helper_processes() -> None:
         forkserver._forkserver._stop()
 
 
-def _unfinished_jobs(run_dir: Path, name: str, requests) -> list[str]:
+def unfinished_jobs(run_dir: Path, name: str, requests, started_only: bool = False) -> list[str]:
+    """A problem for each requested job that never started or died before its job_end.
+    `started_only` (live: jobs that ran elsewhere leave no events here): only jobs that started here."""
     ev = read_events(run_dir)
     ev = ev[ev["arch"] == name]
     started, ended = set(ev.loc[ev["kind"] == "job_start", "job"]), set(ev.loc[ev["kind"] == "job_end", "job"])
     return [
         f"job {r.job} never started" if r.job not in started else f"job {r.job} ended without job_end (its process died)"
         for r in requests
-        if r.job not in ended
+        if r.job not in ended and (r.job in started or not started_only)
     ]
 
 

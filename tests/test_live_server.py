@@ -240,6 +240,27 @@ def test_the_server_killed_mid_run_is_a_clear_error_and_keeps_the_tables(tmp_pat
     assert (run_dir / "architectures.csv").exists() and (run_dir / "utterances.csv").exists()
 
 
+def test_a_job_process_killed_live_is_recorded_and_the_other_completes(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-server", "--local-agents", "--scenario", "pair-2",
+                             "--arch", "multi_dispatch", "--stt", "delay:0.1", "--results", str(tmp_path)],
+                            cwd=REPO_ROOT, env=kit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        run_dir = _wait_for_room_replay(tmp_path, proc)
+        logs = sorted((run_dir / "events").glob("multi_dispatch-j2-*.jsonl"))
+        assert logs, "job j2 runs on this machine"
+        psutil.Process(int(logs[0].stem.rsplit("-", 1)[1])).kill()
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert "job j2 ended without job_end (its process died)" in err
+    utts = pd.read_csv(run_dir / "utterances.csv")
+    j1_speaker = "alice"  # multi-dispatch plans j1 for the first participant
+    assert not utts[(utts["participant"] == j1_speaker) & (utts["kind"] == "reference")]["missed"].any()
+
+
 def test_ctrl_c_deletes_the_room_and_keeps_what_was_measured(livekit_server, tmp_path):
     proc = _start_live(tmp_path, kit_env(livekit_server))
     try:
