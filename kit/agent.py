@@ -27,6 +27,7 @@ def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
         initialize_process_timeout=60,  # a model load on a busy 2-core machine takes longer than the default 10 s
         ws_url=creds.url, api_key=creds.api_key, api_secret=creds.api_secret,
         port=0,  # the health-check port: 0 so several developers' workers fit on one machine
+        host="127.0.0.1",  # and on loopback only (livekit-agents' default is every interface)
         # Listen-only agents publish no track; they publish data (transcriptions) and their state attribute.
         permissions=WorkerPermissions(can_publish=False, can_subscribe=True, can_publish_data=True),
         # The production gate compares the MACHINE's CPU with 0.7 and then refuses every job ("no

@@ -8,7 +8,8 @@ Per architecture, while its agent worker runs (`python -m kit agent --arch A`, o
 3. create the dispatch(es) to `kit-<arch>-<suffix>` (AgentDispatchService.CreateDispatch): one for a
    single-job design, one per participant for multi-dispatch, each with its JobSpec as metadata
    and the run's start instant t0 = now + START_LEAD_S as wall time (kit/live.py, "The clock");
-4. wait until t0 for the agents to join; if none does, stop with a problem that says why;
+4. wait for the agents to join, until the publishers must connect; if none does, stop with a
+   problem that says why;
 5. each publisher joins CONNECT_AHEAD_S before its scenario join time, publishes one microphone
    track and feeds it in real time, paced like console mode (ConsoleRoom.frames: absolute deadlines
    from t0), then leaves at the end of its track or its leave time;
@@ -53,12 +54,14 @@ from kit.live import (
     listener_token, mono_at, publisher_token, redact, server_api,
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
-from kit.room import ROOM_RATE, ConsoleRoom, sleep_until
+from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
 from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
 from kit.sampler import ResourceSampler
 from kit.stt import resolve_model, stt_delay
 
-START_LEAD_S = 15.0  # dispatch -> t0: assignment, job process, model load, joining the room
+START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
+# processes warm; several seconds for a worker that must start a process and load the model first)
+LATE_START_S = 0.05  # a publisher whose first frame is later than this is a problem (its track lags throughout)
 CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are not lost to set-up
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
@@ -262,18 +265,19 @@ class RoomRun:
             if self.dispatch == "api":
                 self.dispatches = await create_dispatches(creds, self.room, self.agent, self.specs)
             watch = asyncio.create_task(self.watch_server())
-            while len(self.agents_seen) < len(self.specs) and time.monotonic() < self.t0:
+            # Until the publishers must connect, not until t0: a publisher that joins late never catches up
+            # (frames already due leave at once, but the source plays them in real time: its whole track lags).
+            while len(self.agents_seen) < len(self.specs) and time.monotonic() < self.t0 - CONNECT_AHEAD_S:
                 await asyncio.sleep(0.1)
-            await sleep_until(self.t0)
             joined = len(self.agents_seen)
             result.cold_start_s = {who: at - self.t_submit for who, at in self.agents_seen.items()}
             if joined == 0:
-                result.problems.append(f"no agent {self.agent!r} joined within {START_LEAD_S:.0f} s: is "
+                result.problems.append(f"no agent {self.agent!r} joined within {START_LEAD_S - CONNECT_AHEAD_S:.0f} s: is "
                                        f"`python -m kit agent --arch {self.name}` running against this server, with the "
                                        f"same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
             else:
                 if joined < len(self.specs):
-                    result.problems.append(f"only {joined} of {len(self.specs)} agents had joined at t0")
+                    result.problems.append(f"only {joined} of {len(self.specs)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
                 await self.replay(progress)
         except Exception as e:  # one line, secrets out: the run directory records it, the run is incomplete
             result.problems.append(redact(f"{type(e).__name__}: {e}", creds.api_secret))
@@ -318,8 +322,8 @@ class RoomRun:
                 progress(time.monotonic() - replay.t0)
             await asyncio.wait([work], timeout=0.2)
             self.check_server()
-        self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret)
-                                 for i, r in zip(replay.identities, work.result()) if isinstance(r, BaseException)]  # fmt: skip
+        self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret) if isinstance(r, BaseException) else r
+                                 for i, r in zip(replay.identities, work.result()) if r is not None]  # fmt: skip
         until = self.t0 + self.sc.duration_s + END_GRACE_S
         while self.agents_now and time.monotonic() < until:
             await asyncio.sleep(0.1)
@@ -467,12 +471,13 @@ async def connect_publisher(creds: Credentials, room: str, identity: str, room_c
 
 
 async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str],
-                  conn: rtc.Room | None = None) -> None:  # fmt: skip
+                  conn: rtc.Room | None = None) -> str | None:  # fmt: skip
     """One scenario participant: join (unless `conn` already did), publish a microphone, feed its
-    track in real time, leave."""
+    track in real time, leave. Returns a problem if its first frame could not leave on time."""
     await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
     conn = conn or await connect_publisher(creds, room, identity)
     source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
+    first_due, problem = replay.t0 + (replay.frame_range(identity).start + 1) * FRAME_S, None
     try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
         # No DTX: silence is sent as audio, as in console mode, so the agents' VAD hears each turn end.
@@ -480,11 +485,17 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
         pub = await conn.local_participant.publish_track(track, options)
         track_owner[pub.sid] = identity
         async for frame in replay.frames(identity):
+            if first_due is not None:
+                late, first_due = time.monotonic() - first_due, None
+                if late > LATE_START_S:  # the source plays in real time: the whole track stays this late
+                    problem = (f"publisher {identity}: its first frame was {late:.2f} s late (joining and publishing took "
+                               f"longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
             await source.capture_frame(frame)
         await source.wait_for_playout()
     finally:
         await conn.disconnect()
         await source.aclose()
+    return problem
 
 
 def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:
