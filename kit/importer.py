@@ -206,6 +206,8 @@ def _attach_transcripts(recordings: list[Recording], listed: list[Path]) -> list
 
 def read_mono_16k(path: Path) -> np.ndarray:
     """Any supported file -> float32 mono at 16 kHz: channels averaged, resampled once, within [-1, 1]."""
+    if path.stat().st_size == 0:
+        raise RecordingError(f"{path.name} holds no audio (an empty file)")
     samples, rate = decode(path)
     if len(samples) == 0:
         raise RecordingError(f"{path.name} holds no audio")

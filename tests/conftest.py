@@ -1,11 +1,23 @@
 import json
+import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kit.config import SCENARIOS_DIR
+
+# The fuzz tests (tests/test_fuzz.py). CI: a fixed, derandomized budget (the same examples every
+# run, about a minute in all). Locally the same budget, random. Hunting: --hypothesis-profile=long
+# (40x the examples, no deadline). Each test scales its own count from max_examples.
+_FUZZ = dict(deadline=timedelta(seconds=10), suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_FUZZ)
+settings.register_profile("dev", max_examples=200, **_FUZZ)
+settings.register_profile("long", max_examples=8000, **{**_FUZZ, "deadline": None})
+settings.load_profile("ci" if os.environ.get("CI") else "dev")  # --hypothesis-profile=NAME overrides it
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import soundfile as sf
 from kit import boundaries, scenario
 from kit.audio import downsample, rational_resample, resample, upsample
 from kit.cli import main
-from kit.importer import RATE, TAIL_S, import_room, read_timed
+from kit.importer import RATE, TAIL_S, RecordingError, import_room, read_mono_16k, read_timed
 from kit.synth import speak
 
 LEAD_S = 0.5  # silence before the speech in every generated recording
@@ -318,3 +318,33 @@ def test_detector_is_exact_to_a_frame_on_clean_speech(clips):
     assert len(found) == len(truth)
     for s, (start, end) in zip(found, truth):
         assert abs(s.start_s - start) <= 0.015 and abs(s.end_s - end) <= 0.015, (s, start, end)
+
+
+# --- issue 19: damaged and extreme recordings ------------------------------------------------------------
+
+
+def test_non_finite_samples_are_refused_naming_the_file_sample_and_channel(tmp_path):
+    x = np.zeros((16000, 2), dtype=np.float32)
+    x[4000, 1] = np.nan
+    sf.write(tmp_path / "carol.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(RecordingError, match=r"^carol.wav: 1 samples are not finite .* nan at sample 4000 \(0.250 s\), channel 2"):
+        import_room([str(tmp_path / "carol.wav")], tmp_path / "room")
+    assert not (tmp_path / "room").exists() and not list(tmp_path.glob(".room.*"))
+
+
+def test_a_float_recording_at_the_top_of_its_range_is_mixed_without_overflow(tmp_path):
+    """Found by tests/test_fuzz.py: two channels near float32's maximum overflowed to infinity when
+    averaged in float32; now mixed in float64 and clipped as the int16 track will be."""
+    speech = _recording("Can everyone hear me?", RATE, channels=2)
+    speech[100] = 3e38
+    sf.write(tmp_path / "alice.wav", speech, RATE, subtype="FLOAT")
+    track = read_mono_16k(tmp_path / "alice.wav")
+    assert np.isfinite(track).all() and np.abs(track).max() <= 1.0
+    sc = import_room([str(tmp_path / "alice.wav")], tmp_path / "room").scenario
+    assert len(sc.utterances) == 1
+
+
+def test_an_offset_of_more_than_four_hours_is_a_typo(tmp_path):
+    sf.write(tmp_path / "alice.wav", _recording("Hello.", RATE), RATE)
+    with pytest.raises(RecordingError, match="an offset of 20000 s is more than 4 hours"):
+        import_room([str(tmp_path / "alice.wav@20000")], tmp_path / "room")

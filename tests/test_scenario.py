@@ -92,3 +92,66 @@ def test_cli_bad_scenario_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["transcribe", "--scenario", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: scenario not found") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --- issue 19: what the loader refuses now (the CLI rows are in tests/test_bad_inputs.py) ---------------
+
+
+def _text_edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        ('"join_s": 0.0', '"join_s": Infinity', r"participants\[0\]\.join_s is Infinity"),
+        ('"join_s": 0.0', '"join_s": -Infinity', r"participants\[0\]\.join_s is -Infinity"),
+        ('"end_s": 4.5603125', '"end_s": NaN', r"utterances\[0\]\.end_s is NaN"),
+        ('"join_s": 0.0', '"join_s": 1' + "0" * 400, r"participants\[0\]\.join_s is too large"),
+        ('"sample_rate": 16000', '"sample_rate": true', "sample_rate must be a positive whole number of Hz, not True"),
+        ('"sample_rate": 16000', '"sample_rate": "16000"', "sample_rate must be a positive whole number"),
+        ('"sample_rate": 16000', '"sample_rate": 0', "sample_rate must be a positive whole number"),
+        ('"identity": "bob"', '"identity": ""', r"participants\[1\]\.identity must not be empty"),
+        ('"identity": "bob"', '"identity": "b\\nob"', r"has a control character"),
+        ('"name": "pair-2"', '"name": 2', "name must be a string, not 2"),
+        ('"participants": [', '"participants": {"x": [', "invalid JSON"),
+        ('"leave_s": null', '"leave_s": false', r"participants\[0\]\.leave_s must be a number of seconds, not False"),
+    ],
+)  # fmt: skip
+def test_every_number_finite_and_every_field_typed(pair2_copy, old, new, match):
+    _text_edit(pair2_copy, old, new)
+    with pytest.raises(ScenarioError, match=match) as e:
+        scenario.load(pair2_copy)
+    assert "\n" not in str(e.value)
+
+
+def test_an_integral_float_sample_rate_is_a_whole_number(pair2_copy):
+    _text_edit(pair2_copy, '"sample_rate": 16000', '"sample_rate": 16000.0')
+    assert scenario.load(pair2_copy).sample_rate == 16000 and isinstance(scenario.load(pair2_copy).sample_rate, int)
+
+
+def test_a_line_break_in_any_message_is_escaped():
+    assert str(ScenarioError("a\nb\rc")) == "a\\nb\\rc"
+
+
+def test_a_truncated_track_is_refused(pair2_copy):
+    bob = pair2_copy.parent / "bob.flac"
+    bob.write_bytes(bob.read_bytes()[: 2000])
+    _bad(pair2_copy, "audio of 'bob' is (unreadable|empty)")
+
+
+def test_a_float_track_with_infinity_is_refused_with_where(pair2_copy):
+    edit_json(pair2_copy, lambda d: d["participants"][1].update(audio="bob.wav"))
+    x = np.zeros(16000 * 20, dtype=np.float32)
+    x[32000] = -np.inf
+    sf.write(pair2_copy.parent / "bob.wav", x, 16000, subtype="FLOAT")
+    _bad(pair2_copy, r"bob.wav has -inf at sample 32000 \(2.000 s\)")
+
+
+def test_read_audio_is_what_libsndfile_reads():
+    sc = scenario.load("standup-4")
+    for identity in sc.identities:
+        samples, _ = sf.read(sc.participant(identity).audio, dtype="float32")
+        assert np.array_equal(sc.read_audio(identity), samples)
