@@ -168,7 +168,11 @@ def speakers(utts: pd.DataFrame) -> pd.DataFrame:
             **_latency_summary(ref),
             "transcript": " ".join(t for t in g.sort_values("final_t")["hyp_text"] if t),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SPEAKER_TABLE)
+
+
+SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "insertions", "finals", "wer", "latency_p50",
+                 "latency_p95", "latency_p99", "latency_max", "vad_latency_p50", "floor_p50", "transcript"]  # fmt: skip
 
 
 def _latency_summary(ref: pd.DataFrame) -> dict:

@@ -147,5 +147,5 @@ def test_bad_input(what, argv, message, tmp_path, capsys, monkeypatch):
 def test_catalogue_is_in_the_docs():
     root = DATA_DIR.parent
     docs = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file())
-    for what, _, message in CATALOGUE:
+    for what, _, message in CATALOGUE + LOADER_AND_IMPORT:
         assert message.split("'")[0].strip() in docs, what
