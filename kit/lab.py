@@ -199,8 +199,8 @@ class LiveComparison:
     exit_code: int
 
 
-def compare_live(scenario: str, archs, stt: str = "whisper", local_server: bool = False, dispatch: str = "api",
-                 results_dir: Path | str | None = None) -> LiveComparison:  # fmt: skip
+def compare_live(scenario: str, archs, stt: str = "whisper", model: str | None = None, local_server: bool = False,
+                 dispatch: str = "api", results_dir: Path | str | None = None) -> LiveComparison:  # fmt: skip
     """`python -m kit compare --mode both` in a child process (its own event loop and signals; a
     kernel cannot host them): each design in console mode, then live with its worker started here.
     `local_server`: a private livekit-server for the run, else LIVEKIT_URL/_API_KEY/_API_SECRET."""
@@ -211,7 +211,8 @@ def compare_live(scenario: str, archs, stt: str = "whisper", local_server: bool 
     before = set(results.glob("*/run.json"))
     cmd = [sys.executable, "-m", "kit", "compare", "--mode", "both", "--scenario", scenario, "--stt", stt,
            "--dispatch", dispatch, "--results", str(results), *[a for arch in archs for a in ("--arch", arch)]]  # fmt: skip
-    done = subprocess.run(cmd + (["--local-server"] if local_server else []), cwd=REPO_ROOT, capture_output=True, text=True)
+    cmd += (["--model", model] if model else []) + (["--local-server"] if local_server else [])
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     runs = sorted(p.parent for p in set(results.glob("*/run.json")) - before)
     loaded = [load(r) for r in runs]
     console = next((r for r in loaded if r.record.mode == "console"), None)

@@ -290,7 +290,7 @@ class RoomRun:
             result.agent_participants = len(self.agents_seen)
             if self.server_alive():
                 result.server_jobs = await count_jobs(creds, self.room)
-                result.problems += await close_room(creds, self.room, self.dispatches)
+                result.problems += await close_room(creds, self.room, self.dispatches, find=self.dispatch == "token")
             await self.listener.close()
             if self.first is not None:
                 await self.first.disconnect()
@@ -332,7 +332,8 @@ class RoomRun:
             self.result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
 
     def server_alive(self) -> bool:
-        return (self.server is None or self.server.running) and not self.listener.lost.is_set()
+        """False only when the run's own server is known dead (a server elsewhere is always tried)."""
+        return self.server is None or self.server.running
 
     def check_server(self) -> None:
         """A server that died (or a lost connection) ends the run at once, with what it measured."""
@@ -388,13 +389,14 @@ async def count_jobs(creds: Credentials, room: str) -> int | None:
         return None
 
 
-async def close_room(creds: Credentials, room: str, dispatches: list[str]) -> list[str]:
-    """Delete the dispatches (finished ones may be gone already) and the room; returns problems."""
+async def close_room(creds: Credentials, room: str, dispatches: list[str], find: bool = False) -> list[str]:
+    """Delete the dispatches (finished ones may be gone already) and the room; returns problems.
+    `find`: token dispatch, the server made the dispatches: list them first."""
     problems = []
     try:
         async with server_api(creds, room_admin=True, room=room) as lk:
-            # token dispatch: the server made the dispatches; find them
-            dispatches = dispatches or [d.id for d in await lk.agent_dispatch.list_dispatch(room)]
+            if find:
+                dispatches = [d.id for d in await lk.agent_dispatch.list_dispatch(room)]
             for dispatch_id in dispatches:
                 try:
                     await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
