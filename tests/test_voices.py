@@ -1,5 +1,6 @@
 """voices-4, the room of real human speech (data/scripts/voices.py): it rebuilds from its packages,
-it loads, Whisper transcribes it with the default options, and no inference option costs WER on it.
+it loads, every design transcribes every utterance with the default options, and no inference option
+costs WER on it.
 
 Synthetic speech flatters Whisper: an option that shortens its work can look free on the espeak
 rooms and lose words on people. So every option of RunConfig that changes how Whisper infers is
@@ -9,12 +10,10 @@ new field of RunConfig take a side).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib.util
 import os
 import sys
-import time
 
 import ctranslate2
 import numpy as np
@@ -23,9 +22,8 @@ import soundfile as sf
 
 from kit import metrics, scenario, stt
 from kit.config import DATA_DIR, SCENARIOS_DIR, RunConfig
-from kit.events import EventLog, read_events
-from kit.pipeline import transcribe_participant
-from kit.room import ConsoleRoom
+from kit.architectures import NAMES
+from kit.cli import main
 
 ROOM = "voices-4"
 DEFAULT = RunConfig(scenario=ROOM)
@@ -108,32 +106,26 @@ def test_every_inference_option_is_guarded():
     assert all(INFERENCE_OPTIONS.values()), "each inference option has a non-default value to check"
 
 
-# --- the default options, through the real pipeline (livekit's StreamAdapter + silero + Whisper) --------
+# --- every design, default options, through the real AgentServer (process jobs, StreamAdapter, silero, Whisper) ---
 
 
 @pytest.fixture(scope="module")
-def default_transcription(tmp_path_factory):
-    """One in-process replay of the room (real time, about 47 s), every participant at once."""
-    sc = scenario.load(ROOM)
-    stt.load_whisper(DEFAULT)
-    tmp = tmp_path_factory.mktemp("voices-transcribe")
-
-    async def run():
-        t0 = time.monotonic() + 0.2
-        room = ConsoleRoom(sc, t0)
-        log = EventLog(tmp / "events" / "t.jsonl", t0=t0, arch="in_process", job="transcribe")
-        await asyncio.gather(*(transcribe_participant(room, i, DEFAULT, log) for i in room.identities))
-
-    asyncio.run(run())
-    return metrics.utterances(sc, read_events(tmp), DEFAULT.vad.min_silence_duration)
+def voices_compare(tmp_path_factory):
+    """`python -m kit compare --scenario voices-4`: the three designs, one real-time replay each (about 50 s)."""
+    results = tmp_path_factory.mktemp("voices-compare")
+    assert main(["compare", "--scenario", ROOM, "--results", str(results), "--no-report"]) == 0
+    (run_dir,) = results.iterdir()
+    return metrics.compute(run_dir).utterances
 
 
-def test_default_options_transcribe_every_utterance(default_transcription):
-    ref = default_transcription[default_transcription["kind"] == "reference"]
-    assert len(ref) == 13 and not ref["missed"].any(), ref[["participant", "ref_text", "hyp_text"]]
-    wer = metrics.wer(list(ref["ref_text"]), list(ref["hyp_text"]))
-    assert wer <= DEFAULT_MAX_WER, ref[["ref_text", "hyp_text"]].to_string()
-    assert ref["latency_s"].between(0.3, 8.0).all()  # a sanity bound, not a benchmark
+def test_every_design_transcribes_every_utterance_of_real_speech(voices_compare):
+    ref = voices_compare[voices_compare["kind"] == "reference"]
+    assert sorted(set(ref["arch"])) == sorted(NAMES)
+    for arch, u in ref.groupby("arch"):
+        assert len(u) == 13 and not u["missed"].any(), (arch, u[["participant", "ref_text", "hyp_text"]])
+        wer = metrics.wer(list(u["ref_text"]), list(u["hyp_text"]))
+        assert wer <= DEFAULT_MAX_WER, (arch, u[["ref_text", "hyp_text"]].to_string())
+        assert u["latency_s"].between(0.3, 8.0).all()  # a sanity bound, not a benchmark
 
 
 # --- every non-default inference option against the default, on the room's turns ------------------------
