@@ -31,6 +31,7 @@ from kit.record import RunRecord
 
 ALL = (*NAMES, "active_speaker")
 ARCH_ARGS = [a for arch in ALL for a in ("--arch", arch)]
+CONCURRENT_ARGS = [a for arch in NAMES for a in ("--arch", arch)]
 AGENTS = {"multi_session": 1, "participant_entrypoint": 1, "multi_dispatch": 2, "active_speaker": 1}  # pair-2
 TOKEN = re.compile(r"eyJ[\w-]{8,}\.[\w-]+\.[\w-]+")  # a JWT (base64 images may hold "eyJ" by chance, never the dots)
 
@@ -73,7 +74,8 @@ def leaks(text: str, secret: str | None = None) -> bool:
 @pytest.fixture(scope="module")
 def whisper_live(livekit_server, tmp_path_factory):
     results = tmp_path_factory.mktemp("live")
-    done = kit("live", "--local-agents", "--scenario", "pair-2", "--results", str(results), *ARCH_ARGS, env=kit_env(livekit_server))
+    # the three concurrent designs (active_speaker runs live in the calibrated comparison below)
+    done = kit("live", "--local-agents", "--scenario", "pair-2", "--results", str(results), *CONCURRENT_ARGS, env=kit_env(livekit_server))
     return done, only_run(results)
 
 
@@ -81,13 +83,11 @@ def test_every_design_live_transcribes_every_utterance(whisper_live):
     done, run_dir = whisper_live
     assert done.returncode == 0, done.stderr[-3000:]
     utts = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False)
-    assert sorted(set(utts["arch"])) == sorted(ALL)
+    assert sorted(set(utts["arch"])) == sorted(NAMES)
     for arch in NAMES:
         ref = utts[(utts["arch"] == arch) & (utts["kind"] == "reference")]
         assert len(ref) == 4 and not ref["missed"].any(), (arch, ref[["participant", "hyp_text"]])
         assert ref["latency_s"].between(0.3, 5.0).all()  # a sanity bound, not a benchmark
-    baseline = utts[(utts["arch"] == "active_speaker") & (utts["kind"] == "reference")]
-    assert (~baseline["missed"]).sum() >= 1, "the one-session baseline ran and heard someone"
     assert f"report: {run_dir / 'report.html'}" in done.stdout
 
 
@@ -95,11 +95,11 @@ def test_agents_and_jobs_are_counted_by_the_server(whisper_live):
     _, run_dir = whisper_live
     record = RunRecord.load(run_dir)
     assert record.mode == "live" and record.complete and record.live["dispatch"] == "api"
-    for arch, n in AGENTS.items():
-        info = record.archs[arch]
+    for arch in NAMES:
+        n, info = AGENTS[arch], record.archs[arch]
         assert (info.agent_participants, info.server_jobs, info.jobs) == (n, n, n), arch
     archs = pd.read_csv(run_dir / "architectures.csv").set_index("arch")
-    assert dict(archs["agent_participants"]) == AGENTS
+    assert dict(archs["agent_participants"]) == {a: AGENTS[a] for a in NAMES}
     assert (archs["cpu_s"] > 0).all() and (archs["peak_pss_mb"] > 50).all() and (archs["transport_cpu_s"] > 0).all()
 
 
