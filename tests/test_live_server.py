@@ -8,6 +8,7 @@ workers print is captured and searched for the secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -204,10 +205,19 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout_s: float) -> str:
 # --- faults ------------------------------------------------------------------------------------------------
 
 
-def _start_live(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-agents", "--scenario", "pair-2", "--arch",
-                             "participant_entrypoint", "--stt", "delay:0.1", "--results", str(tmp_path), *args],
+@contextlib.contextmanager
+def live_run(tmp_path: Path, env: dict[str, str], *args: str, arch: str = "participant_entrypoint"):
+    """`kit live --local-agents` of one design on pair-2 as a child process; killed on the way out if
+    a failed assertion left it running."""
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-agents", "--scenario", "pair-2", "--arch", arch,
+                             "--stt", "delay:0.1", "--results", str(tmp_path), *args],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _wait_for_room_replay(tmp_path: Path, proc: subprocess.Popen, timeout_s: float = 90) -> Path:
@@ -223,16 +233,11 @@ def _wait_for_room_replay(tmp_path: Path, proc: subprocess.Popen, timeout_s: flo
 
 
 def test_the_server_killed_mid_run_is_a_clear_error_and_keeps_the_tables(tmp_path):
-    proc = _start_live(tmp_path, kit_env(), "--local-server")
-    try:
+    with live_run(tmp_path, kit_env(), "--local-server") as proc:
         run_dir = _wait_for_room_replay(tmp_path, proc)
         (server,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "livekit-server"]
         server.kill()
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1, err[-3000:]
     assert "the LiveKit server stopped during the run" in err and "Traceback" not in err
     record = RunRecord.load(run_dir)
@@ -241,19 +246,12 @@ def test_the_server_killed_mid_run_is_a_clear_error_and_keeps_the_tables(tmp_pat
 
 
 def test_a_job_process_killed_live_is_recorded_and_the_other_completes(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-server", "--local-agents", "--scenario", "pair-2",
-                             "--arch", "multi_dispatch", "--stt", "delay:0.1", "--results", str(tmp_path)],
-                            cwd=REPO_ROOT, env=kit_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
+    with live_run(tmp_path, kit_env(), "--local-server", arch="multi_dispatch") as proc:
         run_dir = _wait_for_room_replay(tmp_path, proc)
         logs = sorted((run_dir / "events").glob("multi_dispatch-j2-*.jsonl"))
         assert logs, "job j2 runs on this machine"
         psutil.Process(int(logs[0].stem.rsplit("-", 1)[1])).kill()
         out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1 and "Traceback" not in err, err[-3000:]
     assert "job j2 ended without job_end (its process died)" in err
     utts = pd.read_csv(run_dir / "utterances.csv")
@@ -262,15 +260,10 @@ def test_a_job_process_killed_live_is_recorded_and_the_other_completes(tmp_path)
 
 
 def test_ctrl_c_deletes_the_room_and_keeps_what_was_measured(livekit_server, tmp_path):
-    proc = _start_live(tmp_path, kit_env(livekit_server))
-    try:
+    with live_run(tmp_path, kit_env(livekit_server)) as proc:
         run_dir = _wait_for_room_replay(tmp_path, proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     record = RunRecord.load(run_dir)
