@@ -99,11 +99,20 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stt", default="whisper", help="'whisper' or 'delay:SECONDS' (calibration)")
     p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
     p.add_argument("--compute-type", default="int8")
+    p.add_argument("--cpus", type=int, default=None, metavar="K",
+                   help="pin the run (worker and every job process) to K cores (default: all)")
+    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+                   help="Whisper threads per turn (default: the cores the process may use)")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="Whisper turns at once per process (default: the cores the process may use)")
+    p.add_argument("--max-batch", type=int, default=1, metavar="N",
+                   help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
 
 
 def _config(args, **overrides) -> RunConfig:
     return RunConfig(
-        scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, **overrides
+        scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, cpus=args.cpus,
+        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, **overrides
     )
 
 

@@ -38,7 +38,13 @@ class RunConfig:
     stt: str = "whisper"
     model: str | None = None  # path or faster-whisper size name; None = the pinned bundled tiny.en
     compute_type: str = "int8"
-    cpu_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Whisper inference per process: threads per turn and turns at once (None: the cores the process
+    # may use, e.g. K with --cpus K; measured in docs/cost-and-scaling.md), and the most waiting
+    # turns one CTranslate2 batch takes (1: no batching, what wins on this CPU)
+    cpu_threads: int | None = None
+    num_workers: int | None = None
+    max_batch: int = 1
+    cpus: int | None = None  # pin the run (worker and every job process) to this many cores
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
     pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
@@ -59,3 +65,14 @@ class RunConfig:
         d["vad"] = VADSettings(**d["vad"])
         d["results_dir"] = Path(d["results_dir"])
         return cls(**d)
+
+
+def pin_to_cores(cpus: int | None) -> list[int]:
+    """Pin this process (and so every process it starts from now on) to the first `cpus` cores it
+    may use; None leaves it as it is. Returns the cores it may use afterwards."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpus is not None:
+        if not 1 <= cpus <= len(allowed):
+            raise KitError(f"--cpus must be between 1 and {len(allowed)} (the cores this process may use), got {cpus}")
+        os.sched_setaffinity(0, allowed[:cpus])
+    return sorted(os.sched_getaffinity(0))

@@ -51,9 +51,12 @@ class Event:
     stt_cpu_s: float | None = None  # CPU seconds of the STT call(s)
     infer_s: float | None = None  # wall seconds of the inference itself (not the wait for the model)
     audio_s: float | None = None  # seconds of audio given to the STT
+    queue_s: float | None = None  # recognized: seconds the turn waited for a free inference worker
+    batch: int | None = None  # recognized: turns decoded together in its CTranslate2 batch
     vad_infer_s: float | None = None  # vad_metrics: silero inference seconds (wall, as silero reports) since the last one
     vad_inferences: int | None = None  # vad_metrics: silero inferences since the last one (audio windows processed)
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
+    affinity: list[int] | None = None  # job_start: the cores the job's process may run on
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (replay + event log)
     lk_transcription_delay_s: float | None = None  # turn_metrics: livekit-agents' transcription_delay of the turn

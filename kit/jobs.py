@@ -27,7 +27,7 @@ from pathlib import Path
 from livekit.agents import JobContext, JobProcess
 
 from kit import live, scenario
-from kit.config import KitError, RunConfig
+from kit.config import KitError, RunConfig, pin_to_cores
 from kit.events import EventLog
 from kit.record import write_atomically
 from kit.room import ConsoleRoom, RoomView
@@ -84,6 +84,7 @@ def prewarm(proc: JobProcess, config: dict) -> None:
     A model that fails to load must not fail the process (livekit would retry, then give up with
     no reason): the job loads it again and records the real error."""
     cfg = RunConfig.from_dict(config)
+    pin_to_cores(cfg.cpus)  # before the model sizes its workers to the cores; the runner pinned already
     if cfg.stt == "whisper":
         with contextlib.suppress(Exception):
             load_whisper(cfg)
@@ -141,7 +142,7 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
     else:
         room, log = await _open_console_room(spec)
         cold_start = entered - spec.t_submit
-    log.emit("job_start", t=entered - log.t0, cold_start_s=cold_start)
+    log.emit("job_start", t=entered - log.t0, cold_start_s=cold_start, affinity=sorted(os.sched_getaffinity(0)))
     job = Job(spec, config, room, log)
     try:
         if model_error:

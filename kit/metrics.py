@@ -392,10 +392,35 @@ def _sampler_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> f
     return float(rows.iloc[-1] - rows.iloc[0]) if len(rows) > 1 else 0.0
 
 
+def compute_bound_latencies(release: list[float], work: list[float], end: list[float], cores: int) -> list[float]:
+    """The best latencies the CPU allows: turn i is handed to the STT at release[i] and needs work[i]
+    seconds of one core (its measured inference CPU); each runs on the first core free, in the
+    order handed over, never waiting while a core idles. Latency = finish - end[i] (its end of speech)."""
+    free = [0.0] * cores
+    finish = [0.0] * len(release)
+    for i in sorted(range(len(release)), key=lambda i: release[i]):
+        core = min(range(cores), key=lambda c: free[c])
+        free[core] = finish[i] = max(release[i], free[core]) + work[i]
+    return [f - e for f, e in zip(finish, end)]
+
+
+def _compute_bound_p95(ref: pd.DataFrame, cores: int) -> float:
+    done = ref[~ref["missed"] & ref["vad_end_s"].notna()]
+    bound = compute_bound_latencies(list(done["vad_end_s"]), list(done["stt_cpu_s"]), list(done["end_s"]), cores)
+    return float(np.quantile(bound, 0.95)) if bound else np.nan
+
+
+def cores_available(record: RunRecord) -> int:
+    """The cores the run's processes could use: the pinned set, else the machine's."""
+    return len(record.cores) if record.cores else int(record.machine.get("cpu_count") or 1)
+
+
 def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     ev = events[events["arch"] == arch]
     u = utts[utts["arch"] == arch]
     ref = u[u["kind"] == "reference"]
+    lat = _latency_summary(ref)
+    bound = _compute_bound_p95(ref, cores_available(record))
     rec = ev[ev["kind"] == "recognized"]
     jobs = ev[ev["kind"] == "job_start"]
     planned = _planned_jobs(info, ev, arch)
@@ -405,7 +430,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "agent_participants": planned if info.agent_participants is None else info.agent_participants,
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
-        **_latency_summary(ref),
+        **lat, "cores_available": cores_available(record), "compute_bound_p95": bound,
+        "p95_over_bound": lat["latency_p95"] / bound if bound > 0 else np.nan,
         "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],

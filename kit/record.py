@@ -76,6 +76,7 @@ class RunRecord:
     interrupted: bool = False
     archs: dict[str, ArchRun] = field(default_factory=dict)
     live: dict | None = None  # live: server URL and version, agent names, rooms, dispatch path
+    cores: list[int] | None = None  # the cores the run's processes could use (after --cpus pinning)
 
     @classmethod
     def new(cls, run_dir: Path, config: RunConfig, sc: Any, model: Any = None, mode: str = "console", live: dict | None = None) -> RunRecord:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from kit import architectures, scenario
-from kit.config import KitError, RunConfig
+from kit.config import KitError, RunConfig, pin_to_cores
 from kit.cost import load_pricing
 from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
@@ -308,7 +309,9 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     check_memory(config, sc)
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
+    unpinned = os.sched_getaffinity(0)
     record = RunRecord.new(run_dir, config, sc, model, mode="console")
+    record.cores = pin_to_cores(config.cpus)  # inherited by the AgentServer, forkserver and job processes
     record.save(run_dir)
     sampler = ResourceSampler(run_dir / "resources.jsonl")
     sampler.start()
@@ -325,6 +328,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     finally:
         sampler.stop()
         stop_helper_processes()
+        os.sched_setaffinity(0, unpinned)  # a notebook's next run starts unpinned
         record.finish(run_dir, interrupted=interrupted is not None)
     if interrupted is not None:
         raise Interrupted(interrupted, run_dir)

@@ -2,18 +2,20 @@
 
 `FasterWhisperSTT` is non-streaming (`recognize` on a whole VAD turn); livekit wraps it in a
 `StreamAdapter` with the VAD. One instance belongs to one participant; the loaded `WhisperModel`
-and its single inference thread are shared by every instance of a process, so inference is
-serialised per process and each call's CPU time can be measured exactly.
+and its inference workers (`Whisper`: one per core the process may use, by default) are shared by
+every instance of a process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -96,11 +98,37 @@ def _model_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class _Whisper:
-    """The process's one WhisperModel and the one thread that runs it."""
+@dataclass(frozen=True)
+class Transcript:
+    """One turn through the model: its text and what it cost."""
 
-    def __init__(self, info: ModelInfo, compute_type: str, cpu_threads: int) -> None:
+    text: str
+    cpu_s: float  # inference CPU seconds (native threads; shared fairly between overlapping calls)
+    infer_s: float  # wall time of the inference itself
+    queue_s: float  # wall time the turn waited for a free inference worker
+    batch: int  # turns run together in its CTranslate2 batch (1: alone)
+
+
+@dataclass
+class _Turn:
+    audio: np.ndarray
+    queued: float  # time.monotonic()
+    done: Callable[[Transcript], None]
+
+
+class Whisper:
+    """The process's one WhisperModel and its inference workers.
+
+    `num_workers` turns run at once (CTranslate2 replicas, `cpu_threads` threads each), so a
+    process with waiting turns keeps every core it may use busy. A worker that finds several turns
+    waiting takes up to `max_batch` of them into one CTranslate2 batch (1: never; on this kind of
+    CPU batching does not pay, see docs/cost-and-scaling.md).
+    """
+
+    def __init__(self, info: ModelInfo, compute_type: str, cpu_threads: int, num_workers: int = 1,
+                 max_batch: int = 1) -> None:  # fmt: skip
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
 
         try:
             self.model = WhisperModel(
@@ -108,18 +136,70 @@ class _Whisper:
                 device="cpu",
                 compute_type=compute_type,
                 cpu_threads=cpu_threads,
-                num_workers=1,
+                num_workers=num_workers,
                 local_files_only=info.source != "download",
             )
         except Exception as e:  # ctranslate2 raises RuntimeError/ValueError on bad files
             raise ModelError(f"cannot load the Whisper model from {info.location}: {e}") from None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self.max_batch = max_batch
+        self._tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
+                                    language="en")  # fmt: skip
+        self._queue: queue.SimpleQueue[_Turn] = queue.SimpleQueue()
+        self._cpu = _FairCPU()
+        for i in range(num_workers):
+            threading.Thread(target=self._work, name=f"whisper-{i}", daemon=True).start()
         # One throw-away call, as a production prewarm would, so the first turn is not slower.
-        self.pool.submit(self.transcribe, np.zeros(WHISPER_RATE, dtype=np.float32)).result()
+        self.transcribe(np.zeros(WHISPER_RATE, dtype=np.float32))
 
-    def transcribe(self, audio: np.ndarray) -> tuple[str, float, float]:
-        """Runs in the inference thread: (text, CPU seconds, wall seconds of this call alone)."""
-        before, started = inference_cpu_seconds(), time.monotonic()
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Blocking: queue the turn and wait for its transcript (any thread but a worker)."""
+        result: list[Transcript] = []
+        ready = threading.Event()
+        self._queue.put(_Turn(audio, time.monotonic(), lambda t: (result.append(t), ready.set())))
+        ready.wait()
+        return result[0]
+
+    async def transcribe_async(self, audio: np.ndarray) -> Transcript:
+        """Queue the turn; resolves when a worker has transcribed it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Transcript] = loop.create_future()
+        self._queue.put(_Turn(audio, time.monotonic(), lambda t: loop.call_soon_threadsafe(_resolve, future, t)))
+        return await future
+
+    def _work(self) -> None:
+        while True:
+            turns = [self._queue.get()]
+            while len(turns) < self.max_batch and (more := _get_nowait(self._queue)) is not None:
+                turns.append(more)
+            started = time.monotonic()
+            call = self._cpu.begin()
+            try:
+                texts = self.texts([t.audio for t in turns])
+            except Exception as e:  # never lose a worker: the turn gets an empty text, the error is logged
+                logging.getLogger("kit.stt").exception("whisper inference failed: %s", e)
+                texts = [""] * len(turns)
+            cpu_s = self._cpu.end(call) / len(turns)
+            infer_s = time.monotonic() - started
+            for turn, text in zip(turns, texts):
+                turn.done(Transcript(text, cpu_s, infer_s, started - turn.queued, len(turns)))
+
+    def texts(self, audios: list[np.ndarray]) -> list[str]:
+        """The transcripts of turns: one alone through faster-whisper's own decoding (temperature
+        fallback included); several (each at most 30 s) as one CTranslate2 batch, greedy."""
+        if len(audios) == 1 or any(len(a) > MAX_BATCHED_S * WHISPER_RATE for a in audios):
+            return [self._text_alone(a) for a in audios]
+        from faster_whisper.audio import pad_or_trim
+
+        features = np.stack([pad_or_trim(self.model.feature_extractor(a)[..., :-1]) for a in audios])
+        prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        results = self.model.model.generate(
+            self.model.encode(features), [prompt] * len(audios), beam_size=1, max_length=self.model.max_length,
+            suppress_blank=True, suppress_tokens=[-1],
+        )  # fmt: skip
+        eot = self._tokenizer.eot
+        return [self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot]).strip() for r in results]
+
+    def _text_alone(self, audio: np.ndarray) -> str:
         segments, _ = self.model.transcribe(
             audio,
             language="en",
@@ -128,34 +208,87 @@ class _Whisper:
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        text = " ".join(s.text.strip() for s in segments).strip()
-        return text, inference_cpu_seconds() - before, time.monotonic() - started
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+MAX_BATCHED_S = 30  # Whisper's window: a longer turn is decoded alone, in windows
+
+
+def _resolve(future: asyncio.Future, value) -> None:
+    if not future.done():  # the awaiting task may have been cancelled meanwhile
+        future.set_result(value)
+
+
+def _get_nowait(q: queue.SimpleQueue):
+    try:
+        return q.get_nowait()
+    except queue.Empty:
+        return None
+
+
+class _FairCPU:
+    """Inference CPU per call when calls overlap: the native threads' CPU of each interval is
+    shared equally by the calls running in it (exact for one call at a time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = inference_cpu_seconds()
+        self._active: dict[int, float] = {}
+        self._next = 0
+
+    def _advance(self) -> None:
+        now = inference_cpu_seconds()
+        if self._active:
+            share = (now - self._last) / len(self._active)
+            for call in self._active:
+                self._active[call] += share
+        self._last = now
+
+    def begin(self) -> int:
+        with self._lock:
+            self._advance()
+            self._next += 1
+            self._active[self._next] = 0.0
+            return self._next
+
+    def end(self, call: int) -> float:
+        with self._lock:
+            self._advance()
+            return self._active.pop(call)
 
 
 _whisper_lock = threading.Lock()
-_whisper_cache: dict[tuple, _Whisper] = {}
+_whisper_cache: dict[tuple, Whisper] = {}
 
 
-def load_whisper(config: RunConfig) -> _Whisper:
-    """Load (once per process) the model the config names."""
-    key = (config.model, config.compute_type, config.cpu_threads)
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. after --cpus)."""
+    return len(os.sched_getaffinity(0))
+
+
+def load_whisper(config: RunConfig) -> Whisper:
+    """Load (once per process) the model the config names, sized to the cores the process may use."""
+    cores = usable_cores()
+    threads, workers = config.cpu_threads or cores, config.num_workers or cores
+    key = (config.model, config.compute_type, threads, workers, config.max_batch)
     with _whisper_lock:
         if key not in _whisper_cache:
-            _whisper_cache[key] = _Whisper(resolve_model(config.model), config.compute_type, config.cpu_threads)
+            info = resolve_model(config.model)
+            _whisper_cache[key] = Whisper(info, config.compute_type, threads, workers, config.max_batch)
         return _whisper_cache[key]
 
 
 def inference_cpu_seconds() -> float:
-    """CPU time of the calling thread plus every native (non-Python) thread of this process.
+    """CPU time of the Whisper workers plus every native (non-Python) thread of this process.
 
-    CTranslate2 computes in its own native threads, so the calling thread's own CPU time misses
-    almost all of the work. Inference is serialised per process, so the delta over one call is
-    that call's cost (plus any other native work meanwhile, negligible in console mode).
+    CTranslate2 computes in its own native threads, so the workers' own CPU time (features,
+    decoding loop) misses most of the work. `_FairCPU` turns deltas of this into per-call costs
+    (plus any other native work meanwhile, negligible in console mode).
     """
     task_dir = "/proc/self/task"
     if not os.path.isdir(task_dir):
         return time.process_time()
-    python_threads = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
+    python_threads = {t.native_id for t in threading.enumerate() if not t.name.startswith("whisper-")}
     ticks = 0
     for tid in os.listdir(task_dir):
         if int(tid) in python_threads:
@@ -201,9 +334,8 @@ class FasterWhisperSTT(stt.STT):
     def provider(self) -> str:
         return "kit"
 
-    async def _transcribe(self, audio: np.ndarray) -> tuple[str, float, float]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._whisper.pool, self._whisper.transcribe, audio)
+    async def _transcribe(self, audio: np.ndarray) -> Transcript:
+        return await self._whisper.transcribe_async(audio)
 
     async def _recognize_impl(
         self,
@@ -217,7 +349,8 @@ class FasterWhisperSTT(stt.STT):
         frame = rtc.combine_audio_frames(buffer) if isinstance(buffer, list) else buffer
         pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels).mean(axis=1)
         audio = resample(to_float32(pcm), frame.sample_rate, WHISPER_RATE)
-        text, cpu_s, infer_s = await self._transcribe(audio)
+        result = await self._transcribe(audio)
+        text, cpu_s, infer_s = result.text, result.cpu_s, result.infer_s
         done = self.log.now()
         audio_s = len(audio) / WHISPER_RATE
         self.last = Recognition(speech_end - audio_s, speech_end, done, audio_s, cpu_s, infer_s, text)
@@ -225,7 +358,8 @@ class FasterWhisperSTT(stt.STT):
         # seen in the latency, not part of the floor
         self.log.emit(
             "recognized", t=done, participant=self.participant, text=text, speech_start=speech_end - audio_s,
-            speech_end=speech_end, stt_cpu_s=cpu_s, infer_s=infer_s, audio_s=audio_s,
+            speech_end=speech_end, stt_cpu_s=cpu_s, infer_s=infer_s, audio_s=audio_s, queue_s=result.queue_s,
+            batch=result.batch,
         )  # fmt: skip
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -240,10 +374,10 @@ class DelaySTT(FasterWhisperSTT):
         super().__init__(config, participant=participant, log=log)
         self.delay = delay
 
-    async def _transcribe(self, audio: np.ndarray) -> tuple[str, float, float]:
+    async def _transcribe(self, audio: np.ndarray) -> Transcript:
         # `delay` after the call, not after the audio's preparation (a few ms for a long turn, more on a busy loop)
         await asyncio.sleep(max(0.0, self._called + self.delay - time.monotonic()))
-        return f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0, self.delay
+        return Transcript(f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0, self.delay, 0.0, 1)
 
 
 def stt_delay(spec: str) -> float | None:
