@@ -58,7 +58,7 @@ class Event:
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
     affinity: list[int] | None = None  # job_start: the cores the job's process may run on
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
-    kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (replay + event log)
+    kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (the event log)
     lk_transcription_delay_s: float | None = None  # turn_metrics: livekit-agents' transcription_delay of the turn
     wall: float | None = None  # live mode: time.time() when the event was written
     detail: str | None = None

@@ -156,7 +156,7 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
         log.emit("error", detail=live.redact(f"{type(e).__name__}: {e}"))
     finally:
         cpu = os.times()
-        log.emit("job_end", proc_cpu_s=cpu.user + cpu.system, kit_cpu_s=getattr(room, "cpu_s", 0.0) + log.cpu_s)
+        log.emit("job_end", proc_cpu_s=cpu.user + cpu.system, kit_cpu_s=log.cpu_s)
         log.close()
         ctx.shutdown("room ended")
 

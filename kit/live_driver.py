@@ -278,6 +278,7 @@ class RoomRun:
             else:
                 if joined < len(self.specs):
                     result.problems.append(f"only {joined} of {len(self.specs)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
+                sampler.mark()  # the job processes exist now: the CPU window starts on a sample of each
                 await self.replay(progress)
         except Exception as e:  # one line, secrets out: the run directory records it, the run is incomplete
             result.problems.append(redact(f"{type(e).__name__}: {e}", creds.api_secret))

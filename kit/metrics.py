@@ -394,13 +394,13 @@ def _sampler_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> f
 
 def compute_bound_latencies(release: list[float], work: list[float], end: list[float], cores: int) -> list[float]:
     """The best latencies the CPU allows: turn i is handed to the STT at release[i] and needs work[i]
-    seconds of one core (its measured inference CPU); each runs on the first core free, in the
-    order handed over, never waiting while a core idles. Latency = finish - end[i] (its end of speech)."""
-    free = [0.0] * cores
+    CPU seconds (its measured inference CPU); the turns are served in the order handed over by all
+    `cores` at once, perfectly parallel and never idle while a turn waits. No schedule on these cores
+    finishes the turns sooner. Latency = finish - end[i] (the turn's end of speech)."""
     finish = [0.0] * len(release)
+    busy_until = -np.inf
     for i in sorted(range(len(release)), key=lambda i: release[i]):
-        core = min(range(cores), key=lambda c: free[c])
-        free[core] = finish[i] = max(release[i], free[core]) + work[i]
+        busy_until = finish[i] = max(release[i], busy_until) + work[i] / cores
     return [f - e for f, e in zip(finish, end)]
 
 

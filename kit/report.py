@@ -58,7 +58,7 @@ METRICS = pd.DataFrame(
                      "unmatched utterances are missed, unmatched finals insertions"),
         ("WER", "word error rate (jiwer) after lowercasing, spelling numbers out and stripping punctuation"),
         ("CPU seconds", "user + system time of the whole process tree from the room's start to the end of the run "
-                        "(psutil, every 0.2 s); per speaker: its own STT CPU plus a share of the rest by the audio its "
+                        "(/proc, every second); per speaker: its own STT CPU plus a share of the rest by the audio its "
                         "VAD processed (multi_dispatch: its own process plus an equal share of the rest)"),
         ("PSS", "peak proportional set size of the process tree (shared pages split between processes); "
                 "per speaker: the peak ÷ speakers"),

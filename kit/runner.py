@@ -4,7 +4,7 @@
 results/<run_id>/
     run.json          the run record (kit/record.py)
     events/*.jsonl    one file per job process (+ one per architecture from the runner)
-    resources.jsonl   CPU and memory of every process of the tree, every 0.2 s (kit/sampler.py)
+    resources.jsonl   CPU and memory of every process of the tree, every second (kit/sampler.py)
     livekit.log       what livekit-agents logged (warnings and errors)
     utterances.csv, speakers.csv, architectures.csv
 """
@@ -161,6 +161,7 @@ async def run_arch(
         result.cold_start_s = _cold_starts(run_dir, name, submitted)
         result.t0_mono = time.monotonic() + 0.5
         write_atomically(t0_path(run_dir, name), repr(result.t0_mono))
+        sampler.mark()  # the CPU window starts on a sample of every job process
         log = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=result.t0_mono, arch=name, job="runner")
         log.emit("run_start", t=0.0, detail=f"{len(requests)} jobs")
         deadline = result.t0_mono + sc.duration_s + END_GRACE_S

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import psutil
 
-SAMPLE_INTERVAL_S = 0.2
-TREE_EVERY = 5  # walk the process tree every 5th sample (1 s) ...
-PSS_EVERY = 25  # ... and read PSS (smaps_rollup, the costly part) every 25th (5 s): the kit's own CPU
+SAMPLE_INTERVAL_S = 1.0  # one /proc/<pid>/stat read per process per second: CPU, RSS, parent, name
+TREE_EVERY = 5  # walk the process trees every 5th sample (5 s) ...
+PSS_EVERY = 30  # ... and PSS every 30th and at each mark (smaps_rollup: ~10 ms for a process with a model)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class ResourceSampler(threading.Thread):
@@ -34,7 +35,8 @@ class ResourceSampler(threading.Thread):
 
     `roots`: a callable given the design being measured and returning the pids whose trees are
     sampled; None = this process's tree.
-    `arch` is set by the run to the design being measured; each row carries it.
+    `arch` is set by the run to the design being measured; each row carries it. `mark()` takes a
+    sample now (the run calls it at t0 and at the end, so CPU windows start and end on a sample).
     """
 
     def __init__(self, path: Path, roots: Callable[[str], list[int]] | None = None) -> None:
@@ -43,59 +45,107 @@ class ResourceSampler(threading.Thread):
         self.arch = ""
         self._roots = roots
         self._stop_event = threading.Event()
-        self._me = psutil.Process()
-        self._procs: list[psutil.Process] = []
+        self._wake = threading.Event()
+        self._pids: list[int] = []
         self._count = 0
+        self._rewalk = False
+        self._file = None
+        self._lock = threading.Lock()
 
     def run(self) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open(self.path, "a", encoding="utf-8") as self._file:
             while not self._stop_event.is_set():
-                f.write("".join(json.dumps(row) + "\n" for row in self.sample()))
-                f.flush()
-                self._stop_event.wait(SAMPLE_INTERVAL_S)
+                self._write()
+                self._wake.wait(SAMPLE_INTERVAL_S)
+                self._wake.clear()
+            self._write()  # the last sample, at stop
+
+    def mark(self) -> None:
+        """Walk the trees and sample as soon as possible (e.g. just before t0, when every job
+        process has started), instead of at the next tick."""
+        self._rewalk = True
+        self._wake.set()
+
+    def _write(self) -> None:
+        with self._lock:
+            self._file.write("".join(json.dumps(row) + "\n" for row in self.sample()))
+            self._file.flush()
 
     def sample(self) -> list[dict]:
-        """One row per process: CPU and RSS (one /proc read each) every sample; the process trees
+        """One row per process: CPU, RSS, parent and name from one /proc/<pid>/stat read; the trees
         walked every TREE_EVERY samples and PSS read every PSS_EVERY (the costly parts)."""
         now = time.monotonic()
-        detailed = self._count % PSS_EVERY == 0
-        if self._count % TREE_EVERY == 0 or (self._roots and not self._procs):
-            self._procs = self._walk()
+        detailed = self._rewalk or self._count % PSS_EVERY == 0
+        if self._rewalk or self._count % TREE_EVERY == 0 or (self._roots and not self._pids):
+            self._rewalk = False
+            self._pids = self._walk()
         self._count += 1
         rows = []
-        for p in self._procs:
-            try:
-                with p.oneshot():
-                    cpu = p.cpu_times()
-                    rss = p.memory_info().rss
-                    rows.append({
-                        "mono": now, "arch": self.arch, "pid": p.pid, "ppid": p.ppid(), "name": p.name(),
-                        "cpu_s": cpu.user + cpu.system, "rss_mb": rss / 2**20,
-                        "pss_mb": pss_bytes(p.pid, rss) / 2**20 if detailed else None,
-                    })  # fmt: skip
-                if detailed and self._roots:
-                    rows[-1]["threads"] = thread_cpu(p.pid)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        for pid in self._pids:
+            stat = proc_stat(pid)
+            if stat is None:
                 continue
+            name, ppid, cpu_s, rss = stat
+            rows.append({"mono": now, "arch": self.arch, "pid": pid, "ppid": ppid, "name": name, "cpu_s": cpu_s,
+                         "rss_mb": rss / 2**20, "pss_mb": pss_bytes(pid, rss) / 2**20 if detailed else None})  # fmt: skip
+            if detailed and self._roots:
+                rows[-1]["threads"] = thread_cpu(pid)
         if self._roots is None and rows:
             rows[0]["sampler_cpu_s"] = time.thread_time()
         return rows
 
-    def _walk(self) -> list[psutil.Process]:
-        if self._roots is None:
-            return [self._me, *self._me.children(recursive=True)]
-        procs = []
-        for pid in self._roots(self.arch):
-            try:
-                root = psutil.Process(pid)
-                procs += [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-        return procs
+    def _walk(self) -> list[int]:
+        roots = [os.getpid()] if self._roots is None else self._roots(self.arch)
+        pids: list[int] = []
+        for pid in roots:
+            pids += process_tree(pid)
+        return list(dict.fromkeys(pids))
 
     def stop(self) -> None:
         self._stop_event.set()
+        self._wake.set()
         self.join()
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc/<pid>/task/*/children (a few reads per process, not a
+    scan of every process of the machine); psutil's scan where the kernel lacks that file."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        try:
+            root = psutil.Process(pid)
+            return [pid, *(c.pid for c in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue  # gone
+        tree.append(p)
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children", "rb") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+    return tree
+
+
+def proc_stat(pid: int) -> tuple[str, int, float, int] | None:
+    """(name, parent pid, CPU seconds so far (user + system), RSS bytes) from /proc/<pid>/stat;
+    None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":  # a zombie: exited, not yet reaped
+        return None
+    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[21]) * PAGE_SIZE
 
 
 def pss_bytes(pid: int, rss: int) -> int:

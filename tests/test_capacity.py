@@ -68,9 +68,11 @@ def test_cpus_1_pins_every_job_process(tmp_path):
 
 
 def test_the_compute_bound_on_a_hand_made_case():
-    # three turns released at 1.0, 1.0, 1.2 s, each needing 0.5 s of one core, ending (ground truth)
-    # 0.6 s before release: on one core they finish at 1.5, 2.0, 2.5; on two at 1.5, 1.5, 2.0
+    # three turns handed over at 1.0, 1.0, 1.2 s, each needing 0.5 CPU s, ending (ground truth) at
+    # 0.4, 0.4, 0.6 s: one core finishes them at 1.5, 2.0, 2.5; two cores at 1.25, 1.5, 1.75
     release, work, end = [1.0, 1.0, 1.2], [0.5, 0.5, 0.5], [0.4, 0.4, 0.6]
     assert metrics.compute_bound_latencies(release, work, end, cores=1) == pytest.approx([1.1, 1.6, 1.9])
-    assert metrics.compute_bound_latencies(release, work, end, cores=2) == pytest.approx([1.1, 1.1, 1.4])
+    assert metrics.compute_bound_latencies(release, work, end, cores=2) == pytest.approx([0.85, 1.1, 1.15])
     assert metrics.compute_bound_latencies([], [], [], cores=2) == []
+    # an idle gap: a turn handed over after the queue drained starts at once
+    assert metrics.compute_bound_latencies([0.0, 5.0], [1.0, 1.0], [0.0, 5.0], cores=1) == pytest.approx([1.0, 1.0])
