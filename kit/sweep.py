@@ -13,7 +13,6 @@ fixed + marginal * N and its r². `capacity`: the largest N whose p95 latency st
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 
@@ -21,14 +20,11 @@ import numpy as np
 import pandas as pd
 
 from kit import metrics, runner, synth
-from kit.config import DATA_DIR, KitError, RunConfig
+from kit.config import KitError, RunConfig
 
-GENERATED_DIR = DATA_DIR / "generated"
+GENERATED_DIR = synth.GENERATED_DIR
 LATENCY_THRESHOLD_S = 1.5
-VOICES = [
-    "en-us+f3", "en-gb+m3", "en-us+m1", "en-gb+f2", "en-us+f4", "en-gb-x-rp+m2", "en-us+m5", "en-gb+f4",
-    "en-029+m1", "en-gb-scotland+f3", "en-us+m7", "en-gb-x-rp+f1", "en-us+f1", "en-gb+m6", "en-us+m3", "en-gb+f1",
-]  # fmt: skip
+VOICES = synth.VOICES
 SENTENCES = [
     "The build is green again after the fix.", "I will review the pull request today.",
     "Our users asked for a darker theme.", "The meeting moved to three o'clock.",
@@ -60,16 +56,7 @@ def sweep_room(n: int, lines: int = 3, cache: Path = GENERATED_DIR) -> Path:
     """The scenario directory of the N-speaker room, synthesised once and cached."""
     if n < 1:
         raise KitError(f"the number of speakers must be at least 1, got {n}")
-    script = sweep_script(n, lines)
-    digest = hashlib.sha256(script.encode()).hexdigest()[:10]
-    room = cache / f"sweep-{n}x{lines}-{digest}"
-    if not (room / "scenario.json").exists():
-        tmp = cache / f".{room.name}.tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "script.toml").write_text(script)
-        synth.synth(tmp / "script.toml", tmp)
-        tmp.rename(room)
-    return room
+    return synth.cached_room(sweep_script(n, lines), f"sweep-{n}x{lines}", cache)
 
 
 def run_sweep(

@@ -14,6 +14,7 @@ Script format (TOML, see data/scripts/):
     speed = 160              # words per minute
     join_s = 0.0             # optional: late joiners
     leave_s = 30.0           # optional: early leavers
+                             # a speaker without lines is connected and silent (a track of zeros)
 
     [noise]                  # optional: background noise on every track
     kind = "pink"            # "pink" or "white"
@@ -28,11 +29,13 @@ Script format (TOML, see data/scripts/):
     gap_s = 0.8              # pause after the previous line ends; negative overlaps it
     # at_s = 12.0            # or: an absolute start time (parallel tracks, crosstalk)
 
-Same script, same tools -> byte-identical scenario.json (and identical samples).
+Same script, same tools -> byte-identical scenario.json (and identical samples). `place` gives the
+ground truth without writing audio; `cached_room` synthesises a generated script once (data/generated/).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -45,9 +48,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from kit.config import KitError
+from kit.config import DATA_DIR, KitError
 
 _SILENCE = 1e-3  # |sample| below this (about -60 dBFS) is the synthesiser's silence
+GENERATED_DIR = DATA_DIR / "generated"  # rooms generated from a script (sweep, meeting), cached by its hash
+# 16 espeak-ng voices that sound distinct; the generated rooms take them in this order
+VOICES = [
+    "en-us+f3", "en-gb+m3", "en-us+m1", "en-gb+f2", "en-us+f4", "en-gb-x-rp+m2", "en-us+m5", "en-gb+f4",
+    "en-029+m1", "en-gb-scotland+f3", "en-us+m7", "en-gb-x-rp+f1", "en-us+f1", "en-gb+m6", "en-us+m3", "en-gb+f1",
+]  # fmt: skip
 
 
 class ScriptError(KitError):
@@ -142,8 +151,30 @@ def speak(text: str, voice: str, speed: int, rate: int) -> np.ndarray:
     return samples[loud[0] : loud[-1] + 1]
 
 
-def synth(script: Path, out_dir: Path) -> Path:
-    """Write scenario.json and one FLAC per speaker into out_dir; return the json path."""
+@dataclass(frozen=True)
+class Placement:
+    """Where every line of a script lands: the ground truth `synth` writes, before any audio file."""
+
+    raw: dict  # the script's TOML (after `extends`)
+    speakers: list[Speaker]
+    placed: list[tuple[str, int, np.ndarray, str]]  # (speaker, start sample, samples, text), in script order
+    rate: int
+    total: int  # samples of every track
+
+    @property
+    def duration_s(self) -> float:
+        return self.total / self.rate
+
+    def utterances(self) -> list[dict]:
+        """The scenario.json utterances: exact sample spans of the placed speech, by start."""
+        return [
+            {"participant": who, "start_s": start / self.rate, "end_s": (start + len(clip)) / self.rate, "text": text}
+            for who, start, clip, text in sorted(self.placed, key=lambda p: p[1])
+        ]
+
+
+def place(script: Path) -> Placement:
+    """Speak every line and place it on its speaker's track; checks the placement, writes nothing."""
     raw, speakers, lines = read_script(script)
     rate = int(raw.get("sample_rate", 16000))
     lead_in = float(raw.get("lead_in_s", 1.0))
@@ -166,8 +197,15 @@ def synth(script: Path, out_dir: Path) -> Path:
 
     _check_placement(script, placed, by_id, rate)
     total = max(start + len(clip) for _, start, clip, _ in placed) + round(tail * rate)
+    return Placement(raw, speakers, placed, rate, total)
+
+
+def synth(script: Path, out_dir: Path) -> Path:
+    """Write scenario.json and one FLAC per speaker into out_dir; return the json path."""
+    p = place(script)
+    raw, speakers, placed, rate, total = p.raw, p.speakers, p.placed, p.rate, p.total
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracks = {s.identity: np.zeros(total, dtype=np.int16) for s in speakers}
+    tracks = {s.identity: np.zeros(total, dtype=np.int16) for s in speakers}  # a speaker without lines: silence
     for who, start, clip, _ in placed:
         tracks[who][start : start + len(clip)] = clip
     if "noise" in raw:
@@ -177,14 +215,31 @@ def synth(script: Path, out_dir: Path) -> Path:
         file = _file_name(s.identity, i, [p["audio"] for p in participants])
         sf.write(out_dir / file, tracks[s.identity], rate, subtype="PCM_16", format="FLAC")
         participants.append({"identity": s.identity, "audio": file, "join_s": s.join_s, "leave_s": s.leave_s})
-    utterances = [
-        {"participant": who, "start_s": start / rate, "end_s": (start + len(clip)) / rate, "text": text}
-        for who, start, clip, text in sorted(placed, key=lambda p: p[1])
-    ]
-    doc = {"name": raw.get("name", Path(script).stem), "sample_rate": rate, "participants": participants, "utterances": utterances}
+    doc = {"name": raw.get("name", Path(script).stem), "sample_rate": rate, "participants": participants, "utterances": p.utterances()}
     path = out_dir / "scenario.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def cached_room(script: str, name: str, cache: Path = GENERATED_DIR) -> Path:
+    """The scenario directory of a script (its TOML text), synthesised once into
+    cache/<name>-<sha256 of the script, 10 hex> and reused: same script, same room."""
+    room = cache / f"{name}-{hashlib.sha256(script.encode()).hexdigest()[:10]}"
+    if (room / "scenario.json").exists():
+        return room
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{room.name}.", dir=cache))  # its own: two builders never share one
+    try:
+        (tmp / "script.toml").write_text(script, encoding="utf-8")
+        synth(tmp / "script.toml", tmp)
+        try:
+            tmp.rename(room)  # atomic: a room directory is complete or absent
+        except OSError:
+            if not (room / "scenario.json").exists():
+                raise  # not another builder's finished copy of the same room
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a rename, already gone
+    return room
 
 
 def _check_placement(script: Path, placed: list, by_id: dict[str, Speaker], rate: int) -> None:
