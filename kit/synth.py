@@ -230,6 +230,7 @@ def cached_room(script: str, name: str, cache: Path = GENERATED_DIR) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{room.name}.", dir=cache))  # its own: two builders never share one
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would make the cached room private to this user
         (tmp / "script.toml").write_text(script, encoding="utf-8")
         synth(tmp / "script.toml", tmp)
         try:
