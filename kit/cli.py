@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit import metrics, scenario
-from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
+from kit.config import DEFAULT_SCENARIO, KitError, RunConfig, VADSettings
 from kit.progress import room_bar
 from kit.record import RunRecord
 
@@ -80,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_stt_args(w)
     w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
+    b = sub.add_parser("stt-bench", help="Whisper's speed on a room's turns: threads, workers and batch sizes")
+    b.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
+    b.add_argument("--settings", default="1x1x1,2x1x1,1x2x1,2x2x1,2x1x2,2x1x4,2x1x8",
+                   help="comma-separated THREADSxWORKERSxBATCH (default: %(default)s)")
+    b.add_argument("--out", type=Path, default=None, help="also write the table to this CSV")
+    _add_stt_args(b)
+    b.set_defaults(func=_stt_bench)
+
     t = sub.add_parser("transcribe", help="transcribe every participant of a room in this process (VAD + STT)")
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     _add_stt_args(t)
@@ -105,6 +113,9 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
                    help="Whisper threads per turn (default: the cores the process may use)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="Whisper turns at once per process (default: the cores the process may use)")
+    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
+                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
+                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
     p.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
 
@@ -112,8 +123,34 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
 def _config(args, **overrides) -> RunConfig:
     return RunConfig(
         scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, cpus=args.cpus,
-        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, **overrides
+        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch,
+        vad=VADSettings(gate_dbfs=args.vad_gate), **overrides
     )
+
+
+def _stt_bench(args) -> int:
+    from kit import stt
+    from kit.audio import resample
+
+    try:
+        settings = [tuple(int(x) for x in item.split("x")) for item in args.settings.split(",")]
+    except ValueError:
+        raise KitError(f"--settings: expected THREADSxWORKERSxBATCH items like 2x1x4, got {args.settings!r}") from None
+    if any(len(s) != 3 or min(s) < 1 for s in settings):
+        raise KitError(f"--settings: each item is three positive integers THREADSxWORKERSxBATCH, got {args.settings!r}")
+    sc = scenario.load(args.scenario)
+    tracks = {p.identity: sc.read_audio(p.identity) for p in sc.participants}
+    rate = sc.sample_rate
+    # each utterance as the VAD hands it over: prefix padding before, the closing silence after
+    turns = [resample(tracks[u.participant][max(0, round((u.start_s - 0.5) * rate)) : round((u.end_s + 0.55) * rate)],
+                          rate, stt.WHISPER_RATE) for u in sc.utterances]  # fmt: skip
+    table = stt.benchmark(_config(args), turns, settings)
+    print(f"{len(turns)} turns of {sc.name}, model {args.model or 'bundled tiny.en'} {args.compute_type}, "
+          f"{stt.usable_cores()} cores")
+    _print_table(table.round(1))
+    if args.out:
+        table.to_csv(args.out, index=False)
+    return 0
 
 
 def _compare(args) -> int:

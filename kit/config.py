@@ -26,6 +26,9 @@ class VADSettings:
     min_speech_duration: float = 0.05
     prefix_padding_duration: float = 0.5
     activation_threshold: float = 0.5
+    # --vad-gate: frames below this level (dBFS) are not given to silero once the participant has been
+    # below it for longer than the silence threshold (None: every frame, the default)
+    gate_dbfs: float | None = None
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ async def open_live_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entr
 async def _open_console_room(spec: JobSpec) -> tuple[ConsoleRoom, EventLog]:
     """Load the replay, say ready, wait for the runner's t0 (the room starts for every job at once)."""
     sc = scenario.load(spec.scenario)
-    room = ConsoleRoom(sc, identities=[spec.participant] if spec.participant else None)
+    room = ConsoleRoom(sc, identities=[spec.participant] if spec.participant else None, vad=RunConfig.from_dict(spec.config).vad)
     write_atomically(ready_path(Path(spec.run_dir), spec.arch, spec.job), repr(time.monotonic()))
     room.t0 = await _wait_for_t0(spec)
     events = Path(spec.run_dir) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"

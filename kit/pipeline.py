@@ -19,7 +19,7 @@ from livekit.plugins import silero
 
 from kit.config import RunConfig
 from kit.events import EventLog
-from kit.room import RoomView
+from kit.room import RoomView, gate_hold_s, gated
 from kit.stt import FasterWhisperSTT, make_stt
 
 
@@ -61,7 +61,7 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
     stream = agents_stt.StreamAdapter(stt=stt, vad=vad).stream()
 
     async def push() -> None:
-        async for frame in room.frames(identity):
+        async for frame in gated(room.frames(identity), config.vad.gate_dbfs, gate_hold_s(config.vad)):
             stream.push_frame(frame)
         stream.end_input()
 

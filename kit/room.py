@@ -26,6 +26,7 @@ from livekit.agents.voice import io as voice_io
 
 from kit.audio import resample, to_int16
 from kit.events import EventLog
+from kit.config import VADSettings
 from kit.scenario import Scenario
 
 ROOM_RATE = 48_000
@@ -55,8 +56,10 @@ class RoomView(Protocol):
 class ConsoleRoom:
     """The scenario replayed in this process, aligned on the run's start instant t0."""
 
-    def __init__(self, scenario: Scenario, t0: float = 0.0, identities: Iterable[str] | None = None) -> None:
+    def __init__(self, scenario: Scenario, t0: float = 0.0, identities: Iterable[str] | None = None,
+                 vad: VADSettings | None = None) -> None:  # fmt: skip
         self.scenario = scenario
+        self.vad = vad or VADSettings()  # its gate applies to the sessions' audio input
         self.t0 = t0  # may be set later, once every job is ready (audio is loaded here, before)
         self.identities = list(identities) if identities is not None else scenario.identities
         self._pcm = {i: to_int16(resample(scenario.read_audio(i), scenario.sample_rate, ROOM_RATE)) for i in self.identities}
@@ -89,7 +92,7 @@ class ConsoleRoom:
             yield frame
 
     async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
-        audio = RoomAudioInput(self, identity)
+        audio = RoomAudioInput(self, identity, self.vad.gate_dbfs, gate_hold_s(self.vad))
         session.input.audio = audio  # no room: the session reads the replay (no RoomIO)
         await session.start(agent, record=False)
         return audio.ended
@@ -104,9 +107,9 @@ class ConsoleRoom:
 class RoomAudioInput(voice_io.AudioInput):
     """An AgentSession's audio input fed from one participant's frames of the kit's room."""
 
-    def __init__(self, room: RoomView, identity: str) -> None:
+    def __init__(self, room: RoomView, identity: str, gate_dbfs: float | None = None, hold_s: float = 1.0) -> None:
         super().__init__(label=f"kit-room-{identity}")
-        self._frames = aiter(room.frames(identity))
+        self._frames = aiter(gated(room.frames(identity), gate_dbfs, hold_s))
         self.ended = asyncio.Event()
 
     async def __anext__(self) -> rtc.AudioFrame:
@@ -115,6 +118,28 @@ class RoomAudioInput(voice_io.AudioInput):
         except StopAsyncIteration:
             self.ended.set()
             raise
+
+
+async def gated(frames: AsyncIterator[rtc.AudioFrame], floor_dbfs: float | None, hold_s: float) -> AsyncIterator[rtc.AudioFrame]:
+    """The frames a VAD needs: all of them with no floor; else every frame above `floor_dbfs` and,
+    after one, `hold_s` of frames below it (so the VAD still sees the silence that ends a turn);
+    the rest of a silence is dropped. For silent participants, whose microphones send silence."""
+    quiet_s = float("inf")
+    async for frame in frames:
+        if floor_dbfs is None:
+            yield frame
+            continue
+        pcm = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32)
+        level = 10 * np.log10(np.mean(pcm**2) / 32768.0**2 + 1e-12)
+        quiet_s = 0.0 if level >= floor_dbfs else quiet_s + frame.duration
+        if quiet_s <= hold_s + 1e-9:
+            yield frame
+
+
+def gate_hold_s(vad: VADSettings) -> float:
+    """How long the gate keeps passing quiet frames after a loud one: the silence that ends a turn
+    and a margin for silero's window."""
+    return vad.min_silence_duration + 0.45
 
 
 async def sleep_until(deadline: float) -> None:

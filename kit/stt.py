@@ -16,11 +16,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
@@ -400,3 +402,26 @@ def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhi
     if delay is None:
         return FasterWhisperSTT(config, participant=participant, log=log)
     return DelaySTT(config, participant=participant, log=log, delay=delay)
+
+
+def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """Whisper's speed on these turns (16 kHz) per (cpu_threads, num_workers, max_batch): `alone_ms`
+    (one turn at a time, mean), `queued_ms_per_turn` (every turn queued at once: wall / turns) and
+    `turns_per_s`. Each setting loads its own model and transcribes every turn once untimed first."""
+    rows = []
+    for threads, workers, batch in settings:
+        whisper = Whisper(resolve_model(config.model), config.compute_type, threads, workers, batch)
+        for audio in turns:  # once untimed: caches and memory warm, as in a running process
+            whisper.transcribe(audio)
+        started = time.monotonic()
+        for audio in turns:
+            whisper.transcribe(audio)
+        alone = (time.monotonic() - started) / len(turns)
+        started = time.monotonic()
+        with ThreadPoolExecutor(len(turns)) as pool:
+            results = list(pool.map(whisper.transcribe, turns))
+        queued = (time.monotonic() - started) / len(turns)
+        rows.append({"cpu_threads": threads, "num_workers": workers, "max_batch": batch, "alone_ms": 1000 * alone,
+                     "queued_ms_per_turn": 1000 * queued, "turns_per_s": 1 / queued,
+                     "largest_batch": max(r.batch for r in results)})  # fmt: skip
+    return pd.DataFrame(rows)
