@@ -28,7 +28,7 @@ The model (a slice of a meeting, 60 s by default; docs/scenarios.md has the stat
 - **Backchannels.** Between two sentences of a turn, with probability 0.7, a listener who may speak
   then (one who has not spoken yet first) says one of `BACKCHANNELS` over the end of the first,
   starting 0.10-0.25 s before it ends (every backchannel lasts longer: 0.33 s at the least).
-- **Late joiners.** The least talkative speaker (when there are 3 or more) joins at 15-35 % of the
+- **Late joiners.** The last-ranked speaker (when there are 3 or more) joins at 15-35 % of the
   room and speaks 2 s after joining at the earliest; round(N / 8) of the silent participants join
   at 5-60 %. Nobody leaves early.
 - **Length.** Sentences are added while they end, by estimate, before `duration_s` less the 2 s tail
