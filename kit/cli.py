@@ -70,8 +70,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="a run of another room (e.g. a hard room) to add side by side; repeatable")
     r.set_defaults(func=_report)
 
-    w = sub.add_parser("sweep", help="scaling: run the designs on rooms of N concurrent speakers")
-    w.add_argument("--speakers", default="1,2,4,8", help="comma-separated N values (default: %(default)s)")
+    w = sub.add_parser("sweep", help="scaling: run the designs on rooms of N participants")
+    w.add_argument("--pattern", choices=("all-talk", "meeting"), default="all-talk",
+                   help="all-talk: everyone talks at once (the worst case, default); meeting: one main speaker "
+                        "at a time, most never speak (kit/meeting.py)")
+    w.add_argument("--participants", "--speakers", dest="speakers", default="1,2,4,8",
+                   help="comma-separated N values (default: %(default)s)")
     w.add_argument("--arch", action="append", help="architecture (repeatable; default: all three)")
     w.add_argument("--lines", type=int, default=3, help="lines per speaker in each room (default: %(default)s)")
     w.add_argument("--threshold", type=float, default=1.5, help="p95 latency threshold, s (default: %(default)s)")
@@ -94,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_transcribe)
     _add_live_commands(sub)
 
+    ss = sub.add_parser("stt-service", help="serve the Whisper model on loopback with the OpenAI transcription API (kit/stt_service.py)")
+    _stt_service_module().add_arguments(ss)
+    ss.set_defaults(func=lambda args: _stt_service_module().main(args))
+
     sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/server.py)")
     sv.add_argument("--install", action="store_true", help="only install the pinned livekit-server into the virtualenv (needs Go)")
     sv.add_argument("--server-bin", default=None, metavar="PATH", help="use this livekit-server (default: the virtualenv's, else PATH)")
@@ -103,8 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stt_service_module():
+    from kit import stt_service
+
+    return stt_service
+
+
 def _add_stt_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stt", default="whisper", help="'whisper' or 'delay:SECONDS' (calibration)")
+    p.add_argument("--stt", default="whisper",
+                   help="'whisper' (in each job process), 'delay:SECONDS' (calibration), 'service' (one shared STT "
+                        "service for the run, reached through livekit-plugins-openai) or 'service:URL' (a running one)")
     p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--cpus", type=int, default=None, metavar="K",
@@ -195,21 +211,22 @@ def _sweep(args) -> int:
     try:
         ns = [int(x) for x in args.speakers.split(",") if x.strip()]
     except ValueError:
-        raise KitError(f"--speakers takes comma-separated whole numbers, got {args.speakers!r}") from None
+        raise KitError(f"--participants takes comma-separated whole numbers, got {args.speakers!r}") from None
     if not ns or min(ns) < 1:
-        raise KitError(f"--speakers needs numbers of at least 1, got {args.speakers!r}")
+        raise KitError(f"--participants needs numbers of at least 1, got {args.speakers!r}")
     cost.load_pricing(args.pricing)  # fail fast on a bad pricing file
     config = _config(args, archs=tuple(args.arch) if args.arch else NAMES, results_dir=args.results,
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
     try:
-        sweep_dir, table = sweep.run_sweep(ns, config, lines=args.lines, threshold_s=args.threshold, progress_factory=_bar)
+        sweep_dir, table = sweep.run_sweep(ns, config, pattern=args.pattern, lines=args.lines, threshold_s=args.threshold,
+                                           progress_factory=_bar)  # fmt: skip
         interrupted = None
     except runner.Interrupted as e:
         sweep_dir, interrupted = e.run_dir, e
         table = pd.read_csv(sweep_dir / "sweep.csv")  # written before Interrupted is raised
     print("\nscaling")
     _print_table(table[list(SWEEP_TABLE)].rename(columns=SWEEP_TABLE))
-    print("\ncost = fixed + marginal x speakers")
+    print("\ncost = fixed + marginal x participants")
     _print_table(sweep.fits(table))
     print(f"\nlargest N with p95 latency <= {args.threshold} s on this machine")
     _print_table(sweep.capacity(table, args.threshold))
@@ -221,7 +238,8 @@ def _sweep(args) -> int:
 
 
 SWEEP_TABLE = {
-    "speakers": "N", "arch": "architecture", "latency_p50": "lat p50 s", "latency_p95": "lat p95 s",
+    "participants": "N", "speakers": "talk", "arch": "architecture", "stt_placement": "STT", "cpus": "cpus",
+    "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "compute_bound_p95": "bound p95 s", "p95_over_bound": "p95/bound",
     "wer": "WER", "missed": "missed", "cores": "cores", "cpu_s_per_speaker": "CPU s/spk",
     "peak_pss_mb": "PSS MB", "processes": "procs", "agent_participants": "agents",
     "dollars_cloud_per_speaker_hour": "$/spk-h cloud", "dollars_selfhost_per_speaker_hour": "$/spk-h self",

@@ -8,6 +8,7 @@ then those of `python -m kit compare`; the child sends progress back and the bar
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -180,11 +181,13 @@ def _child(config: dict, messages, sweep: dict | None) -> None:
         messages.put(("error", traceback.format_exc()))
 
 
-def sweep(speakers: list[int], archs, lines: int = 3, stt: str = "whisper", model: str | None = None,
-          results_dir: Path | str | None = None, threshold_s: float = 1.5) -> tuple[Path, pd.DataFrame]:  # fmt: skip
+def sweep(participants: list[int], archs, pattern: str = "all-talk", lines: int = 3, stt: str = "whisper",
+          model: str | None = None, cpus: int | None = None, results_dir: Path | str | None = None,
+          threshold_s: float = 1.5) -> tuple[Path, pd.DataFrame]:  # fmt: skip
     """The scaling sweep (kit/sweep.py) from a notebook, in a child process: (its directory, sweep.csv)."""
-    cfg = config("pair-2", archs, stt=stt, model=model, results_dir=results_dir)
-    sweep_dir = run(cfg, sweep={"speakers": list(speakers), "lines": lines, "threshold_s": threshold_s})
+    cfg = dataclasses.replace(config("pair-2", archs, stt=stt, model=model, results_dir=results_dir), cpus=cpus)
+    sweep_dir = run(cfg, sweep={"participants": list(participants), "pattern": pattern, "lines": lines,
+                                "threshold_s": threshold_s})  # fmt: skip
     return sweep_dir, pd.read_csv(sweep_dir / "sweep.csv")
 
 

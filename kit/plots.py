@@ -433,30 +433,34 @@ def save_pngs(figures: dict[str, Figure], out_dir: Path) -> list[Path]:
 
 
 def scaling(table: pd.DataFrame, fits: pd.DataFrame, threshold_s: float = 1.5) -> Figure:
-    """The sweep (kit/sweep.py): p95 latency, cores busy and peak memory against the number of
-    concurrent speakers, one line per design, with each design's fitted fixed + marginal line."""
+    """The sweep (kit/sweep.py): p95 latency (with its compute bound, dotted), cores busy and peak
+    memory against the number of participants, one line per design, with each design's fitted
+    fixed + marginal line."""
     fig = Figure(figsize=(12, 4), layout="constrained")
     ax_lat, ax_cpu, ax_mem = fig.subplots(1, 3)
-    top = float(table["speakers"].max())
+    top = float(table["participants"].max())
     for arch, g in table.groupby("arch", sort=False):
         color = arch_color(arch)
-        ax_lat.plot(g["speakers"], g["latency_p95"], "o-", color=color)
+        ax_lat.plot(g["participants"], g["latency_p95"], "o-", color=color)
+        if "compute_bound_p95" in g:
+            ax_lat.plot(g["participants"], g["compute_bound_p95"], ":", color=color, lw=1.5)
         for ax, resource in ((ax_cpu, "cores"), (ax_mem, "peak_pss_mb")):
-            ax.plot(g["speakers"], g[resource], "o", color=color)
+            ax.plot(g["participants"], g[resource], "o", color=color)
             fit = fits[(fits["arch"] == arch) & (fits["resource"] == resource)]
-            if len(fit) and pd.notna(fit["marginal_per_speaker"].iloc[0]):
+            if len(fit) and pd.notna(fit["marginal_per_participant"].iloc[0]):
                 n = np.linspace(0, top, 20)
-                ax.plot(n, fit["fixed"].iloc[0] + fit["marginal_per_speaker"].iloc[0] * n, "--", color=color, lw=1)
+                ax.plot(n, fit["fixed"].iloc[0] + fit["marginal_per_participant"].iloc[0] * n, "--", color=color, lw=1)
     ax_lat.axhline(threshold_s, color="grey", ls=":", lw=1)
     ax_lat.annotate(f"threshold {threshold_s:g} s", (0.02, threshold_s), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8, color="grey")  # fmt: skip
+    ax_lat.set_title("dotted: the compute bound (the best the cores allow)", fontsize=9)
     titles = (("p95 latency (s)", ax_lat), ("cores busy (CPU s per room s)", ax_cpu), ("peak PSS (MB)", ax_mem))
     for label, ax in titles:
-        ax.set_xlabel("concurrent speakers")
+        ax.set_xlabel("participants")
         ax.set_ylabel(label)
         ax.set_xlim(0, top * 1.05)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    ax_cpu.set_title("dashed: fixed + marginal per speaker", fontsize=9)
+    ax_cpu.set_title("dashed: fixed + marginal per participant", fontsize=9)
     _arch_legend(ax_lat, list(dict.fromkeys(table["arch"])), fontsize=8, loc="upper left")
     return fig

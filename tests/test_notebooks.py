@@ -43,7 +43,7 @@ def test_notebook_is_committed_without_outputs(path):
     tagged = [c for c in book["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "one cell tagged `parameters`"
     source = "".join(tagged[0]["source"])
-    names = ("speakers", "archs", "stt", "model") if "scaling" in path.name else ("scenario", "archs", "stt", "model")
+    names = ("participants", "patterns", "archs", "stt", "model", "cpus") if "scaling" in path.name else ("scenario", "archs", "stt", "model")
     assert all(f"{name} =" in source for name in names)
 
 
@@ -72,10 +72,10 @@ def test_03_compare_runs_and_exports_the_report(tmp_path):
 
 
 def test_04_scaling_runs_a_tiny_sweep(tmp_path):
-    book = execute("04-scaling.ipynb", speakers=[1, 2], archs=["participant_entrypoint"], lines=1, stt="delay:0.3",
-                   results_dir=str(tmp_path))  # fmt: skip
-    (sweep_dir,) = tmp_path.iterdir()
-    assert (sweep_dir / "sweep.csv").is_file() and (sweep_dir / "fits.csv").is_file()
-    assert len(outputs_of(book, "image/png")) == 1, "the scaling figure"
-    reading = outputs_of(book, "text/markdown")
-    assert reading and "participant_entrypoint" in reading[0]["data"]["text/markdown"]
+    book = execute("04-scaling.ipynb", participants=[2], patterns=["all-talk", "meeting"], archs=["participant_entrypoint"],
+                   lines=1, stt="delay:0.3", cpus=1, results_dir=str(tmp_path))  # fmt: skip
+    sweeps = sorted(tmp_path.iterdir())
+    assert len(sweeps) == 2 and all((d / "sweep.csv").is_file() and (d / "fits.csv").is_file() for d in sweeps)
+    assert len(outputs_of(book, "image/png")) == 2, "a scaling figure per pattern"
+    readings = [o["data"]["text/markdown"] for o in outputs_of(book, "text/markdown") if "held p95" in o["data"]["text/markdown"]]
+    assert len(readings) == 2 and all("participant_entrypoint" in r for r in readings)
