@@ -132,6 +132,9 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
                    help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
                         "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
+    p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
+                   help="Whisper's input window: pad each turn to max(S, the turn) instead of 30 s (default: "
+                        "%(default)s, Whisper's own; 10 is 3-5x faster on short turns: docs/cost-and-scaling.md)")
     p.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
 
@@ -139,7 +142,7 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
 def _config(args, **overrides) -> RunConfig:
     return RunConfig(
         scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, cpus=args.cpus,
-        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch,
+        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
         vad=VADSettings(gate_dbfs=args.vad_gate), **overrides
     )
 

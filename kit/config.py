@@ -47,6 +47,9 @@ class RunConfig:
     cpu_threads: int | None = None
     num_workers: int | None = None
     max_batch: int = 1
+    # Whisper's input window, s: 30 (its standard, the default) pads every turn to 30 s; shorter pads to
+    # max(window, the turn): a shortcut judged on real speech in tests/test_voices.py
+    window_s: float = 30.0
     cpus: int | None = None  # pin the run (worker and every job process) to this many cores
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
