@@ -36,8 +36,8 @@ DEFAULT_MAX_WER = 0.15  # the default options on this room: 0.05 measured, every
 # non-default value is guarded below. The others choose what is measured, not how Whisper infers.
 INFERENCE_OPTIONS = {
     "compute_type": sorted(ctranslate2.get_supported_compute_types("cpu") - {DEFAULT.compute_type}),
-    "cpu_threads": [1, 3],  # default None: the cores the process may use
-    "num_workers": [1, 3],
+    "cpu_threads": [1],  # default None: the cores the process may use (2 here)
+    "num_workers": [1],
     "max_batch": [4],  # several waiting turns in one greedy CTranslate2 batch (no temperature fallback)
     "window_s": [10.0],  # turns padded to 10 s, not Whisper's 30 s
 }
