@@ -23,7 +23,7 @@ import psutil
 
 from kit.config import REPO_ROOT, RunConfig
 
-PACKAGES = ("livekit", "livekit-agents", "livekit-plugins-silero", "faster-whisper", "ctranslate2", "onnxruntime", "numpy", "pandas")
+PACKAGES = ("livekit", "livekit-agents", "livekit-plugins-silero", "livekit-plugins-openai", "faster-whisper", "ctranslate2", "onnxruntime", "numpy", "pandas")
 
 
 @dataclass

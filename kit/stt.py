@@ -9,6 +9,7 @@ every instance of a process.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import os
@@ -382,22 +383,149 @@ class DelaySTT(FasterWhisperSTT):
         return Transcript(f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0, self.delay, 0.0, 1)
 
 
+# --- the STT as a shared service (kit/stt_service.py, or any OpenAI-compatible transcription server) ---
+
+SERVICE_PARTICIPANT_HEADER = "X-Kit-Participant"  # who a request is for: the service logs it
+# the service's own numbers for one request, in its response headers
+SERVICE_HEADERS = {"queue_s": "X-Kit-Queue-S", "infer_s": "X-Kit-Infer-S", "cpu_s": "X-Kit-CPU-S",
+                   "batch": "X-Kit-Batch", "audio_s": "X-Kit-Audio-S"}  # fmt: skip
+SERVICE_MODEL = "whisper-1"  # what the client asks for (the kit's service serves its one model under any name)
+SERVICE_API_KEY = "kit-local"  # the kit's service checks none; the OpenAI client insists on one
+_service_reply: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kit_service_reply", default=None)
+
+
+def load_service_client() -> None:
+    """Import livekit-plugins-openai (a livekit plugin registers itself, on the main thread only):
+    job processes do it in their prewarm, not on the event loop while the room plays."""
+    import livekit.plugins.openai  # noqa: F401
+
+
+async def _keep_service_numbers(response) -> None:
+    """httpx response hook: the service's numbers for this request, for the recognize call awaiting it
+    (the hook runs in that call's task, so the context variable is that call's)."""
+    reply = _service_reply.get()
+    if reply is not None:
+        reply.update({k: response.headers.get(h) for k, h in SERVICE_HEADERS.items()})
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class ServiceSTT(FasterWhisperSTT):
+    """The STT placed in a shared service, for one participant: livekit-plugins-openai's STT (the
+    code a user would ship: `openai.STT(base_url=URL, model="whisper-1")`) against the service's
+    OpenAI transcription API. The plugin sends each VAD turn as a WAV (the room's rate) and the
+    service resamples it with the kit's resampler, as in-process. The `recognized` event carries the
+    service's own numbers for the request (response headers; None from a server that sends none)."""
+
+    def __init__(self, config: RunConfig, *, participant: str, log: EventLog, url: str) -> None:
+        super().__init__(config, participant=participant, log=log)
+        import httpx
+        import openai
+        from livekit.plugins import openai as lk_openai
+
+        self.url = url
+        http = httpx.AsyncClient(  # the plugin's own client settings, plus the hook that keeps the service's numbers
+            timeout=httpx.Timeout(connect=15.0, read=30.0, write=5.0, pool=5.0), follow_redirects=True,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=50, keepalive_expiry=120),
+            event_hooks={"response": [_keep_service_numbers]},
+        )  # fmt: skip
+        client = openai.AsyncClient(api_key=SERVICE_API_KEY, base_url=url, max_retries=0, http_client=http,
+                                    default_headers={SERVICE_PARTICIPANT_HEADER: participant})  # fmt: skip
+        self._client = client  # given to the plugin, so ours to close
+        self.plugin = lk_openai.STT(model=SERVICE_MODEL, language="en", client=client)
+
+    @property
+    def model(self) -> str:
+        return SERVICE_MODEL
+
+    @property
+    def provider(self) -> str:
+        return self.url
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> stt.SpeechEvent:
+        speech_end = self.log.now()
+        frame = rtc.combine_audio_frames(buffer) if isinstance(buffer, list) else buffer
+        audio_s = frame.samples_per_channel / frame.sample_rate
+        reply: dict = {}
+        token = _service_reply.set(reply)
+        try:  # retries are this STT's (the caller's conn_options), not the plugin's as well
+            event = await self.plugin.recognize(
+                frame, language=language, conn_options=APIConnectOptions(max_retry=0, timeout=conn_options.timeout)
+            )
+        finally:
+            _service_reply.reset(token)
+        done = self.log.now()
+        text = event.alternatives[0].text if event.alternatives else ""
+        cpu_s, infer_s, queue_s = (_number(reply.get(k)) for k in ("cpu_s", "infer_s", "queue_s"))
+        batch = _number(reply.get("batch"))
+        self.last = Recognition(speech_end - audio_s, speech_end, done, audio_s, cpu_s, infer_s, text)  # type: ignore[arg-type]
+        self.log.emit(
+            "recognized", t=done, participant=self.participant, text=text, speech_start=speech_end - audio_s,
+            speech_end=speech_end, stt_cpu_s=cpu_s, infer_s=infer_s, audio_s=audio_s, queue_s=queue_s,
+            batch=int(batch) if batch is not None else None,
+        )  # fmt: skip
+        return event
+
+    async def aclose(self) -> None:
+        await self.plugin.aclose()
+        await self._client.close()
+        await super().aclose()
+
+
+# --- the STT spec -------------------------------------------------------------------------------------
+
+STT_SPECS = "'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service' or 'service:URL'"
+
+
+def stt_service_url(spec: str) -> str | None:
+    """For "service:URL" its URL (the OpenAI base URL, e.g. http://127.0.0.1:8000/v1); "" for
+    "service" (the run starts the kit's service and hands the jobs "service:<its URL>"); None for
+    any other STT."""
+    kind, sep, url = spec.partition(":")
+    if kind != "service":
+        return None
+    if not sep:
+        return ""
+    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+        raise KitError(f"--stt service:URL needs an http(s) base URL, e.g. service:http://127.0.0.1:8000/v1, got {spec!r}")
+    return url
+
+
 def stt_delay(spec: str) -> float | None:
-    """Validate an STT spec without loading anything: None for "whisper", the delay for "delay:S"."""
-    if spec == "whisper":
+    """Validate an STT spec without loading anything: the delay for "delay:S", else None ("whisper",
+    "service", "service:URL")."""
+    if spec == "whisper" or stt_service_url(spec) is not None:
         return None
     kind, _, value = spec.partition(":")
     try:
         delay = float(value)
     except ValueError:
         delay = -1.0
-    if kind != "delay" or delay < 0:
-        raise KitError(f"unknown STT {spec!r}: use 'whisper' or 'delay:SECONDS' (e.g. delay:0.5)")
+    if kind != "delay" or not 0 <= delay < float("inf"):
+        raise KitError(f"unknown STT {spec!r}: use {STT_SPECS}")
     return delay
 
 
 def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT:
-    """The STT a config asks for, for one participant: "whisper" or "delay:SECONDS"."""
+    """The STT a config asks for, for one participant: "whisper", "delay:SECONDS" or "service:URL"
+    ("service" alone is resolved to "service:URL" by the run that starts the service)."""
+    url = stt_service_url(config.stt)
+    if url == "":
+        raise KitError("--stt service: no service URL here (a run starts the service and gives its jobs the URL); "
+                       "start one with `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
+    if url:
+        return ServiceSTT(config, participant=participant, log=log, url=url)
     delay = stt_delay(config.stt)
     if delay is None:
         return FasterWhisperSTT(config, participant=participant, log=log)
