@@ -31,7 +31,7 @@ from kit.config import KitError, RunConfig, pin_to_cores
 from kit.events import EventLog
 from kit.record import write_atomically
 from kit.room import ConsoleRoom, RoomView
-from kit.stt import load_whisper
+from kit.stt import load_service_client, load_whisper, stt_service_url
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ def prewarm(proc: JobProcess, config: dict) -> None:
     if cfg.stt == "whisper":
         with contextlib.suppress(Exception):
             load_whisper(cfg)
+    elif stt_service_url(cfg.stt):
+        load_service_client()  # livekit-plugins-openai registers itself on the main thread, before any job
 
 
 def _job_config(spec: JobSpec) -> RunConfig:

@@ -40,7 +40,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 from livekit import api, rtc
@@ -55,9 +54,9 @@ from kit.live import (
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
 from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
-from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
+from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
 from kit.sampler import ResourceSampler
-from kit.stt import resolve_model, stt_delay
+from kit.stt import resolve_model, stt_delay, stt_service_url
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
@@ -88,12 +87,17 @@ def run(
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
     sc = scenario.load(config.scenario)
-    model = resolve_model(config.model) if config.stt == "whisper" else None
+    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
+    if stt_service_url(config.stt) == "" and not local_agents:
+        raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
+                       "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
     workers: dict[str, subprocess.Popen] = {}
-    sampler = ResourceSampler(run_dir / "resources.jsonl", roots=partial(agent_pids, run_dir / "events", workers))
+    service_pids: list[int] = []  # --stt service: the run's STT service is part of every design's cost
+    sampler = ResourceSampler(run_dir / "resources.jsonl",
+                              roots=lambda arch: agent_pids(run_dir / "events", workers, arch) + service_pids)  # fmt: skip
     interrupted: int | None = None
     with contextlib.ExitStack() as stack:
         stack.callback(_restore_sigterm, signal.signal(signal.SIGTERM, _sigterm_as_interrupt))
@@ -106,6 +110,10 @@ def run(
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.save(run_dir)
+        service, config = start_stt_service(config, run_dir, record)  # the agents get "service:<its URL>"
+        if service is not None:
+            stack.callback(service.stop)
+            service_pids.append(service.pid)
         sampler.start()
         try:
             for name in config.archs:

@@ -33,6 +33,11 @@ of the tree in proportion to its VAD inferences (the audio its pipelines process
 inference time": silero's timer is wall time, which under contention exceeds the CPU actually
 used, so it cannot be added to CPU seconds. For multi-dispatch: its own
 job process + an equal share of the rest (the worker process, forkserver).
+With the STT in a shared service (`--stt service`, kit/stt_service.py), the service process is part
+of the tree (stt_service_cpu_s, stt_service_pss_mb in `architectures`); each speaker's STT CPU is
+the service's inference CPU for its requests, and in multi-dispatch it is added to the speaker's own
+process (which no longer runs the model). A service the run did not start (`--stt service:URL`) is
+not sampled: its reported inference CPU is added to the tree's CPU, its memory is not counted.
 """
 
 from __future__ import annotations
@@ -273,7 +278,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record.archs[arch]
-        used = _arch_cost(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch))
+        used = _arch_cost(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch), record.stt_service)
         part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
@@ -287,7 +292,11 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     return Tables(utts, speakers_df, archs_df)
 
 
-def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int) -> dict:
+def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int,
+               stt_service: dict | None = None) -> dict:  # fmt: skip
+    """`stt_service` (run.json): the STT ran in a shared service (`--stt service[:URL]`). The kit's own
+    service is a child of the run, so its CPU is in the tree; a service the run did not start is not
+    sampled, and its inference CPU as it reports it (`stt_cpu_s`) is added to the tree's."""
     ev = events[events["arch"] == arch]
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
@@ -303,13 +312,20 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
     per_job = procs.dropna(subset=["job"]).set_index("job")
     dispatched = ev[ev["kind"] == "participant_joined"].groupby("participant")["job"].first().to_dict()
     one_job_each = len(sc.participants) > 1 and planned_jobs == len(sc.participants)
+    service_pid = (stt_service or {}).get("pid")
+    service = procs[procs["pid"] == service_pid] if service_pid else procs.iloc[0:0]
+    if stt_service and not stt_service.get("started_by_kit"):
+        tree_cpu += float(stt.sum())
+    # the STT outside the job processes: each speaker's inference is its own, wherever it ran
+    remote_stt = stt if stt_service else pd.Series(0.0, index=sc.identities)
     rows = []
-    if one_job_each:  # multi-dispatch: the speaker's own process + a share of the rest
-        rest = tree_cpu - float(per_job["cpu_s"].sum())
+    if one_job_each:  # multi-dispatch: the speaker's own process (+ its inference in a service) + a share of the rest
+        rest = tree_cpu - float(per_job["cpu_s"].sum()) - float(remote_stt.sum())
         for p in sc.identities:
             job = dispatched.get(p)
             own = per_job.loc[job] if job in per_job.index else None
-            rows.append({"participant": p, "cpu_s": (float(own["cpu_s"]) if own is not None else 0.0) + rest / n,
+            rows.append({"participant": p,
+                         "cpu_s": (float(own["cpu_s"]) if own is not None else 0.0) + float(remote_stt[p]) + rest / n,
                          "own_process_pss_mb": float(own["peak_pss_mb"]) if own is not None else np.nan})  # fmt: skip
     else:
         rest = tree_cpu - float(stt.sum())
@@ -326,6 +342,8 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
             "kit_jobs_cpu": float(ev.loc[ev["kind"] == "job_end", "kit_cpu_s"].fillna(0).sum()),
             "sampler_cpu": _sampler_cpu(resources, arch, t0, end),
             "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values()),
+            "service_cpu": float(service["cpu_s"].sum()) if len(service) else np.nan,
+            "service_pss": float(service["peak_pss_mb"].max()) if len(service) else np.nan,
             "transport_cpu": transport_cpu(resources, arch, t0, end)}  # fmt: skip
 
 
@@ -437,6 +455,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],
         "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),
         "peak_rss_mb": cost["tree_rss"], "peak_pss_mb": cost["tree_pss"], "transport_cpu_s": cost["transport_cpu"],
+        # --stt service: the kit's STT service process, part of cpu_s and peak_pss_mb (NaN: no such process)
+        "stt_service_cpu_s": cost["service_cpu"], "stt_service_pss_mb": cost["service_pss"],
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         # livekit-agents' own per-turn transcription_delay (session designs), beside vad_latency_p50
         "lk_transcription_delay_p50": _median(ev.loc[ev["kind"] == "turn_metrics", "lk_transcription_delay_s"]),

@@ -77,6 +77,8 @@ class RunRecord:
     archs: dict[str, ArchRun] = field(default_factory=dict)
     live: dict | None = None  # live: server URL and version, agent names, rooms, dispatch path
     cores: list[int] | None = None  # the cores the run's processes could use (after --cpus pinning)
+    # --stt service[:URL]: url, pid (the kit's own service, else None), started_by_kit, log (its per-request log)
+    stt_service: dict | None = None
 
     @classmethod
     def new(cls, run_dir: Path, config: RunConfig, sc: Any, model: Any = None, mode: str = "console", live: dict | None = None) -> RunRecord:

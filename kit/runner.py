@@ -6,6 +6,7 @@ results/<run_id>/
     events/*.jsonl    one file per job process (+ one per architecture from the runner)
     resources.jsonl   CPU and memory of every process of the tree, every second (kit/sampler.py)
     livekit.log       what livekit-agents logged (warnings and errors)
+    stt-service.jsonl, stt-service.log   --stt service: the service's per-request log and its stderr
     utterances.csv, speakers.csv, architectures.csv
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -32,7 +34,8 @@ from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
 from kit.record import ArchRun, RunRecord, write_atomically
 from kit.sampler import ResourceSampler
-from kit.stt import resolve_model, stt_delay
+from kit.stt import resolve_model, stt_delay, stt_service_url
+from kit.stt_service import SERVICE_LOG, ServiceProcess
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
 # the worker's main process + forkserver, each job process (framework + model), each speaker.
@@ -299,12 +302,32 @@ async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRu
         await stop.sleep(0.05)
 
 
+def start_stt_service(config: RunConfig, run_dir: Path, record: RunRecord) -> tuple[ServiceProcess | None, RunConfig]:
+    """`--stt service`: start the kit's STT service for the run (its requests logged to
+    <run_dir>/stt-service.jsonl, its stderr to stt-service.log) and return it with the config the
+    jobs get ("service:<URL>"); `--stt service:URL` is recorded as a service the run did not start.
+    Any other STT: (None, config)."""
+    url = stt_service_url(config.stt)
+    if url is None:
+        return None, config
+    if url:
+        record.stt_service = {"url": url, "pid": None, "started_by_kit": False, "log": None}
+        record.save(run_dir)
+        return None, config
+    service = ServiceProcess(config, log_path=run_dir / SERVICE_LOG, stderr_path=run_dir / "stt-service.log")
+    url = service.start()
+    record.stt_service = {"url": url, "pid": service.pid, "started_by_kit": True, "log": SERVICE_LOG}
+    record.save(run_dir)
+    return service, dataclasses.replace(config, stt=f"service:{url}")
+
+
 def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
     """Run every architecture of the config on its scenario, one after the other; return the run dir."""
     for name in config.archs:
         architectures.get(name)  # fail fast on an unknown name
     sc = scenario.load(config.scenario)
-    model = resolve_model(config.model) if config.stt == "whisper" else None
+    # the model the run's own processes load (the job processes, or the run's STT service)
+    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
     load_pricing(config.pricing)  # and on a bad pricing file
     check_memory(config, sc)
@@ -317,16 +340,22 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     sampler = ResourceSampler(run_dir / "resources.jsonl")
     sampler.start()
     interrupted = None
+    service = None
     try:
+        # --stt service: one STT service for the whole run, a child of this process (so in the sampled
+        # tree, pinned like the rest); the jobs get "service:<its URL>" in their config
+        service, jobs_config = start_stt_service(config, run_dir, record)
         for name in config.archs:
             progress = progress_factory(name, sc.duration_s) if progress_factory else None
-            result = asyncio.run(run_arch(name, config, sc, run_dir, sampler, progress))
+            result = asyncio.run(run_arch(name, jobs_config, sc, run_dir, sampler, progress))
             record.archs[name] = result
             record.save(run_dir)
             if result.interrupted:
                 interrupted = result.interrupted
                 break
     finally:
+        if service is not None:
+            service.stop()
         sampler.stop()
         stop_helper_processes()
         os.sched_setaffinity(0, unpinned)  # a notebook's next run starts unpinned
