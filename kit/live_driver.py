@@ -287,6 +287,8 @@ class RoomRun:
                 if joined < len(self.specs):
                     result.problems.append(f"only {joined} of {len(self.specs)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
                 sampler.mark()  # the job processes exist now: the CPU window starts on a sample of each
+                # and one PSS sample inside the window, however short the room (PSS is read only every 30 s)
+                asyncio.get_running_loop().call_later(max(0.0, self.t0 + 1.0 - time.monotonic()), sampler.mark)
                 await self.replay(progress)
         except Exception as e:  # one line, secrets out: the run directory records it, the run is incomplete
             result.problems.append(redact(f"{type(e).__name__}: {e}", creds.api_secret))

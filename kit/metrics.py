@@ -231,7 +231,7 @@ def process_costs(resources: pd.DataFrame, events: pd.DataFrame, arch: str, t0: 
 
 def _tree_peak(resources: pd.DataFrame, arch: str, t0: float, end: float, col: str) -> float:
     res = resources[(resources["arch"] == arch) & (resources["mono"] > t0) & (resources["mono"] <= end)]
-    return float(res.groupby("mono")[col].sum().max()) if len(res) else float("nan")
+    return float(res.groupby("mono")[col].sum(min_count=1).max()) if len(res) else float("nan")
 
 
 # --- one run -> the three tables -------------------------------------------------------------------

@@ -165,6 +165,8 @@ async def run_arch(
         result.t0_mono = time.monotonic() + 0.5
         write_atomically(t0_path(run_dir, name), repr(result.t0_mono))
         sampler.mark()  # the CPU window starts on a sample of every job process
+        # and one PSS sample inside the window, however short the room (PSS is read only every 30 s)
+        asyncio.get_running_loop().call_later(max(0.0, result.t0_mono + 1.0 - time.monotonic()), sampler.mark)
         log = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=result.t0_mono, arch=name, job="runner")
         log.emit("run_start", t=0.0, detail=f"{len(requests)} jobs")
         deadline = result.t0_mono + sc.duration_s + END_GRACE_S
