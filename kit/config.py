@@ -76,9 +76,14 @@ class RunConfig:
 def pin_to_cores(cpus: int | None) -> list[int]:
     """Pin this process (and so every process it starts from now on) to the first `cpus` cores it
     may use; None leaves it as it is. Returns the cores it may use afterwards."""
-    allowed = sorted(os.sched_getaffinity(0))
     if cpus is not None:
-        if not 1 <= cpus <= len(allowed):
-            raise KitError(f"--cpus must be between 1 and {len(allowed)} (the cores this process may use), got {cpus}")
-        os.sched_setaffinity(0, allowed[:cpus])
+        os.sched_setaffinity(0, check_cpus(cpus))
     return sorted(os.sched_getaffinity(0))
+
+
+def check_cpus(cpus: int) -> list[int]:
+    """The cores `--cpus cpus` pins to (the first ones this process may use), or a KitError."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= cpus <= len(allowed):
+        raise KitError(f"--cpus must be between 1 and {len(allowed)} (the cores this process may use), got {cpus}")
+    return allowed[:cpus]

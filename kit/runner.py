@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from kit import architectures, scenario
-from kit.config import KitError, RunConfig, pin_to_cores
+from kit.config import KitError, RunConfig, check_cpus, pin_to_cores
 from kit.cost import load_pricing
 from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
@@ -332,6 +332,8 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
     load_pricing(config.pricing)  # and on a bad pricing file
+    if config.cpus is not None:
+        check_cpus(config.cpus)  # and on more cores than there are
     check_memory(config, sc)
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
