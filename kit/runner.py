@@ -185,6 +185,7 @@ async def run_arch(
         result.problems += unfinished_jobs(run_dir, name, [r for r in requests if r.job not in result.failed_jobs])
         for p in result.problems:
             log.emit("error", detail=p)
+        sampler.sample_now()  # the window ends on a sample (the STT service's last turns included)
         log.emit("run_end")
         log.close()
         failures = job_errors(run_dir, name)

@@ -66,6 +66,12 @@ class ResourceSampler(threading.Thread):
         self._rewalk = True
         self._wake.set()
 
+    def sample_now(self) -> None:
+        """Write a sample from the calling thread, now (e.g. as a design's room ends, so the CPU
+        window ends on a sample of every process still running, such as an STT service)."""
+        if self._file is not None and not self._file.closed:
+            self._write()
+
     def _write(self) -> None:
         with self._lock:
             self._file.write("".join(json.dumps(row) + "\n" for row in self.sample()))
