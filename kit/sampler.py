@@ -97,7 +97,7 @@ class ResourceSampler(threading.Thread):
             if detailed and self._roots:
                 rows[-1]["threads"] = thread_cpu(pid)
         if self._roots is None and rows:
-            rows[0]["sampler_cpu_s"] = time.thread_time()
+            rows[0]["sampler_cpu_s"] = self._own_cpu()
         return rows
 
     def _walk(self) -> list[int]:
@@ -106,6 +106,17 @@ class ResourceSampler(threading.Thread):
         for pid in roots:
             pids += process_tree(pid)
         return list(dict.fromkeys(pids))
+
+    def _own_cpu(self) -> float:
+        """The sampler thread's CPU so far, whichever thread takes the sample (sample_now)."""
+        if threading.get_ident() == self.ident:
+            return time.thread_time()
+        try:
+            with open(f"/proc/self/task/{self.native_id}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        except OSError:
+            return 0.0
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -307,10 +307,8 @@ def test_a_design_runs_end_to_end_with_the_service(tmp_path):
     assert sorted(rec["stt_cpu_s"].round(4)) == sorted(log["cpu_s"].round(4))
     # CPU: the service process is in the tree, its inference is the speakers' STT CPU
     arch = tables.architectures.iloc[0]
-    # Known open defect (closing note of issue 15): the per-request inference CPU the service reports
-    # summed to more than the service process's sampled CPU in 2 of 3 runs (4.4-5.2 vs 2.9-3.8 s):
-    # the service is counted, but which of the two numbers is right is not settled yet.
-    assert arch["stt_service_cpu_s"] > 0 and spk["stt_cpu_s"].sum() > 0
+    # the window ends on a sample (sampler.sample_now), so the service's last turns are in its CPU
+    assert arch["stt_service_cpu_s"] >= 0.9 * spk["stt_cpu_s"].sum()
     assert arch["cpu_s"] >= arch["stt_service_cpu_s"] and spk["cpu_s"].sum() == pytest.approx(arch["cpu_s"])
     jobs = events.loc[events["kind"] == "job_start", "pid"]
     assert svc["pid"] not in set(jobs)
