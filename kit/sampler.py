@@ -111,12 +111,8 @@ class ResourceSampler(threading.Thread):
         """The sampler thread's CPU so far, whichever thread takes the sample (sample_now)."""
         if threading.get_ident() == self.ident:
             return time.thread_time()
-        try:
-            with open(f"/proc/self/task/{self.native_id}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        except OSError:
-            return 0.0
+        stat = read_stat(f"/proc/self/task/{self.native_id}/stat")
+        return stat_cpu_s(stat[1]) if stat is not None else 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -150,19 +146,29 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def proc_stat(pid: int) -> tuple[str, int, float, int] | None:
-    """(name, parent pid, CPU seconds so far (user + system), RSS bytes) from /proc/<pid>/stat;
-    None once the process is gone."""
+def read_stat(path: str) -> tuple[str, list[bytes]] | None:
+    """A /proc .../stat line: (name, the fields after it; CPU ticks at [11] and [12]); None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(path, "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] == b"Z":  # a zombie: exited, not yet reaped
+    return stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace"), stat[stat.rindex(b")") + 2 :].split()
+
+
+def stat_cpu_s(fields: list[bytes]) -> float:
+    """User + system CPU seconds of a stat line's fields."""
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def proc_stat(pid: int) -> tuple[str, int, float, int] | None:
+    """(name, parent pid, CPU seconds so far (user + system), RSS bytes) from /proc/<pid>/stat;
+    None once the process is gone."""
+    stat = read_stat(f"/proc/{pid}/stat")
+    if stat is None or stat[1][0] == b"Z":  # gone, or a zombie: exited, not yet reaped
         return None
-    return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[21]) * PAGE_SIZE
+    name, fields = stat
+    return name, int(fields[1]), stat_cpu_s(fields), int(fields[21]) * PAGE_SIZE
 
 
 def pss_bytes(pid: int, rss: int) -> int:
@@ -185,12 +191,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
     except OSError:
         return out
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        utime, stime = stat[stat.rindex(b")") + 2 :].split()[11:13]
-        out[name] = out.get(name, 0.0) + (int(utime) + int(stime)) / CLOCK_TICKS
+        stat = read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat is not None:
+            out[stat[0]] = out.get(stat[0], 0.0) + stat_cpu_s(stat[1])
     return out
