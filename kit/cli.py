@@ -332,7 +332,14 @@ def _print_table(df: pd.DataFrame) -> None:
 
 def _add_live_commands(sub) -> None:
     lv = sub.add_parser("live", help="run architectures in a real LiveKit room (LIVEKIT_URL/_API_KEY/_API_SECRET)")
-    lv.add_argument("--arch", action="append", required=True, help="architecture (repeatable); its agent must be running")
+    lv.add_argument("--arch", action="append", default=None,
+                    help="architecture (repeatable); its agent must be running (or --local-agents)")
+    lv.add_argument("--agent", default=None, metavar="CMD",
+                    help="your own agent worker, started here by the shell and measured after the kit's designs "
+                         "(its environment: LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL, KIT_AGENT_NAME; docs/own-agent.md)")
+    lv.add_argument("--agent-name", default=None, metavar="NAME",
+                    help="--agent: the agent name it registers with (explicit dispatch to NAME)")
+    lv.add_argument("--label", default="agent", help="--agent: its name in the tables (default: %(default)s)")
     lv.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     lv.add_argument("--room", default=None, help="room name (default: kit-<arch>-<suffix>-<run id>)")
     lv.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
@@ -354,10 +361,23 @@ def _add_live_commands(sub) -> None:
 def _live(args) -> int:
     from kit import live_driver
 
-    config = _config(args, archs=tuple(args.arch), results_dir=args.results)
+    agent, dispatch = None, args.dispatch or "api"
+    if args.agent is not None:
+        agent = live_driver.ExternalAgent(args.agent, label=args.label, name=args.agent_name,
+                                          dispatch=args.dispatch or ("room" if args.agent_name else "auto"))  # fmt: skip
+        dispatch = "api"  # the kit's designs beside it
+        if agent.dispatch == "auto" and not args.local_server:
+            print("note: --dispatch auto: the agent joins every new room of this server; only do this on a private "
+                  "server (--local-server)", file=sys.stderr)  # fmt: skip
+    elif args.arch is None:
+        raise KitError("live needs --arch (one of the kit's designs, repeatable) or --agent CMD (your own agent)")
+    elif dispatch not in live_driver.DISPATCH_PATHS:
+        raise KitError(f"--dispatch {dispatch} is for --agent; the kit's designs are dispatched by 'api' or 'token'")
+    archs = tuple(args.arch or ())
+    config = _config(args, archs=archs, results_dir=args.results)
     run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
-                              local_server=args.local_server, dispatch=args.dispatch, server_bin=args.server_bin)
-    return _live_summary(run_dir, args.arch, report=args.report)
+                              local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin, agent=agent)  # fmt: skip
+    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report)
 
 
 def _compare_live(args, config: RunConfig) -> int:
@@ -375,7 +395,7 @@ def _compare_live(args, config: RunConfig) -> int:
             return 128 + e.signum
         metrics.compute(console_dir).save(console_dir)
     run_dir = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
-                              dispatch=args.dispatch, server_bin=args.server_bin, console_run=console_dir)  # fmt: skip
+                              dispatch=args.dispatch or "api", server_bin=args.server_bin, console_run=console_dir)  # fmt: skip
     return _live_summary(run_dir, config.archs, report=args.report)
 
 
@@ -416,8 +436,11 @@ def _add_server_args(p) -> None:
     p.add_argument("--local-server", action="store_true",
                    help="live: start a private livekit-server on loopback for this run (kit/server.py); stopped afterwards")
     p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
-    p.add_argument("--dispatch", choices=("api", "token"), default="api",
-                   help="live: explicit dispatch by the server API (default) or by the first publisher's token")
+    p.add_argument("--dispatch", choices=("api", "token", "room", "participant", "auto"), default=None,
+                   help="live: the kit's designs are dispatched by the server API (api, the default) or by the first "
+                        "publisher's token (token); --agent: one dispatch per room (room, the default with --agent-name), "
+                        "one per participant with {\"participant_identity\": ...} as metadata (participant), or none "
+                        "(auto: the worker joins every room; the default without --agent-name)")
 
 
 def _agent(args) -> int:

@@ -31,15 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from livekit import api, rtc
@@ -50,7 +54,7 @@ from kit.events import EventLog
 from kit.jobs import JobSpec
 from kit.live import (
     ENV_VARS, TRANSCRIPTION_TOPIC, Credentials, RedactingFormatter, agent_name, final_fields,
-    listener_token, mono_at, publisher_token, redact, server_api,
+    listener_token, mono_at, publisher_token, redact, sanitize_suffix, server_api,
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
 from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
@@ -65,20 +69,64 @@ CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are no
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
 AGENT_STOP_TIMEOUT_S = 30.0
+AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
+AGENT_DISPATCH = ("room", "participant", "auto")
+STT_URL_ENV = "KIT_STT_URL"  # an --agent's STT: the base URL of the run's shared STT service
+AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch), when it is given one
 
+
+@dataclass(frozen=True)
+class ExternalAgent:
+    """Your own agent worker, measured beside the kit's designs (`kit live --agent CMD`; docs/own-agent.md).
+
+    `command` runs in a shell with LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL and (with `name`)
+    KIT_AGENT_NAME in its environment. `dispatch`: "room" (one explicit dispatch to `name`, empty
+    metadata: the job transcribes everyone), "participant" (one per participant, metadata
+    {"participant_identity": ...}) or "auto" (no dispatch: the worker must join every new room by
+    itself, i.e. register without an agent name; only sensible on a private server). Its rows in the
+    tables are named `label`. It is measured by what it publishes on `lk.transcription`."""
+
+    command: str
+    label: str = "agent"
+    name: str | None = None
+    dispatch: str = "room"
+
+    def __post_init__(self) -> None:
+        if not self.command.strip():
+            raise KitError("--agent needs a command, e.g. --agent 'node examples/node/multi-session.mjs start'")
+        if self.dispatch not in AGENT_DISPATCH:
+            raise KitError(f"--dispatch for --agent must be one of {', '.join(AGENT_DISPATCH)}, got {self.dispatch!r}")
+        if self.dispatch != "auto" and not self.name:
+            raise KitError(f"--dispatch {self.dispatch} needs --agent-name (the name the agent registers with); "
+                           "without one use --dispatch auto")  # fmt: skip
+        if self.dispatch == "auto" and self.name:
+            raise KitError("--dispatch auto dispatches nothing: an agent registered with a name (--agent-name) "
+                           "only joins rooms it is dispatched to; use --dispatch room or participant")  # fmt: skip
+        from kit import architectures
+
+        if self.label in architectures.NAMES:
+            raise KitError(f"--label {self.label!r} is one of the kit's designs; choose another name")
+
+    def metadata(self, identities: list[str]) -> list[str]:
+        """One dispatch's metadata per job the agent should get (auto: one job, no dispatch)."""
+        if self.dispatch == "participant":
+            return [json.dumps({"participant_identity": i}) for i in identities]
+        return [""]
 
 
 def run(
     config: RunConfig, room: str | None = None, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None,
     local_agents: bool = False, local_server: bool = False, dispatch: str = "api", server_bin: str | None = None,
-    console_run: Path | None = None,
+    console_run: Path | None = None, agent: ExternalAgent | None = None,
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
     `local_agents`: start each architecture's agent worker on this machine for its turn.
     `local_server`: start a private livekit-server (kit/server.py) for this run, stopped afterwards.
     `dispatch`: "api" (AgentDispatchService.CreateDispatch) or "token" (a RoomConfiguration with
     RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins).
-    `console_run`: the console run of the same room this one is compared with (compare --mode both)."""
+    `console_run`: the console run of the same room this one is compared with (compare --mode both).
+    `agent`: your own agent worker, run (here) and measured after the kit's designs, if any; its STT
+    is the run's shared service (--stt service, unless --stt service:URL names another)."""
     if dispatch not in DISPATCH_PATHS:
         raise KitError(f"--dispatch must be one of {', '.join(DISPATCH_PATHS)}, got {dispatch!r}")
     if not local_server:
@@ -89,7 +137,10 @@ def run(
     sc = scenario.load(config.scenario)
     model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
-    if stt_service_url(config.stt) == "" and not local_agents:
+    if agent is not None and stt_service_url(config.stt) is None:
+        config = replace(config, stt="service")  # an agent of yours reaches STT only through the service
+        model = resolve_model(config.model)
+    if stt_service_url(config.stt) == "" and config.archs and not local_agents:
         raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
     run_dir = new_run_dir(config.results_dir)
@@ -104,7 +155,11 @@ def run(
         srv = stack.enter_context(_private_server(run_dir, server_bin)) if local_server else None
         creds = Credentials.from_env()
         _redact_log_handlers(creds.api_secret)
-        rooms = {name: _room_name(room, names[name], run_dir.name, len(config.archs)) for name in config.archs}
+        n_rooms = len(config.archs) + (agent is not None)
+        rooms = {name: _room_name(room, names[name], run_dir.name, n_rooms) for name in config.archs}
+        if agent is not None:
+            rooms[agent.label] = _room_name(room, f"kit-{sanitize_suffix(agent.label)}", run_dir.name, n_rooms)
+            names[agent.label] = agent.name or "(automatic dispatch)"
         live = {"server": creds.http_url, "server_version": srv.version if srv else None, "local_server": bool(srv),
                 "dispatch": dispatch, "agents": names, "rooms": rooms,
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
@@ -122,6 +177,12 @@ def run(
                     run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv)
                     result = asyncio.run(run.run(sampler, progress))
                 record.archs[name] = result
+                record.save(run_dir)
+            if agent is not None:
+                name = agent.label
+                progress = progress_factory(name, sc.duration_s) if progress_factory else None
+                record.archs[name] = run_external(agent, config, sc, run_dir, creds, rooms[name], srv, sampler,
+                                                  workers, progress)  # fmt: skip
                 record.save(run_dir)
         except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: the running design cleaned up its room; keep what was measured
             interrupted = getattr(e, "signum", signal.SIGINT)
@@ -176,46 +237,142 @@ def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Pope
     stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
     runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
     cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, "--stt", config.stt, "--compute-type", config.compute_type]
-    worker = subprocess.Popen(cmd + (["--model", config.model] if config.model else []), stdout=subprocess.PIPE, text=True)
+    worker = AgentWorker(cmd + (["--model", config.model] if config.model else []), f"the {arch} agent worker")
+    with worker:
+        if workers is not None:
+            workers[arch] = worker.proc
+        try:
+            yield worker.proc
+        finally:
+            if workers is not None:
+                workers.pop(arch, None)
+
+
+class AgentWorker:
+    """An agent worker process started here: the kit's (`kit agent`) or yours (`--agent CMD`, run by
+    the shell in its own process group, so the whole group is stopped). Its output (stdout and
+    stderr) is echoed to the terminal, or with `log` written there (secrets redacted); the last
+    lines are kept for error messages. Entering waits until it says it registered: LiveKit's
+    Python and Node.js workers both log "registered worker" once the server accepted them."""
+
+    def __init__(self, cmd: list[str] | str, what: str, env: dict[str, str] | None = None, log: Path | None = None,
+                 secret: str | None = None) -> None:  # fmt: skip
+        self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
+        self.tail: deque[str] = deque(maxlen=4)
+        self.proc: subprocess.Popen
+        self.pump: threading.Thread
+
+    def __enter__(self) -> AgentWorker:
+        shell = isinstance(self.cmd, str)
+        self.proc = subprocess.Popen(self.cmd, shell=shell, start_new_session=shell, env=self.env, text=True, errors="replace",
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT if shell else None)  # fmt: skip
+        lines: queue.Queue[str | None] = queue.Queue()
+        self.pump = threading.Thread(target=self._pump, args=(lines,), daemon=True)
+        self.pump.start()
+        try:
+            self._wait_registered(lines)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def last_output(self) -> str:
+        return " | ".join(_log_message(line) for line in self.tail if line.strip()) or "(no output)"
+
+    def exited(self) -> str | None:
+        """Why the worker is gone (its exit code and last output), or None while it runs."""
+        code = self.proc.poll()
+        return None if code is None else f"{self.what} exited (exit code {code}); its last output: {self.last_output()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(AGENT_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+        self.proc.wait()
+        self.pump.join(5)  # to the end of its output
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if isinstance(self.cmd, str):  # the shell's whole group: the agent, its job processes
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+
+    def _wait_registered(self, lines: queue.Queue) -> None:
+        """A thread reads the output: a silent worker must not block the timeout."""
+        deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise KitError(f"{self.what} exited before registering (exit code {self.proc.wait()}); "
+                               f"its last output: {self.last_output()}")  # fmt: skip
+            if REGISTERED.search(line):
+                return
+        raise KitError(f"{self.what} did not register with the server within {AGENT_REGISTER_TIMEOUT_S:.0f} s "
+                       f"(no 'registered worker' in its output); its last output: {self.last_output()}")  # fmt: skip
+
+    def _pump(self, lines: queue.Queue) -> None:
+        out = open(self.log, "a", encoding="utf-8") if self.log else None
+        try:
+            for line in self.proc.stdout:
+                line = redact(line, self.secret) if self.secret else line
+                self.tail.append(line)
+                if out:
+                    out.write(line)
+                    out.flush()
+                else:
+                    print(line, end="", flush=True)
+                lines.put(line)
+        finally:
+            if out:
+                out.close()
+            lines.put(None)
+
+
+REGISTERED = re.compile(r"registered worker|: registered,")  # livekit-agents (Python, Node.js), and `kit agent`
+
+
+def _log_message(line: str, limit: int = 240) -> str:
+    """One output line for an error message: a JSON log record's level and message, else the line."""
+    with contextlib.suppress(ValueError, AttributeError):
+        rec = json.loads(line)
+        line = f"{rec.get('level', '')} {rec.get('message') or rec.get('msg') or line}".strip()
+    line = line.strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials,
+                 room: str, srv, sampler: ResourceSampler, workers: dict[str, subprocess.Popen],
+                 progress: Callable[[float], None] | None) -> ArchRun:  # fmt: skip
+    """Your agent's turn: start it (its environment: the server's credentials, the STT service's URL,
+    its agent name), wait for it to register, replay the room to it, stop it. A worker that never
+    registers, exits or publishes nothing is a problem of its row, not the end of the run."""
+    env = {**os.environ, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
+           STT_URL_ENV: stt_service_url(config.stt) or ""}  # fmt: skip
+    if agent.name:
+        env[AGENT_NAME_ENV] = agent.name
+    log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"
+    worker = AgentWorker(agent.command, f"the agent {agent.command!r}", env=env, log=log, secret=creds.api_secret)
     try:
-        _wait_registered(worker, arch)
-        if workers is not None:
-            workers[arch] = worker
-        yield worker
-    finally:
-        if workers is not None:
-            workers.pop(arch, None)
-        worker.terminate()
-        try:
-            worker.wait(AGENT_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-def _wait_registered(worker: subprocess.Popen, arch: str) -> None:
-    """Echo the worker's output (a thread: a silent worker must not block the timeout) until it says
-    it registered."""
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_echo, args=(worker.stdout, lines), daemon=True).start()
-    deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            raise KitError(f"the {arch} agent worker exited before registering (exit code {worker.wait()})")
-        if "registered" in line:
-            return
-    raise KitError(f"the {arch} agent worker did not register within {AGENT_REGISTER_TIMEOUT_S:.0f} s")
-
-
-def _echo(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        print(line, end="", flush=True)
-        lines.put(line)
-    lines.put(None)
+        with worker:
+            workers[agent.label] = worker.proc
+            try:
+                return asyncio.run(RoomRun(agent.label, config, sc, run_dir, creds, room, server=srv, external=agent,
+                                           worker=worker).run(sampler, progress))  # fmt: skip
+            finally:
+                workers.pop(agent.label, None)
+    except KitError as e:  # never registered: nothing was measured, the row says why
+        return ArchRun(arch=agent.label, jobs=len(agent.metadata(sc.identities)), room=room, agent_name=agent.name,
+                       command=agent.command, problems=[redact(str(e), creds.api_secret)])  # fmt: skip
 
 
 def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
@@ -244,14 +401,23 @@ class RoomRun:
     """One architecture in a real room: steps 1-7 of the module docstring."""
 
     def __init__(self, name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
-                 dispatch: str = "api", server=None) -> None:  # fmt: skip
+                 dispatch: str = "api", server=None, external: ExternalAgent | None = None,
+                 worker: AgentWorker | None = None) -> None:  # fmt: skip
         self.name, self.config, self.sc, self.run_dir, self.creds, self.room = name, config, sc, run_dir, creds, room
         self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
-        self.agent = agent_name(name)
+        self.external, self.worker = external, worker  # your agent (--agent), and its process when it runs here
         self.t_submit = time.time()
         self.t0 = mono_at(self.t_submit + START_LEAD_S)
-        self.specs = job_specs(name, config, sc, run_dir, self.t_submit, self.t_submit + START_LEAD_S)
-        self.result = ArchRun(arch=name, jobs=len(self.specs), room=room, agent_name=self.agent)
+        if external is None:
+            self.agent: str | None = agent_name(name)
+            self.specs = job_specs(name, config, sc, run_dir, self.t_submit, self.t_submit + START_LEAD_S)
+            self.metadata = [spec.to_json() for spec in self.specs]
+        else:  # your agent knows nothing of the kit: no JobSpec, no t0; its finals are stamped on arrival
+            self.agent, self.specs = external.name, []
+            self.metadata = external.metadata(sc.identities)
+            self.dispatch = "none" if external.dispatch == "auto" else "api"
+        self.result = ArchRun(arch=name, jobs=len(self.metadata), room=room, agent_name=self.agent,
+                              command=external.command if external else None)  # fmt: skip
         self.events = EventLog(run_dir / "events" / f"{name}-runner.jsonl", t0=self.t0, arch=name, job="runner", wall_clock=True)
         self.listener: Listener  # made in run(): an rtc.Room belongs to the loop it is made in
         self.dispatches: list[str] = []
@@ -271,21 +437,20 @@ class RoomRun:
                 await create_room(creds, self.room)
             await self.listener.connect(creds, self.room)
             if self.dispatch == "api":
-                self.dispatches = await create_dispatches(creds, self.room, self.agent, self.specs)
+                self.dispatches = await create_dispatches(creds, self.room, self.agent, self.metadata)
             watch = asyncio.create_task(self.watch_server())
             # Until the publishers must connect, not until t0: a publisher that joins late never catches up
             # (frames already due leave at once, but the source plays them in real time: its whole track lags).
-            while len(self.agents_seen) < len(self.specs) and time.monotonic() < self.t0 - CONNECT_AHEAD_S:
+            while len(self.agents_seen) < len(self.metadata) and time.monotonic() < self.t0 - CONNECT_AHEAD_S:
                 await asyncio.sleep(0.1)
+                self.check_server()
             joined = len(self.agents_seen)
             result.cold_start_s = {who: at - self.t_submit for who, at in self.agents_seen.items()}
             if joined == 0:
-                result.problems.append(f"no agent {self.agent!r} joined within {START_LEAD_S - CONNECT_AHEAD_S:.0f} s: is "
-                                       f"`python -m kit agent --arch {self.name}` running against this server, with the "
-                                       f"same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
+                result.problems.append(self.nobody_joined())
             else:
-                if joined < len(self.specs):
-                    result.problems.append(f"only {joined} of {len(self.specs)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
+                if joined < len(self.metadata):
+                    result.problems.append(f"only {joined} of {len(self.metadata)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
                 sampler.mark()  # the job processes exist now: the CPU window starts on a sample of each
                 # and one PSS sample inside the window, however short the room (PSS is read only every 30 s)
                 asyncio.get_running_loop().call_later(max(0.0, self.t0 + 1.0 - time.monotonic()), sampler.mark)
@@ -309,6 +474,8 @@ class RoomRun:
                 self.events.emit("error", detail=p)
             self.events.emit("run_end")
             self.events.close()
+        if self.external is not None and self.agents_seen and not self.listener.finals:
+            result.problems.append(self.published_nothing())
         result.problems += job_errors(self.run_dir, self.name)
         result.problems += unfinished_jobs(self.run_dir, self.name, self.specs, started_only=True)
         result.complete = not result.problems
@@ -317,7 +484,25 @@ class RoomRun:
     def token_dispatches(self) -> api.RoomConfiguration:
         """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""
         return api.RoomConfiguration(empty_timeout=EMPTY_TIMEOUT_S,
-                                     agents=[api.RoomAgentDispatch(agent_name=self.agent, metadata=s.to_json()) for s in self.specs])  # fmt: skip
+                                     agents=[api.RoomAgentDispatch(agent_name=self.agent, metadata=m) for m in self.metadata])  # fmt: skip
+
+    def nobody_joined(self) -> str:
+        waited = f"within {START_LEAD_S - CONNECT_AHEAD_S:.0f} s"
+        if self.external is None:
+            return (f"no agent {self.agent!r} joined {waited}: is `python -m kit agent --arch {self.name}` running against "
+                    f"this server, with the same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
+        if self.external.dispatch == "auto":
+            return (f"no agent joined {waited} (automatic dispatch): does the worker register without an agent name? "
+                    f"Its last output: {self.worker.last_output() if self.worker else '?'}")  # fmt: skip
+        return (f"no agent joined {waited} after dispatching to {self.agent!r}: does the worker register with that agent "
+                f"name (agentName / agent_name; {AGENT_NAME_ENV} holds it)? Its last output: "
+                f"{self.worker.last_output() if self.worker else '?'}")  # fmt: skip
+
+    def published_nothing(self) -> str:
+        seen = self.listener.streams
+        return (f"the agent published no final transcription: {len(self.agents_seen)} agent participant(s) joined, "
+                f"{seen} {TRANSCRIPTION_TOPIC} text stream(s) arrived, none with lk.transcription_final=true and text "
+                f"(does it publish transcriptions to the room, e.g. AgentSession's default transcription output?)")  # fmt: skip
 
     async def replay(self, progress) -> None:
         """Steps 5-6: the publishers replay the scenario from t0; then the agents finish and leave."""
@@ -336,11 +521,23 @@ class RoomRun:
         self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret) if isinstance(r, BaseException) else r
                                  for i, r in zip(replay.identities, work.result()) if r is not None]  # fmt: skip
         until = self.t0 + self.sc.duration_s + END_GRACE_S
+        if self.external is not None:  # your agent's jobs stay until the room goes: wait for its last finals
+            await self.settle(until)
+            return
         while self.agents_now and time.monotonic() < until:
             await asyncio.sleep(0.1)
             self.check_server()
         if self.agents_now:
             self.result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
+
+    async def settle(self, until: float) -> None:
+        """After the room: until no final has arrived for AGENT_QUIET_S, or END_GRACE_S have passed."""
+        seen, quiet_since = self.listener.finals, time.monotonic()
+        while time.monotonic() < until and time.monotonic() - quiet_since < AGENT_QUIET_S:
+            await asyncio.sleep(0.1)
+            self.check_server()
+            if self.listener.finals != seen:
+                seen, quiet_since = self.listener.finals, time.monotonic()
 
     def server_alive(self) -> bool:
         """False only when the run's own server is known dead (a server elsewhere is always tried)."""
@@ -353,6 +550,8 @@ class RoomRun:
                              f"see server.log)")  # fmt: skip
         if self.listener.lost.is_set():
             raise ServerLost(f"lost the connection to the LiveKit server at {self.creds.url}")
+        if self.worker is not None and (gone := self.worker.exited()):
+            raise AgentLost(gone)
 
     async def watch_server(self) -> None:
         """The agent participants in the room as the server lists them (ListParticipants), twice a
@@ -373,6 +572,10 @@ class ServerLost(Exception):
     """The LiveKit server went away in the middle of a run."""
 
 
+class AgentLost(Exception):
+    """Your agent worker (--agent) exited in the middle of a run."""
+
+
 # --- the server API (each call with its own least-privilege token) -------------------------------------
 
 
@@ -381,12 +584,12 @@ async def create_room(creds: Credentials, room: str) -> None:
         await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=EMPTY_TIMEOUT_S))
 
 
-async def create_dispatches(creds: Credentials, room: str, agent: str, specs: list[JobSpec]) -> list[str]:
-    """One explicit dispatch per job, its JobSpec as metadata; returns the dispatch ids."""
+async def create_dispatches(creds: Credentials, room: str, agent: str, metadata: list[str]) -> list[str]:
+    """One explicit dispatch per job, with its metadata (the kit's jobs: a JobSpec); returns the dispatch ids."""
     ids = []
     async with server_api(creds, room_admin=True, room=room) as lk:
-        for spec in specs:
-            d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=spec.to_json()))
+        for m in metadata:
+            d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=m))
             ids.append(d.id)
     return ids
 
@@ -442,6 +645,8 @@ class Listener:
         self.track_owner: dict[str, str] = {}  # the publishers' track sid -> identity
         self.room = rtc.Room()
         self.lost = asyncio.Event()  # the connection to the server is gone
+        self.streams = 0  # transcription text streams received (interim and final)
+        self.finals = 0  # finals logged
         self._reading: set[asyncio.Task] = set()
 
     async def connect(self, creds: Credentials, room: str) -> None:
@@ -450,6 +655,7 @@ class Listener:
         await self.room.connect(creds.url, listener_token(creds, room), rtc.RoomOptions(auto_subscribe=False))
 
     def record(self, text: str, attributes: dict[str, str], sender: str) -> None:
+        self.streams += 1
         ev = final_event(text, attributes, sender, self.track_owner)
         if ev is None:
             return
@@ -457,6 +663,7 @@ class Listener:
             self.events.emit("error", detail=f"a final transcription for {ev['participant']!r}, not a participant of the scenario")
             return
         self.events.emit("final", **ev)
+        self.finals += 1
 
     async def close(self) -> None:
         await asyncio.gather(*list(self._reading), return_exceptions=True)

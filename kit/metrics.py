@@ -127,13 +127,8 @@ def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence
     matched: dict[int, list] = {i: [] for i, _ in refs}
     insertions = []
     for f in finals.sort_values("t").itertuples(index=False):
-        best, best_overlap = None, 0.0
-        for i, u in refs:
-            if u.participant != f.participant:
-                continue
-            overlap = min(u.end_s, f.speech_end) - max(u.start_s, f.speech_start)
-            if overlap > best_overlap:
-                best, best_overlap = i, overlap
+        mine = [(i, u) for i, u in refs if u.participant == f.participant]
+        best = _by_overlap(mine, f) if pd.notna(f.speech_end) else _by_arrival(mine, f.t)
         (matched[best] if best is not None else insertions).append(f)
     rows = []
     for i, u in refs:
@@ -144,6 +139,26 @@ def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence
     for f in insertions:
         rows.append(_row(arch, f.participant, -1, "insertion", np.nan, np.nan, "", [f], f, vad_silence_s))
     return rows
+
+
+def _by_overlap(refs, f) -> int | None:
+    """The utterance the final's VAD span overlaps most (the kit's designs report their span)."""
+    best, best_overlap = None, 0.0
+    for i, u in refs:
+        overlap = min(u.end_s, f.speech_end) - max(u.start_s, f.speech_start)
+        if overlap > best_overlap:
+            best, best_overlap = i, overlap
+    return best
+
+
+def _by_arrival(refs, t: float) -> int | None:
+    """A final with no VAD span (your own agent, `kit live --agent`): the participant's utterance that
+    ended last before it arrived, else the one under way (a turn split at a pause inside it)."""
+    ended = [(u.end_s, i) for i, u in refs if u.end_s <= t]
+    if ended:
+        return max(ended)[1]
+    started = [(u.start_s, i) for i, u in refs if u.start_s <= t]
+    return max(started)[1] if started else None
 
 
 def _row(arch, participant, utt, kind, start_s, end_s, ref_text, finals, last, vad_silence_s) -> dict:
@@ -278,7 +293,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record.archs[arch]
-        used = _arch_cost(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch), record.stt_service)
+        used = _arch_cost(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch), record.stt_service,
+                          external=info.command is not None)  # fmt: skip
         part = spk[spk["arch"] == arch].merge(used["speakers"], on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)
@@ -293,10 +309,12 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
 
 
 def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int,
-               stt_service: dict | None = None) -> dict:  # fmt: skip
+               stt_service: dict | None = None, external: bool = False) -> dict:  # fmt: skip
     """`stt_service` (run.json): the STT ran in a shared service (`--stt service[:URL]`). The kit's own
     service is a child of the run, so its CPU is in the tree; a service the run did not start is not
-    sampled, and its inference CPU as it reports it (`stt_cpu_s`) is added to the tree's."""
+    sampled, and its inference CPU as it reports it (`stt_cpu_s`) is added to the tree's.
+    `external`: your own agent (`kit live --agent`), which reports nothing: its tree's CPU is shared
+    evenly between the speakers, and its STT and VAD columns are NaN (not measured), never 0."""
     ev = events[events["arch"] == arch]
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
@@ -336,12 +354,15 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
     spk["stt_cpu_s"] = [float(stt.get(p, 0.0)) for p in spk["participant"]]
     spk["vad_infer_s"] = [float(vad.loc[p, "vad_infer_s"]) for p in spk["participant"]]
     spk["vad_inferences"] = [int(vad.loc[p, "vad_inferences"]) for p in spk["participant"]]
+    if external:
+        spk[["stt_cpu_s", "vad_infer_s", "vad_inferences"]] = np.nan
     spk["pss_mb"] = tree_pss / n
     spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
     return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,
             "kit_jobs_cpu": float(ev.loc[ev["kind"] == "job_end", "kit_cpu_s"].fillna(0).sum()),
             "sampler_cpu": _sampler_cpu(resources, arch, t0, end),
             "tree_rss": _tree_peak(resources, arch, t0, end, "rss_mb"), "job_pids": set(job_of.values()),
+            "tree_processes": int((procs["pid"] != service_pid).sum()),
             "service_cpu": float(service["cpu_s"].sum()) if len(service) else np.nan,
             "service_pss": float(service["peak_pss_mb"].max()) if len(service) else np.nan,
             "transport_cpu": transport_cpu(resources, arch, t0, end)}  # fmt: skip
@@ -444,7 +465,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
     planned = _planned_jobs(info, ev, arch)
     return {
         "arch": arch, "run_id": record.run_id, "scenario": sc.name, "speakers": len(sc.participants),
-        "jobs": planned, "processes": jobs["pid"].nunique(),
+        "jobs": planned, "processes": cost["tree_processes"] if info.command else jobs["pid"].nunique(),
         "agent_participants": planned if info.agent_participants is None else info.agent_participants,
         "utterances": len(ref), "missed": int(ref["missed"].sum()), "insertions": int((u["kind"] == "insertion").sum()),
         "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),

@@ -43,6 +43,7 @@ class ArchRun:
     server_jobs: int | None = None
     room: str | None = None
     agent_name: str | None = None
+    command: str | None = None  # `kit live --agent CMD`: your own agent, measured only from outside
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchRun:

@@ -250,7 +250,7 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
 
     async def control_plane():
         await live_driver.create_room(creds(), "room-7")
-        ids = await live_driver.create_dispatches(creds(), "room-7", "kit-multi-dispatch-ci-runner", specs)
+        ids = await live_driver.create_dispatches(creds(), "room-7", "kit-multi-dispatch-ci-runner", [s.to_json() for s in specs])
         problems = await live_driver.close_room(creds(), "room-7", ids)
         return ids, problems
 
