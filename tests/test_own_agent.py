@@ -1,0 +1,88 @@
+"""`kit live --agent CMD`: your own agent worker measured in a real room (a local livekit-server),
+the example agents of examples/, and what a broken agent gets told."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kit.config import KitError, REPO_ROOT
+from kit.live_driver import ExternalAgent
+from kit.metrics import utterances
+from kit.record import RunRecord
+from kit.scenario import load
+from test_live_server import kit, kit_env, leaks, mentions, only_run
+
+PY = sys.executable
+SILENT = f"{PY} {REPO_ROOT / 'tests' / 'agents' / 'silent_agent.py'} start"
+
+
+def measure(server, tmp_path, command: str, *args: str):
+    """`kit live --agent command` on pair-2 against the session's server, as a user runs it."""
+    done = kit("live", "--scenario", "pair-2", "--agent", command, "--results", str(tmp_path), "--no-report", *args,
+               env=kit_env(server))  # fmt: skip
+    return done, only_run(tmp_path)
+
+
+# --- the rules, without a server ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"command": " "}, "--agent needs a command"),
+    ({"command": "x", "dispatch": "room"}, "needs --agent-name"),
+    ({"command": "x", "dispatch": "auto", "name": "mine"}, "dispatches nothing"),
+    ({"command": "x", "dispatch": "token", "name": "mine"}, "must be one of room, participant, auto"),
+    ({"command": "x", "dispatch": "room", "name": "mine", "label": "multi_session"}, "is one of the kit's designs"),
+])  # fmt: skip
+def test_agent_options_refused_with_a_reason(kwargs, message):
+    with pytest.raises(KitError, match=message):
+        ExternalAgent(**kwargs)
+
+
+def test_participant_dispatch_names_each_participant_in_its_metadata():
+    agent = ExternalAgent("x", name="mine", dispatch="participant")
+    assert [json.loads(m) for m in agent.metadata(["alice", "bob"])] == [{"participant_identity": "alice"},
+                                                                        {"participant_identity": "bob"}]  # fmt: skip
+    assert ExternalAgent("x", name="mine").metadata(["alice", "bob"]) == [""]
+
+
+def test_finals_without_a_vad_span_match_the_utterance_that_ended_last_before_they_arrived():
+    sc = load("pair-2")
+    first, second = [u for u in sc.utterances if u.participant == "alice"][:2]
+    finals = pd.DataFrame([  # your agent reports no span: only when each final arrived
+        {"arch": "mine", "kind": "final", "participant": "alice", "text": "one", "t": first.end_s + 1.5},
+        {"arch": "mine", "kind": "final", "participant": "alice", "text": "two", "t": second.end_s + 0.9},
+        {"arch": "mine", "kind": "final", "participant": "alice", "text": "early", "t": first.start_s - 0.5},
+    ]).assign(speech_start=float("nan"), speech_end=float("nan"), infer_s=float("nan"), stt_cpu_s=float("nan"))
+    utts = utterances(sc, finals, 0.55, ["mine"]).set_index(["participant", "utt"])
+    i, j = sc.utterances.index(first), sc.utterances.index(second)
+    assert utts.loc[("alice", i), "hyp_text"] == "one" and utts.loc[("alice", i), "latency_s"] == pytest.approx(1.5)
+    assert utts.loc[("alice", j), "hyp_text"] == "two" and utts.loc[("alice", j), "latency_s"] == pytest.approx(0.9)
+    assert (utts.reset_index()["kind"] == "insertion").sum() == 1  # before anyone spoke: nothing to match
+
+
+# --- a real server ------------------------------------------------------------------------------------------
+
+
+def test_an_agent_that_exits_at_once_is_named_with_its_exit_code_and_output(livekit_server, tmp_path):
+    done, run_dir = measure(livekit_server, tmp_path, f"{PY} -c \"print('cannot start: no model'); raise SystemExit(3)\"",
+                            "--label", "broken")  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "exited before registering (exit code 3)" in done.stderr and "cannot start: no model" in done.stderr
+    record = RunRecord.load(run_dir)
+    assert record.archs["broken"].problems and not record.archs["broken"].complete
+
+
+def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, tmp_path):
+    done, run_dir = measure(livekit_server, tmp_path, SILENT, "--agent-name", "kit-test-silent", "--label", "silent")
+    assert done.returncode == 1
+    assert "the agent published no final transcription: 1 agent participant(s) joined, 0 lk.transcription" in done.stderr
+    archs = pd.read_csv(run_dir / "architectures.csv")  # the tables are kept: every utterance missed, the agent counted
+    row = archs.set_index("arch").loc["silent"]
+    assert row["missed"] == row["utterances"] > 0 and row["agent_participants"] == 1 and row["cpu_s"] > 0
+    assert not leaks(done.stdout + done.stderr, livekit_server.env()["LIVEKIT_API_SECRET"])
+    assert not mentions(tmp_path, livekit_server.env()["LIVEKIT_API_SECRET"])
