@@ -354,6 +354,12 @@ def _add_live_commands(sub) -> None:
     _add_stt_args(ag)
     ag.set_defaults(func=_agent, scenario=DEFAULT_SCENARIO)
 
+    nc = sub.add_parser("node-check", help="does @livekit/agents run two AgentSessions in one job (agents-js #1927)? "
+                        "One line; exit 0 either way (kit/node_check.py)")
+    nc.add_argument("--version", default=None, help="@livekit/agents version (default: the one examples/node pins)")
+    nc.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
+    nc.set_defaults(func=_node_check)
+
     dr = sub.add_parser("doctor", help="check the live-mode configuration and the server: exit 0 if usable, 2 if not")
     dr.set_defaults(func=_doctor)
 
@@ -447,6 +453,12 @@ def _agent(args) -> int:
     from kit import agent
 
     return agent.serve_agent(args.arch, _config(args, archs=(args.arch,)))
+
+
+def _node_check(args) -> int:
+    from kit import node_check
+
+    return node_check.main(args.version, args.results)
 
 
 def _doctor(args) -> int:
