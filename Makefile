@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab clean
+.PHONY: setup demo test lab node clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,17 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
+# The Node agent examples' packages, exactly as locked (examples/node/package-lock.json; needs node and
+# npm), installed again only when the lockfile changes. The lockfile's allowScripts skips onnxruntime-node's
+# postinstall (its CUDA provider, fetched from nuget.org; the CPU runtime is in the package); the
+# variable does the same for an npm older than 11, which ignores allowScripts.
+NODE_STAMP := examples/node/node_modules/.installed
+
+$(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
+	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	touch $@
+
+node: $(NODE_STAMP)
+
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results examples/node/node_modules
