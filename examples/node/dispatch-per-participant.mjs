@@ -1,0 +1,84 @@
+// Transcribe every participant of a room with ONE JOB PER PARTICIPANT: your backend creates one
+// explicit dispatch per participant, naming them in the metadata,
+//   {"participant_identity": "alice"}
+// and each job runs a single AgentSession for that participant. One session per job avoids
+// agents-js #1927, at the price of one process and one agent participant per speaker.
+//
+//   node dispatch-per-participant.mjs start      # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
+//
+// Environment: KIT_STT_URL (an OpenAI-compatible transcription API, e.g. http://127.0.0.1:PORT/v1),
+// KIT_AGENT_NAME (the name to register; explicit dispatch only), OPENAI_API_KEY (any string for a
+// self-hosted API).
+import { AutoSubscribe, ServerOptions, cli, defineAgent, log, voice } from '@livekit/agents';
+import * as openai from '@livekit/agents-plugin-openai';
+import * as silero from '@livekit/agents-plugin-silero';
+import { RoomEvent, TrackSource } from '@livekit/rtc-node';
+import { fileURLToPath } from 'node:url';
+
+const AGENT_NAME = process.env.KIT_AGENT_NAME || 'per-participant-transcriber';
+
+export default defineAgent({
+  // Runs once per job process, before a job arrives: the model is loaded when the dispatch comes.
+  prewarm: async (proc) => {
+    proc.userData.vad = await silero.VAD.load(); // defaults: 0.55 s of silence ends an utterance
+  },
+  entry: async (ctx) => {
+    let identity;
+    try {
+      identity = JSON.parse(ctx.job.metadata || '{}').participant_identity;
+    } catch {
+      // not JSON: handled below
+    }
+    if (!identity) {
+      log().error({ metadata: ctx.job.metadata }, 'dispatch metadata names no participant_identity');
+      ctx.shutdown('no participant to transcribe');
+      return;
+    }
+
+    // Subscribe to this participant's microphone only: every job decoding every speaker would
+    // cost N^2 decoders for N speakers.
+    const subscribe = (publication, participant) => {
+      if (participant.identity === identity && publication.source === TrackSource.SOURCE_MICROPHONE) {
+        publication.setSubscribed(true);
+      }
+    };
+    ctx.room.on(RoomEvent.TrackPublished, subscribe);
+    await ctx.connect(undefined, AutoSubscribe.SUBSCRIBE_NONE);
+    for (const participant of ctx.room.remoteParticipants.values()) {
+      for (const publication of participant.trackPublications.values()) subscribe(publication, participant);
+    }
+
+    // Transcription only: STT + VAD, no LLM, no TTS. AgentSession wraps the non-streaming
+    // whisper-1 in a StreamAdapter with this VAD, and its room output publishes every final to
+    // lk.transcription on the participant's behalf.
+    const session = new voice.AgentSession({
+      vad: ctx.proc.userData.vad,
+      stt: new openai.STT({
+        baseURL: process.env.KIT_STT_URL,
+        apiKey: process.env.OPENAI_API_KEY || 'unused', // a self-hosted API may ignore it
+        model: 'whisper-1',
+        language: 'en',
+        useRealtime: false, // 1.9.0 defaults to the realtime websocket API, even for whisper-1
+      }),
+      // Turns end at the VAD: the default audio turn detector only matters for replying.
+      turnHandling: { turnDetection: 'vad' },
+      userAwayTimeout: null,
+    });
+    // The session closes when its participant leaves: the job (and its agent participant) goes too.
+    session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('participant left'));
+    await session.start({
+      agent: new voice.Agent({ instructions: 'Transcribe the participant. Never reply.' }),
+      room: ctx.room,
+      inputOptions: { participantIdentity: identity, textEnabled: false },
+      outputOptions: { audioEnabled: false, transcriptionEnabled: true },
+    });
+  },
+});
+
+cli.runApp(
+  new ServerOptions({
+    agent: fileURLToPath(import.meta.url),
+    agentName: AGENT_NAME, // a name means explicit dispatch: the worker joins only rooms it is sent to
+    host: '127.0.0.1', // the worker's health-check server (default: every interface, port 8081)
+  }),
+);
