@@ -9,7 +9,8 @@ or let it be a cell's value after `%matplotlib inline`). Each architecture has o
     tradeoff(tables)                          one point per design: cost vs p95 latency (the choice)
     latency(tables)                           latency per speaker per design, with the floor
     accuracy(tables)                          WER and missed utterances per speaker
-    cost(tables)                              CPU, memory and (once priced) dollars per speaker
+    cost(tables)                              CPU, memory and (once priced) dollars per speaker: the
+                                              cloud bill stacked (agent session + connection + STT)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from kit import cost as cost_mod
 from kit.metrics import Tables
 from kit.scenario import Scenario
 
@@ -302,26 +304,83 @@ def dollar_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).startswith("dollars_")]
 
 
+def dollar_panels(df: pd.DataFrame) -> list[str]:
+    """One dollars panel per price: the cloud bill once (its three parts stacked, when the table has
+    them: kit/cost.py CLOUD_PARTS), then every other `dollars_*` column (self-hosted)."""
+    columns = dollar_columns(df)
+    if not all(c in columns for c in cost_mod.CLOUD_PARTS):
+        return columns
+    return [cost_mod.CLOUD_TOTAL] + [c for c in columns if c not in cost_mod.CLOUD_PARTS and c != cost_mod.CLOUD_TOTAL]
+
+
+# The cloud bill's parts as drawn: (column, label, alpha, hatch) on the design's colour.
+CLOUD_SEGMENTS = (
+    (cost_mod.CLOUD_AGENT, "agent session minutes", 1.0, ""),
+    (cost_mod.CLOUD_CONNECTION, "connection minutes", 0.6, ".."),
+    (cost_mod.CLOUD_STT, "STT minutes × price", 0.35, "xx"),
+)
+
+
 def cost(tables: Tables) -> Figure:
     """CPU seconds per speaker (STT part solid, the rest hatched) and peak memory per speaker; under
-    them one dollars panel per `dollars_*` column, only when the tables carry such columns."""
+    them one dollars panel per price, only when the tables carry `dollars_*` columns: the LiveKit
+    Cloud bill per design as a stacked bar of agent session, connection and STT minutes, and the
+    self-hosted compute per speaker."""
     archs, who = _archs(tables), _participants(tables)
-    dollars = dollar_columns(tables.speakers) or dollar_columns(tables.architectures)
+    dollars = dollar_panels(tables.architectures) or dollar_panels(tables.speakers)
     fig = Figure(figsize=(12, 8.6 if dollars else 4.8), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 0.85]) if dollars else (fig, None)
     cpu_ax, mem_ax = top.subplots(1, 2, width_ratios=[max(len(who), 2), 1.6])
     _cpu_panel(cpu_ax, tables.speakers, archs, who)
     _memory_panel(mem_ax, tables.architectures, archs)
+    stacked = False
     if bottom is not None:
         # One panel per price: cloud and self-hosted dollars differ by orders of magnitude.
         for ax, column in zip(np.atleast_1d(bottom.subplots(1, len(dollars))), dollars):
-            _dollars_panel(ax, tables, archs, column)
+            if column == cost_mod.CLOUD_TOTAL and all(c in tables.architectures for c in cost_mod.CLOUD_PARTS):
+                _cloud_panel(ax, tables.architectures, archs)
+                stacked = True
+            else:
+                _dollars_panel(ax, tables, archs, column)
     handles = [Patch(color=arch_color(a), label=a) for a in archs]
     handles += [Patch(color="#777777", label="CPU: STT"),
                 Patch(facecolor="#BBBBBB", hatch="//", edgecolor="white", label="CPU: the rest")]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if stacked:
+        handles += [Patch(facecolor="#777777", alpha=alpha, hatch=hatch, edgecolor="white", label=f"cloud $: {label}")
+                    for _, label, alpha, hatch in CLOUD_SEGMENTS]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     fig.suptitle("Cost per speaker")
     return fig
+
+
+def _cloud_panel(ax, arch_df: pd.DataFrame, archs: list[str]) -> None:
+    """The LiveKit Cloud bill per design, per speaker-hour: agent session + connection + STT stacked,
+    the total on top. An STT part that is not priced or not measured (NaN) is not drawn, and says so."""
+    rows = arch_df.set_index("arch").reindex(archs)
+    x, bottom = np.arange(len(archs)), np.zeros(len(archs))
+    for column, _, alpha, hatch in CLOUD_SEGMENTS:
+        values = rows[column].to_numpy(float)
+        drawn = np.nan_to_num(values)
+        for i, arch in enumerate(archs):
+            if drawn[i] > 0:
+                ax.bar(x[i], drawn[i], bottom=bottom[i], width=0.6, color=arch_color(arch), alpha=alpha, hatch=hatch,
+                       edgecolor="white")  # fmt: skip
+        bottom += drawn
+    item = cost_mod.stt_item_of(arch_df)
+    for i, (total, stt) in enumerate(zip(rows[cost_mod.CLOUD_TOTAL], rows[cost_mod.CLOUD_STT])):
+        if item is None:
+            text = f"${bottom[i]:.3g}\nSTT not priced"
+        elif pd.isna(stt):
+            text = f"${bottom[i]:.3g}\n+ STT not measured"
+        else:
+            text = f"${total:.3g}"
+        ax.annotate(text, (x[i], bottom[i]), ha="center", va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+    ax.set_xticks(x, [plain(a) for a in archs], fontsize=8, rotation=20, ha="right")
+    ax.set_ylim(0, max(float(bottom.max()) if len(bottom) else 0.0, 1e-9) * 1.35)
+    ax.set_ylabel("US dollars")
+    where = f"STT: {item}" if item else "STT not priced (--stt-price ITEM)"
+    ax.set_title(f"{dollar_label(cost_mod.CLOUD_TOTAL)}\nagent session + connection + STT ({plain(where)})", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _cpu_panel(ax, spk: pd.DataFrame, archs: list[str], who: list[str]) -> None:

@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import pandas as pd
 import pytest
 
@@ -5,13 +8,42 @@ from kit import cost
 from kit.cli import main
 
 PRICES = cost.Pricing(agent_session_minute=0.01, connection_minute=0.0005, vcpu_hour=0.04, gb_hour=0.005, table=None)
+STT = pd.DataFrame([{"item": "stt_hand_streaming_minute", "price_usd": 0.0077, "unit": "USD per audio minute",
+                     "source_url": "https://example.com", "read_on": "2026-12-02", "note": ""}])  # fmt: skip
+PRICES_STT = dataclasses.replace(PRICES, stt=STT)
+HEADER = "item,price_usd,unit,source_url,read_on,note\n"
+REQUIRED = "".join(f"{item},0.01,u,https://x,2026-01-01,\n" for item in cost.ITEMS)
 
 
 def test_bundled_pricing_has_a_source_and_date_for_every_price():
     p = cost.load_pricing()
-    assert set(p.table["item"]) == set(cost.ITEMS)
+    items = set(p.table["item"])
+    assert set(cost.ITEMS) <= items and items - set(cost.ITEMS) == set(p.stt_items())
     assert p.table["source_url"].str.startswith("https://").all()
     assert p.table["read_on"].str.match(r"\d{4}-\d{2}-\d{2}$").all()
+    assert pd.to_datetime(p.table["read_on"], format="%Y-%m-%d").notna().all()
+    assert (p.table["note"].str.len() > 20).all(), "every row says which plan and where the figure comes from"
+
+
+def test_bundled_stt_prices_cover_three_providers_streaming_and_batch():
+    p = cost.load_pricing()
+    assert (p.stt["unit"] == "USD per audio minute").all() and (p.stt["price_usd"] > 0).all()
+    providers = {i.split("_")[1] for i in p.stt_items()}
+    assert {"deepgram", "assemblyai", "livekit", "openai"} <= providers
+    assert any("streaming" in i for i in p.stt_items()) and any(("batch" in i or "prerecorded" in i) for i in p.stt_items())
+    assert p.stt_price("stt_deepgram_nova3_streaming_minute") == pytest.approx(0.0048)
+    # a page that could not be read says so in its row's note
+    unread = p.stt[~p.stt["source_url"].str.contains("developers.openai.com")]
+    assert unread["note"].str.contains("could not be read|not read").all()
+
+
+def test_a_pricing_file_without_stt_rows_still_loads(tmp_path):
+    f = tmp_path / "p.csv"
+    f.write_text(HEADER + REQUIRED)
+    p = cost.load_pricing(f)
+    assert p.stt_items() == [] and p.agent_session_minute == 0.01
+    with pytest.raises(cost.PricingError, match="known STT items: none in this pricing file"):
+        p.stt_price("stt_deepgram_nova3_streaming_minute")
 
 
 def test_cloud_dollars_by_hand():
@@ -40,6 +72,89 @@ def test_add_dollars_per_design():
     assert spk["dollars_selfhost_per_speaker_hour"].tolist()[0] == pytest.approx(0.0065)
 
 
+def _room(stt_audio: dict | None):
+    """2 speakers; participant_entrypoint (1 agent participant, VAD-gated: 30 s of speech each sent)
+    and multi_dispatch (2 agent participants, a streaming STT fed everything: 60 s each), 60 s window."""
+    archs = pd.DataFrame({
+        "arch": ["participant_entrypoint", "multi_dispatch"], "agent_participants": [1, 2], "speakers": [2, 2],
+        "cpu_s": [12.0, 24.0], "window_s": [60.0, 60.0], "peak_pss_mb": [1024.0, 2048.0],
+    })  # fmt: skip
+    spk = pd.DataFrame({"arch": ["participant_entrypoint"] * 2 + ["multi_dispatch"] * 2,
+                        "participant": ["alice", "bob"] * 2,
+                        "cpu_s": [6.0, 6.0, 12.0, 12.0], "pss_mb": [512.0, 512.0, 1024.0, 1024.0]})  # fmt: skip
+    if stt_audio is not None:
+        spk["stt_audio_s"] = stt_audio["speakers"]
+        archs["stt_audio_s"] = stt_audio["architectures"]
+    return spk, archs
+
+
+MEASURED = {"speakers": [30.0, 30.0, 60.0, 60.0], "architectures": [60.0, 120.0]}
+
+
+def test_the_bill_by_hand():
+    spk, archs = _room(MEASURED)
+    cost.add_dollars(spk, archs, PRICES_STT, stt_item="stt_hand_streaming_minute")
+    a = archs.set_index("arch")
+    # participant_entrypoint: 1 agent participant for 2 speakers
+    #   agent session: 1 x 60 min x $0.01 / 2 = $0.30; connection: 1 x 60 x $0.0005 / 2 = $0.015
+    #   STT: 60 s sent in a 60 s window = 60 min per room-hour, / 2 speakers = 30 min x $0.0077 = $0.231
+    #   total $0.546
+    pe = a.loc["participant_entrypoint"]
+    assert pe["stt_minutes_per_speaker_hour"] == pytest.approx(30.0)
+    assert [pe[c] for c in cost.CLOUD_PARTS] == pytest.approx([0.30, 0.015, 0.231])
+    assert pe[cost.CLOUD_TOTAL] == pytest.approx(0.546)
+    # multi_dispatch: 2 agent participants, the whole 60 s of each participant streamed
+    #   agent $0.60, connection $0.03, STT 120 s / 60 s x 60 / 2 = 60 min x $0.0077 = $0.462, total $1.092
+    md = a.loc["multi_dispatch"]
+    assert [md[c] for c in cost.CLOUD_PARTS] == pytest.approx([0.60, 0.03, 0.462])
+    assert md[cost.CLOUD_TOTAL] == pytest.approx(1.092)
+    # per speaker: its share of the agent participants, its own audio (alice 30 s of 60 s -> 30 min/h)
+    alice = spk[(spk["arch"] == "participant_entrypoint") & (spk["participant"] == "alice")].iloc[0]
+    assert alice["stt_minutes_per_speaker_hour"] == pytest.approx(30.0)
+    assert [alice[c] for c in cost.CLOUD_PARTS] == pytest.approx([0.30, 0.015, 0.231])
+    assert alice[cost.CLOUD_TOTAL] == pytest.approx(0.546)
+    assert (spk["stt_price_item"] == "stt_hand_streaming_minute").all() and (archs["stt_price_usd_per_minute"] == 0.0077).all()
+    # the self-hosted price does not change: 0.1 core and 0.5 GB per speaker
+    assert pe[cost.SELFHOST] == pytest.approx(0.0065)
+
+
+def test_an_unknown_stt_price_is_refused_naming_the_known_ones():
+    spk, archs = _room(MEASURED)
+    before = list(archs.columns)
+    with pytest.raises(cost.PricingError, match=r"unknown STT price 'stt_nope_minute' \(known STT items: stt_hand_streaming_minute\)"):
+        cost.add_dollars(spk, archs, PRICES_STT, stt_item="stt_nope_minute")
+    assert list(archs.columns) == before, "nothing written"
+    with pytest.raises(cost.PricingError, match="stt_deepgram_nova3_streaming_minute"):
+        cost.load_pricing().stt_price("deepgram")
+
+
+def test_stt_audio_not_measured_is_nan_never_zero():
+    # stt_audio_s absent (before the measurement lands): with an STT price the STT part and the bill are NaN
+    spk, archs = _room(None)
+    cost.add_dollars(spk, archs, PRICES_STT, stt_item="stt_hand_streaming_minute")
+    for table in (spk, archs):
+        assert table["stt_minutes_per_speaker_hour"].isna().all()
+        assert table[cost.CLOUD_STT].isna().all() and table[cost.CLOUD_TOTAL].isna().all()
+        assert table[cost.CLOUD_AGENT].notna().all() and table[cost.CLOUD_CONNECTION].notna().all()
+    # without an STT price: the STT part is NaN (not priced), the bill is agent + connection as before
+    spk, archs = _room(MEASURED)
+    cost.add_dollars(spk, archs, PRICES)
+    assert archs[cost.CLOUD_STT].isna().all() and archs["stt_minutes_per_speaker_hour"].tolist() == pytest.approx([30.0, 60.0])
+    assert archs[cost.CLOUD_TOTAL].tolist() == pytest.approx([0.315, 0.63]) and archs["stt_price_item"].isna().all()
+    # one speaker's audio NaN: only that speaker's STT part is NaN
+    spk, archs = _room({"speakers": [30.0, math.nan, 60.0, 60.0], "architectures": [math.nan, 120.0]})
+    cost.add_dollars(spk, archs, PRICES_STT, stt_item="stt_hand_streaming_minute")
+    assert spk[cost.CLOUD_STT].isna().tolist() == [False, True, False, False]
+    assert archs[cost.CLOUD_TOTAL].isna().tolist() == [True, False]
+
+
+def test_stt_minutes_per_hour():
+    assert cost.stt_minutes_per_hour(30.0, 60.0) == pytest.approx(30.0)
+    assert cost.stt_minutes_per_hour(0.0, 60.0) == 0.0, "measured nothing sent is 0"
+    for audio, window in [(math.nan, 60.0), (None, 60.0), (30.0, 0.0), (30.0, math.nan)]:
+        assert math.isnan(cost.stt_minutes_per_hour(audio, window))
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -48,6 +163,10 @@ def test_add_dollars_per_design():
         ("item,price_usd,unit,source_url,read_on,note\ncloud_agent_session_minute,0.01,u,,2026-01-01,\n", "needs a source_url"),
         ("item,price_usd,unit,source_url,read_on,note\nbananas,0.01,u,https://x,2026-01-01,\n", "unknown item 'bananas'"),
         ("item,price_usd,unit,source_url,read_on,note\ncloud_agent_session_minute,0.01,u,https://x,2026-01-01,\n", "no price for"),
+        (HEADER + REQUIRED + "stt_deepgram,0.0048,u,https://x,2026-01-01,\n", "unknown item 'stt_deepgram'"),
+        (HEADER + REQUIRED + "stt_x_minute,0.0048,u,,2026-01-01,\n", "stt_x_minute needs a source_url"),
+        (HEADER + REQUIRED + "stt_x_minute,-1,u,https://x,2026-01-01,\n", "price of stt_x_minute must be a non-negative"),
+        (HEADER + REQUIRED + "stt_x_minute,0.1,u,https://x,2026-01-01,\n" * 2, "stt_x_minute is priced twice"),
     ],
 )
 def test_bad_pricing_files(tmp_path, text, message):

@@ -74,10 +74,45 @@ def test_axes_say_what_they_measure_and_in_which_unit(figures):
 
 def test_the_dollars_panels_appear_only_with_pricing_columns(run):
     priced = plots.cost(run.tables)
-    assert [ax.get_ylabel() for ax in priced.axes].count("US dollars") == len(plots.dollar_columns(run.tables.speakers)) == 2
+    # two panels: the cloud bill (its three parts stacked) and self-hosted compute
+    assert plots.dollar_panels(run.tables.architectures) == ["dollars_cloud_per_speaker_hour", "dollars_selfhost_per_speaker_hour"]
+    assert [ax.get_ylabel() for ax in priced.axes].count("US dollars") == 2
     assert plots.dollar_label("dollars_cloud_per_speaker_hour") == "cloud: $ per speaker-hour"
     unpriced = lab.Run(run.run_dir, run.record, run.scenario, run.events, _without_dollars(run.tables))
     assert "US dollars" not in [ax.get_ylabel() for ax in plots.cost(unpriced.tables).axes]
+
+
+def _cloud_axis(fig):
+    return next(ax for ax in fig.axes if ax.get_title().startswith("cloud: $ per speaker-hour"))
+
+
+def test_the_cloud_bill_is_stacked_agent_connection_and_stt(run):
+    from kit import cost
+    from kit.metrics import Tables
+
+    # unpriced STT (the synthetic run has no stt_audio_s and no STT price): two parts, said so
+    ax = _cloud_axis(plots.cost(run.tables))
+    assert "STT not priced" in ax.get_title()
+    assert all("STT not priced" in t.get_text() for t in ax.texts) and len(ax.texts) == len(run.archs)
+    # priced and measured: three segments per design whose heights add up to the bill
+    spk, archs = run.tables.speakers.copy(), run.tables.architectures.copy()
+    archs["stt_audio_s"] = archs["window_s"] * archs["speakers"]  # a streaming STT fed everything
+    spk["stt_audio_s"] = spk["arch"].map(archs.set_index("arch")["window_s"])
+    prices = cost.load_pricing()
+    cost.add_dollars(spk, archs, prices, stt_item="stt_deepgram_nova3_streaming_minute")
+    fig = plots.cost(Tables(run.tables.utterances, spk, archs))
+    ax = _cloud_axis(fig)
+    assert "stt_deepgram_nova3_streaming_minute" in ax.get_title()
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    assert len(bars) == 3 * len(run.archs)
+    total = archs.set_index("arch")["dollars_cloud_per_speaker_hour"]
+    for i, arch in enumerate(plots._archs(Tables(run.tables.utterances, spk, archs))):
+        heights = sum(p.get_height() for p in bars if abs(p.get_x() + p.get_width() / 2 - i) < 0.01)
+        assert heights == pytest.approx(total[arch])
+        # the STT part: 60 min per speaker-hour at $0.0048 = $0.288
+        assert archs.set_index("arch").loc[arch, "dollars_cloud_stt_per_speaker_hour"] == pytest.approx(0.288)
+    labels = {text.get_text() for text in fig.legends[0].get_texts()}
+    assert {"cloud $: agent session minutes", "cloud $: connection minutes", "cloud $: STT minutes × price"} <= labels
 
 
 def _without_dollars(tables):
