@@ -432,7 +432,8 @@ def dollar_label(column: str) -> str:
     what, _, per = name.partition("_per_")
     if not per:
         return name.replace("_", " ")
-    return f"{what.replace('_', ' ')}: $ per {per.replace('speaker_hour', 'speaker-hour').replace('_', ' ')}"
+    what = " ".join("STT" if w == "stt" else w for w in what.split("_"))
+    return f"{what}: $ per {per.replace('speaker_hour', 'speaker-hour').replace('_', ' ')}"
 
 
 # --- output --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import metrics, plots
+from kit import cost, metrics, plots
 from kit.lab import Run, load, pricing_path
 from kit.live import redact
 from kit.metrics import Tables
@@ -63,8 +63,12 @@ METRICS = pd.DataFrame(
         ("PSS", "peak proportional set size of the process tree (shared pages split between processes); "
                 "per speaker: the peak ÷ speakers"),
         ("cold start", "from job submission to the job's entrypoint running"),
-        ("dollars", "from data/pricing.csv: LiveKit Cloud agent session + connection minutes per agent participant, "
-                    "or self-hosted vCPU-hours and GB-hours of the measured CPU and memory, per speaker-hour"),
+        ("dollars", "from data/pricing.csv, per speaker-hour: LiveKit Cloud agent session + connection minutes per agent "
+                    "participant + the minutes of audio sent to a cloud STT × its price per audio minute (the STT price row "
+                    "chosen with --stt-price; not priced without one), or self-hosted vCPU-hours and GB-hours of the "
+                    "measured CPU and memory"),
+        ("STT minutes", "seconds of audio each design sent to the STT ÷ the room's measured window × 60: minutes per "
+                        "speaker-hour (a VAD-gated pipeline sends speech turns, a streaming STT everything while connected)"),
     ],
     columns=["metric", "definition"],
 )  # fmt: skip
@@ -94,7 +98,8 @@ def verdict(tables: Tables) -> str:
         reasons = "".join(f"- {code(a)}: {reason}.\n" for a, reason in excluded)
         return "**No design can be recommended from this run.**\n\n" + reasons + "\n" + _bullets(tables, arch)
     best = pool.sort_values(["cpu_s_per_speaker", "peak_pss_mb"]).iloc[0]
-    text = f"**Ship {code(best.arch)} for this room.** " + _why(pool, best) + _close_second(pool, best) + "\n\n"
+    text = f"**Ship {code(best.arch)} for this room.** " + _why(pool, best) + _close_second(pool, best) + _stt_bill(pool, best)
+    text += "\n\n"
     text += "".join(f"- {code(a)} is left out: {reason}.\n" for a, reason in excluded)
     return text + ("\n" if excluded else "") + _bullets(tables, arch)
 
@@ -145,6 +150,23 @@ def _close_second(pool: pd.DataFrame, best: pd.Series) -> str:
     return f" {code(second.arch)} needs only {more:.0f} % more, within run-to-run noise: either will do."
 
 
+def _stt_bill(pool: pd.DataFrame, best: pd.Series) -> str:
+    """With an STT priced per audio minute, say when another equally good design has the lower cloud
+    bill (it sends fewer STT minutes): the CPU decides for your own cores, the bill for LiveKit Cloud."""
+    item = cost.stt_item_of(pool)
+    bills = pool.set_index("arch")[cost.CLOUD_TOTAL] if cost.CLOUD_TOTAL in pool else pd.Series(dtype=float)
+    if item is None or bills.isna().all() or pd.isna(bills.get(best.arch)):
+        return ""
+    cheapest = bills.idxmin()
+    if cheapest == best.arch or bills[best.arch] <= bills[cheapest] * (1 + CPU_TOLERANCE_PCT / 100):
+        return ""
+    minutes = pool.set_index("arch")[cost.STT_MINUTES]
+    return (f" On the LiveKit Cloud bill with {code(item)} for the STT, {code(cheapest)} costs less: "
+            f"${bills[cheapest]:.3g} against ${bills[best.arch]:.3g} per speaker-hour ({minutes[cheapest]:.1f} STT "
+            f"minutes per speaker-hour against {minutes[best.arch]:.1f}); if you pay per streamed minute rather than "
+            f"for your own cores, prefer {code(cheapest)}.")
+
+
 def _range(values: pd.Series) -> str:
     lo, hi = f"{values.min():.2f}", f"{values.max():.2f}"
     return lo if lo == hi else f"{lo}–{hi}"
@@ -181,11 +203,49 @@ def _relative(name: str, value: float, base: float, unit: str) -> str:
     return f"{code(name)} {value:.1f} {unit}{more}"
 
 
+def _dollars(value: float) -> str:
+    return "not measured" if pd.isna(value) else f"${value:.3g}"
+
+
 def _dollar_lines(arch: pd.DataFrame) -> list[str]:
-    return [
-        f"**{plots.dollar_label(col)}**: " + "; ".join(f"{code(r.arch)} ${getattr(r, col):.3g}" for r in arch.itertuples())
-        for col in plots.dollar_columns(arch)
-    ]
+    """One line per price; the cloud bill with its parts, and the STT bill when an STT is priced."""
+    lines = []
+    for col in plots.dollar_panels(arch):
+        if col == cost.CLOUD_TOTAL and all(c in arch for c in cost.CLOUD_PARTS):
+            lines.append(_cloud_line(arch))
+        else:
+            lines.append(f"**{plots.dollar_label(col)}**: " + "; ".join(f"{code(a)} {_dollars(v)}" for a, v in zip(arch["arch"], arch[col])))
+    return lines + _stt_lines(arch)
+
+
+def _cloud_line(arch: pd.DataFrame) -> str:
+    priced = cost.stt_item_of(arch) is not None
+    parts = cost.CLOUD_PARTS if priced else cost.CLOUD_PARTS[:2]
+    what = "agent session + connection + STT" if priced else "agent session + connection; STT not priced"
+    items = []
+    for r in arch.to_dict("records"):
+        shares = " + ".join("n/a" if pd.isna(r[c]) else f"{r[c]:.3g}" for c in parts)
+        items.append(f"{code(r['arch'])} {_dollars(r[cost.CLOUD_TOTAL])} ({shares})")
+    return f"**{plots.dollar_label(cost.CLOUD_TOTAL)}** ({what}): " + "; ".join(items)
+
+
+def _stt_lines(arch: pd.DataFrame) -> list[str]:
+    """The STT bill: minutes sent per speaker-hour and their price per design; which sends the fewest."""
+    item = cost.stt_item_of(arch)
+    if item is None:
+        return []
+    price = float(arch["stt_price_usd_per_minute"].iloc[0])
+    head = f"**STT bill** ({code(item)}, ${price:.4g} per audio minute): "
+    minutes = arch.set_index("arch")[cost.STT_MINUTES] if cost.STT_MINUTES in arch else pd.Series(dtype=float)
+    if minutes.isna().all():
+        return [head + "not measured in this run (no audio sent to the STT recorded), so the cloud bill is not shown"]
+    per = "; ".join(f"{code(a)} {'not measured' if pd.isna(m) else f'{m:.1f} min per speaker-hour'}"
+                    f"{'' if pd.isna(d) else f' (${d:.3g})'}"
+                    for a, m, d in zip(arch["arch"], arch[cost.STT_MINUTES], arch[cost.CLOUD_STT]))  # fmt: skip
+    fewest = minutes.dropna()
+    tied = fewest[fewest <= fewest.min() * 1.005]
+    names = " and ".join(code(a) for a in tied.index)
+    return [head + per + f"; {names} send{'s' if len(tied) == 1 else ''} the fewest STT minutes"]
 
 
 def _speaker_problems(tables: Tables) -> list[str]:
@@ -387,7 +447,8 @@ def _status(run: Run) -> str:
 def _verdict_note() -> str:
     return (f'<p class="note">Computed from the tables by <code>kit.report.verdict</code>: designs within {WER_TOLERANCE} WER, '
             f"the fewest missed utterances and {LATENCY_TOLERANCE_S} s of the best p95 latency count as equal; "
-            "among them the least CPU per speaker wins.</p>")  # fmt: skip
+            "among them the least CPU per speaker wins; with an STT price (<code>--stt-price</code>), it also names an equally "
+            f"good design whose LiveKit Cloud bill is more than {CPU_TOLERANCE_PCT:.0f} % lower.</p>")  # fmt: skip
 
 
 def _table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> str:
@@ -431,12 +492,15 @@ def _method(run: Run) -> str:
 
 def _results(run: Run, pngs) -> str:
     dollars = {c: plots.dollar_label(c) for c in plots.dollar_columns(run.tables.architectures)}
+    if dollars and cost.STT_MINUTES in run.tables.architectures:
+        dollars = {cost.STT_MINUTES: "STT min/spk-h", **dollars}
     return (
         "<h3>Per architecture</h3>" + _table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars})
         + _figure(pngs, "tradeoff", "Which design: CPU per speaker against p95 latency; marker area grows with peak memory")
         + _figure(pngs, "latency", "Latency per utterance, per speaker and design, with the floor")
         + _figure(pngs, "accuracy", "Word error rate and missed utterances per speaker")
-        + _figure(pngs, "cost", "Cost per speaker: CPU, memory and dollars")
+        + _figure(pngs, "cost", "Cost per speaker: CPU, memory and dollars (the cloud bill stacked: agent session, "
+                                "connection and STT minutes)")
         + "<h3>Per speaker</h3>" + _table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars})
         + _pricing(run, dollars)
     )  # fmt: skip
@@ -445,9 +509,28 @@ def _results(run: Run, pngs) -> str:
 def _pricing(run: Run, dollars: dict) -> str:
     if not dollars:
         return ""
-    from kit import cost
+    pricing = cost.load_pricing(pricing_path(run.record))
+    return "<h3>Prices used</h3>" + _stt_price(run, pricing) + _table(pricing.table)
 
-    return "<h3>Prices used</h3>" + _table(cost.load_pricing(pricing_path(run.record)).table)
+
+def _stt_price(run: Run, pricing: cost.Pricing) -> str:
+    """Which STT price row the cloud bill's STT part used (item, price, source, date), or that none was."""
+    item = cost.stt_item_of(run.tables.architectures)
+    if item is None:
+        return ('<p class="stt-price">STT: not priced. The cloud bill is agent session + connection minutes only; '
+                "choose an STT price row with <code>--stt-price ITEM</code> to add the minutes sent to the STT "
+                f"({len(pricing.stt_items())} STT prices in the table below).</p>")  # fmt: skip
+    try:
+        row = pricing.stt_row(item)
+    except cost.PricingError:  # the tables were priced with a row this pricing file no longer has
+        price = run.tables.architectures["stt_price_usd_per_minute"].iloc[0]
+        return f'<p class="stt-price">STT: <code>{_e(item)}</code>, ${_e(f"{price:.4g}")} per audio minute (not in the pricing file any more).</p>'
+    measured = cost.STT_MINUTES in run.tables.architectures and run.tables.architectures[cost.STT_MINUTES].notna().any()
+    return (f'<p class="stt-price">STT: <code>{_e(item)}</code>, ${_e(f"{row.price_usd:.4g}")} per audio minute, '
+            f"from {_e(row.source_url)}, read on {_e(row.read_on)}. {_e(row.note)}"
+            + ("" if measured else " The audio sent to the STT was not measured in this run: the STT part and the "
+                                   "cloud bill are empty.")
+            + "</p>")  # fmt: skip
 
 
 UTTERANCE_COLUMNS = {

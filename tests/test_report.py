@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from browser import chromium_path, inspect
-from kit import lab, report
+from kit import cost, lab, report
 from kit.cli import main
 from kit.config import REPO_ROOT, SCENARIOS_DIR
 from synthetic import make_run, rename_participant
@@ -75,6 +75,69 @@ def test_one_design_or_none(tmp_path):
     empty = lab.load(make_run(tmp_path / "e")).tables
     empty.architectures = empty.architectures.iloc[0:0]
     assert report.verdict(empty).startswith("**Nothing was measured**")
+
+
+STREAMING = "stt_deepgram_nova3_streaming_minute"
+
+
+def priced(t, share: dict | None, item: str | None = STREAMING):
+    """The tables re-priced as if each design sent `share` of every participant's time to a cloud STT
+    (None: stt_audio_s not measured), with the STT price row `item`."""
+    spk, archs = t.speakers.copy(), t.architectures.copy()
+    if share is not None:
+        window = archs.set_index("arch")["window_s"]
+        archs["stt_audio_s"] = [window[a] * n * share[a] for a, n in zip(archs["arch"], archs["speakers"])]
+        spk["stt_audio_s"] = [window[a] * share[a] for a in spk["arch"]]
+    cost.add_dollars(spk, archs, cost.load_pricing(), stt_item=item)
+    return type(t)(t.utterances, spk, archs)
+
+
+def test_the_verdict_shows_the_cloud_bill_in_its_parts(tmp_path):
+    t = tables(tmp_path, cpu=CHEAP_PE)
+    text = report.verdict(t)
+    assert "**cloud: $ per speaker-hour** (agent session + connection; STT not priced): `multi_session` $0.315 (0.3 + 0.015)" in text
+    assert "STT bill" not in text
+    # VAD-gated designs send 40 % of the room to the STT, multi_dispatch streams all of it
+    text = report.verdict(priced(t, {"participant_entrypoint": 0.4, "multi_session": 0.4, "multi_dispatch": 1.0}))
+    assert text.startswith("**Ship `participant_entrypoint` for this room.**") and "costs less" not in text
+    # 2 speakers, 1 agent participant: 0.30 + 0.015 + 24 min x $0.0048 = $0.43
+    assert "`participant_entrypoint` $0.43 (0.3 + 0.015 + 0.115)" in text
+    assert "**cloud: $ per speaker-hour** (agent session + connection + STT)" in text
+    assert ("**STT bill** (`stt_deepgram_nova3_streaming_minute`, $0.0048 per audio minute): `multi_session` "
+            "24.0 min per speaker-hour ($0.115)") in text
+    assert "`multi_dispatch` 60.0 min per speaker-hour ($0.288)" in text
+    assert "`multi_session` and `participant_entrypoint` send the fewest STT minutes" in text
+
+
+def test_the_verdict_says_when_the_stt_bill_favours_another_design(tmp_path):
+    t = tables(tmp_path, cpu=CHEAP_PE)
+    text = report.verdict(priced(t, {"participant_entrypoint": 1.0, "multi_session": 0.4, "multi_dispatch": 1.0}))
+    assert text.startswith("**Ship `participant_entrypoint` for this room.**"), "the CPU still decides for your own cores"
+    assert ("On the LiveKit Cloud bill with `stt_deepgram_nova3_streaming_minute` for the STT, `multi_session` costs less: "
+            "$0.43 against $0.603 per speaker-hour (24.0 STT minutes per speaker-hour against 60.0); if you pay per "
+            "streamed minute rather than for your own cores, prefer `multi_session`.") in text
+    assert "`multi_session` sends the fewest STT minutes" in text
+
+
+def test_an_stt_price_without_measured_audio_is_not_a_bill(tmp_path):
+    text = report.verdict(priced(tables(tmp_path, cpu=CHEAP_PE), None))
+    assert "`multi_session` not measured (0.3 + 0.015 + n/a)" in text
+    assert "**STT bill** (`stt_deepgram_nova3_streaming_minute`, $0.0048 per audio minute): not measured in this run" in text
+    assert "costs less" not in text
+
+
+def test_the_report_names_the_stt_price_row(tmp_path):
+    run_dir = make_run(tmp_path, cpu=CHEAP_PE)
+    run = lab.load(run_dir)
+    assert "STT: not priced." in report.write(run_dir, run=run).read_text()
+    share = {"participant_entrypoint": 0.4, "multi_session": 0.4, "multi_dispatch": 1.0}
+    run = lab.Run(run.run_dir, run.record, run.scenario, run.events, priced(run.tables, share))
+    html = report.write(run_dir, run=run).read_text()
+    row = cost.load_pricing().stt_row(STREAMING)
+    assert (f"STT: <code>{STREAMING}</code>, $0.0048 per audio minute, from {row.source_url}, read on 2026-12-02.") in html
+    for header in ("STT min/spk-h", "cloud agent: $ per speaker-hour", "cloud connection: $ per speaker-hour",
+                   "cloud STT: $ per speaker-hour", "cloud: $ per speaker-hour"):  # fmt: skip
+        assert f"<th>{header}</th>" in html
 
 
 def test_names_in_the_verdict_stay_text(tmp_path):
