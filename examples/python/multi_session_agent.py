@@ -102,16 +102,15 @@ async def entrypoint(ctx: JobContext) -> None:
                     text_input=False,  # one room-wide chat topic cannot feed several sessions
                     audio_output=False,
                     text_output=True,
+                    # Closing at the disconnect drops a final still on its way (a last sentence
+                    # before leaving); the session stays, and picks the participant up again if
+                    # they rejoin. The job (and every session) ends with the room.
+                    close_on_disconnect=False,
                 ),
             )
         )
 
-    def on_participant_disconnected(participant: rtc.RemoteParticipant) -> None:
-        if session := sessions.pop(participant.identity, None):
-            run(session.aclose())
-
     ctx.room.on("track_published", on_track_published)
-    ctx.room.on("participant_disconnected", on_participant_disconnected)
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     for participant in ctx.room.remote_participants.values():
         for publication in participant.track_publications.values():
