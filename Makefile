@@ -19,7 +19,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m kit compare --scenario standup-4
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m kit server --install  # instant when installed; a venv made before the server was added gets it
 	$(PY) -m pytest -q
 
@@ -27,9 +27,9 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 # The Node agent examples' packages, exactly as locked (examples/node/package-lock.json; needs node and
-# npm), installed again only when the lockfile changes. The lockfile's allowScripts skips onnxruntime-node's
-# postinstall (its CUDA provider, fetched from nuget.org; the CPU runtime is in the package); the
-# variable does the same for an npm older than 11, which ignores allowScripts.
+# npm), installed again only when package.json or the lockfile changes. package.json's allowScripts skips
+# onnxruntime-node's postinstall (its CUDA provider, fetched from nuget.org; the CPU runtime is in the
+# package); the variable does the same for older npm versions, which ignore allowScripts.
 NODE_STAMP := examples/node/node_modules/.installed
 
 $(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
