@@ -137,13 +137,16 @@ def _add_stt_args(p: argparse.ArgumentParser) -> None:
                         "%(default)s, Whisper's own; 10 is 3-5x faster on short turns: docs/cost-and-scaling.md)")
     p.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
+    p.add_argument("--stt-price", default=None, metavar="ITEM",
+                   help="price the cloud STT bill with this row of the pricing file (e.g. "
+                        "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
 
 
 def _config(args, **overrides) -> RunConfig:
     return RunConfig(
         scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, cpus=args.cpus,
         cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
-        vad=VADSettings(gate_dbfs=args.vad_gate), **overrides
+        vad=VADSettings(gate_dbfs=args.vad_gate), stt_price=args.stt_price, **overrides
     )
 
 

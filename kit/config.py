@@ -54,6 +54,7 @@ class RunConfig:
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
     pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
+    stt_price: str | None = None  # --stt-price: the pricing row of the cloud STT the bill counts (None: not priced)
     # Test hook: "pipeline:<identity>" makes that participant's pipeline raise as it starts;
     # "model:<identity>" gives the job serving that participant a corrupt Whisper model.
     fault: str | None = None

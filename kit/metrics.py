@@ -304,7 +304,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
         speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
-        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record.config.get("pricing")))
+        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record.config.get("pricing")),
+                         stt_item=record.config.get("stt_price"))  # fmt: skip
     return Tables(utts, speakers_df, archs_df)
 
 
@@ -354,8 +355,11 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
     spk["stt_cpu_s"] = [float(stt.get(p, 0.0)) for p in spk["participant"]]
     spk["vad_infer_s"] = [float(vad.loc[p, "vad_infer_s"]) for p in spk["participant"]]
     spk["vad_inferences"] = [int(vad.loc[p, "vad_inferences"]) for p in spk["participant"]]
+    # the audio each speaker's STT was sent: its VAD turns (every design here is VAD-gated)
+    sent = ev[ev["kind"] == "recognized"].groupby("participant")["audio_s"].sum()
+    spk["stt_audio_s"] = [float(sent.get(p, 0.0)) for p in spk["participant"]]
     if external:
-        spk[["stt_cpu_s", "vad_infer_s", "vad_inferences"]] = np.nan
+        spk[["stt_cpu_s", "vad_infer_s", "vad_inferences", "stt_audio_s"]] = np.nan
     spk["pss_mb"] = tree_pss / n
     spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
     return {"speakers": spk, "tree_cpu": tree_cpu, "tree_pss": tree_pss, "window_s": end - t0,
@@ -472,6 +476,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         **lat, "cores_available": cores_available(record), "compute_bound_p95": bound,
         "p95_over_bound": lat["latency_p95"] / bound if bound > 0 else np.nan,
         "cpu_s": cost["tree_cpu"], "cpu_s_per_speaker": cost["tree_cpu"] / len(sc.participants),
+        "stt_audio_s": cost["speakers"]["stt_audio_s"].sum(min_count=1),
         "cpu_pct": 100 * cost["tree_cpu"] / cost["window_s"], "window_s": cost["window_s"],
         "kit_cpu_s": cost["kit_jobs_cpu"] + cost["sampler_cpu"],
         "kit_overhead_pct": 100 * (cost["kit_jobs_cpu"] + cost["sampler_cpu"]) / (cost["tree_cpu"] + cost["sampler_cpu"]),

@@ -332,7 +332,9 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     # the model the run's own processes load (the job processes, or the run's STT service)
     model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
-    load_pricing(config.pricing)  # and on a bad pricing file
+    pricing = load_pricing(config.pricing)  # and on a bad pricing file
+    if config.stt_price:
+        pricing.stt_price(config.stt_price)  # and on an unknown STT price
     if config.cpus is not None:
         check_cpus(config.cpus)  # and on more cores than there are
     check_memory(config, sc)

@@ -86,3 +86,68 @@ def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, t
     assert row["missed"] == row["utterances"] > 0 and row["agent_participants"] == 1 and row["cpu_s"] > 0
     assert not leaks(done.stdout + done.stderr, livekit_server.env()["LIVEKIT_API_SECRET"])
     assert not mentions(tmp_path, livekit_server.env()["LIVEKIT_API_SECRET"])
+
+
+# --- the example agents users copy (examples/), measured on pair-2 -------------------------------------------
+
+NODE = REPO_ROOT / "examples" / "node"
+EXAMPLES = {  # label: (command, --agent-name, --dispatch), as docs/own-agent.md runs them
+    "py-multi-session": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'multi_session_agent.py'} start", "room"),
+    "node-multi-session": (f"node {NODE / 'multi-session.mjs'} start", "room"),
+    "node-participant-streams": (f"node {NODE / 'participant-streams.mjs'} start", "room"),
+    "node-dispatch-per-participant": (f"node {NODE / 'dispatch-per-participant.mjs'} start", "participant"),
+}
+
+
+@pytest.fixture(scope="module")
+def examples_measured(livekit_server, tmp_path_factory):
+    if not (NODE / "node_modules" / "@livekit" / "agents").is_dir():
+        pytest.fail("examples/node has no node_modules: run `make node` (make test does)")
+    runs = {}
+    for label, (command, dispatch) in EXAMPLES.items():
+        results = tmp_path_factory.mktemp(label)
+        done, run_dir = measure(livekit_server, results, command, "--agent-name", f"kit-test-{label}", "--label", label,
+                                "--dispatch", dispatch)  # fmt: skip
+        runs[label] = (done, run_dir, pd.read_csv(run_dir / "architectures.csv").set_index("arch").loc[label])
+    return runs
+
+
+@pytest.mark.parametrize("label", ["py-multi-session", "node-participant-streams"])
+def test_an_example_agent_transcribes_every_utterance(examples_measured, label):
+    done, run_dir, row = examples_measured[label]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert row["missed"] == 0 and row["utterances"] == 4 and row["wer"] <= 0.35
+    assert row["cpu_s"] > 0 and row["peak_pss_mb"] > 0 and row["processes"] >= 1  # its tree was sampled
+    assert row["agent_participants"] == 1
+
+
+def test_the_dispatch_per_participant_example_gets_one_agent_per_participant(examples_measured):
+    """One job per participant, as the server counts them. Its session closes when its participant
+    leaves (AgentSession's default), which can cut off a last turn still in the STT: measured, not
+    asserted away (docs/own-agent.md)."""
+    done, run_dir, row = examples_measured["node-dispatch-per-participant"]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert row["agent_participants"] == 2 and row["jobs"] == 2 and row["cpu_s"] > 0 and row["utterances"] == 4
+
+
+def test_the_node_multi_session_example_shows_what_1927_loses(examples_measured):
+    """One AgentSession per participant in one job (agents-js #1927): measured as it is, whatever it does."""
+    done, run_dir, row = examples_measured["node-multi-session"]
+    speakers = pd.read_csv(run_dir / "speakers.csv")
+    got = speakers[speakers["arch"] == "node-multi-session"].set_index("participant")["matched"]
+    assert set(got.index) == {"alice", "bob"} and row["agent_participants"] == 1
+    log = (run_dir / "agent-node-multi-session.log").read_text()
+    if "has already been set" in log:  # 1.9.0: the second session never starts, its participant is lost
+        assert done.returncode == 0 and (got == 0).sum() >= 1
+    else:
+        assert row["missed"] == 0
+
+
+def test_node_check_prints_its_one_line(livekit_server, tmp_path):
+    from test_live_server import kit as run_kit
+
+    done = run_kit("node-check", "--results", str(tmp_path), env=kit_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = done.stdout.strip().splitlines()
+    assert line.startswith("@livekit/agents 1.9.0: two AgentSessions in one room: ")
+    assert line.endswith(": works") or "reproduced #1927 (A byte stream handler for topic" in line or "fails otherwise" in line
