@@ -43,6 +43,7 @@ INFERENCE_OPTIONS = {
 }
 NOT_INFERENCE = {
     "scenario", "archs", "stt", "results_dir", "pricing", "fault",
+    "stt_price",  # which price row the bill uses, not how a turn is inferred
     "cpus",  # where the processes run (pinning), not how a turn is inferred
     "model",  # other weights are another measurement (and a download), not a shortcut of these
     "vad",  # decides the turns, not how they are transcribed (the VAD's turns: docs/scenarios.md)
