@@ -85,5 +85,6 @@ cli.runApp(
     agent: fileURLToPath(import.meta.url),
     agentName: AGENT_NAME, // a name means explicit dispatch: the worker joins only rooms it is sent to
     host: '127.0.0.1', // the worker's health-check server (default: every interface, port 8081)
+    initializeProcessTimeout: 60 * 1000, // a job process loads silero: on a busy machine, more than the default 10 s
   }),
 );
