@@ -84,7 +84,9 @@ def priced(t, share: dict | None, item: str | None = STREAMING):
     """The tables re-priced as if each design sent `share` of every participant's time to a cloud STT
     (None: stt_audio_s not measured), with the STT price row `item`."""
     spk, archs = t.speakers.copy(), t.architectures.copy()
-    if share is not None:
+    if share is None:  # as a run whose STT audio was not measured (your own agent's)
+        spk["stt_audio_s"] = archs["stt_audio_s"] = float("nan")
+    else:
         window = archs.set_index("arch")["window_s"]
         archs["stt_audio_s"] = [window[a] * n * share[a] for a, n in zip(archs["arch"], archs["speakers"])]
         spk["stt_audio_s"] = [window[a] * share[a] for a in spk["arch"]]
