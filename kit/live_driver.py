@@ -288,7 +288,15 @@ class AgentWorker:
         return None if code is None else f"{self.what} exited (exit code {code}); its last output: {self.last_output()}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if isinstance(self.cmd, str):  # the shell may be gone while the agent still drains: wait for the group
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
+            while self._group_alive() and time.monotonic() < deadline:
+                self.proc.poll()  # reap the shell, or its zombie keeps the group alive
+                time.sleep(0.2)
+            if self._group_alive():
+                self._signal(signal.SIGKILL)
+        elif self.proc.poll() is None:
             self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(AGENT_STOP_TIMEOUT_S)
@@ -296,6 +304,13 @@ class AgentWorker:
                 self._signal(signal.SIGKILL)
         self.proc.wait()
         self.pump.join(5)  # to the end of its output
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return self.proc.poll() is None or _others_in_group(self.proc.pid)
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -336,6 +351,16 @@ class AgentWorker:
             if out:
                 out.close()
             lines.put(None)
+
+
+def _others_in_group(pgid: int) -> bool:
+    """A process other than the (reaped) shell in the group: the agent it started, or its job processes."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
 
 
 REGISTERED = re.compile(r"registered worker|: registered,")  # livekit-agents (Python, Node.js), and `kit agent`

@@ -147,6 +147,7 @@ async def run_arch(
         num_idle_processes=0,
         initialize_process_timeout=60,
         port=0,
+        host="127.0.0.1",  # its health-check HTTP: loopback only (livekit-agents' default is every interface)
     )
     server.rtc_session(arch.entrypoint, agent_name=f"kit-{name}")
     started = asyncio.Event()
