@@ -59,7 +59,7 @@ from kit.live import (
 from kit.record import ArchRun, RunRecord
 from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
 from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
-from kit.sampler import ResourceSampler
+from kit.sampler import ResourceSampler, read_stat
 from kit.stt import resolve_model, stt_delay, stt_service_url
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
@@ -135,11 +135,10 @@ def run(
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
     sc = scenario.load(config.scenario)
-    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     if agent is not None and stt_service_url(config.stt) is None:
         config = replace(config, stt="service")  # an agent of yours reaches STT only through the service
-        model = resolve_model(config.model)
+    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
     if stt_service_url(config.stt) == "" and config.archs and not local_agents:
         raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
@@ -258,14 +257,15 @@ class AgentWorker:
     def __init__(self, cmd: list[str] | str, what: str, env: dict[str, str] | None = None, log: Path | None = None,
                  secret: str | None = None) -> None:  # fmt: skip
         self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
+        self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
         self.tail: deque[str] = deque(maxlen=4)
         self.proc: subprocess.Popen
         self.pump: threading.Thread
 
     def __enter__(self) -> AgentWorker:
-        shell = isinstance(self.cmd, str)
-        self.proc = subprocess.Popen(self.cmd, shell=shell, start_new_session=shell, env=self.env, text=True, errors="replace",
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT if shell else None)  # fmt: skip
+        self.proc = subprocess.Popen(self.cmd, shell=self.group, start_new_session=self.group, env=self.env, text=True,
+                                     errors="replace", stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT if self.group else None)  # fmt: skip
         lines: queue.Queue[str | None] = queue.Queue()
         self.pump = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         self.pump.start()
@@ -288,7 +288,7 @@ class AgentWorker:
         return None if code is None else f"{self.what} exited (exit code {code}); its last output: {self.last_output()}"
 
     def stop(self) -> None:
-        if isinstance(self.cmd, str):  # the shell may be gone while the agent still drains: wait for the group
+        if self.group:  # the shell may be gone while the agent still drains: wait for the group
             self._signal(signal.SIGTERM)
             deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
             while self._group_alive() and time.monotonic() < deadline:
@@ -314,7 +314,7 @@ class AgentWorker:
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            if isinstance(self.cmd, str):  # the shell's whole group: the agent, its job processes
+            if self.group:  # the shell's whole group: the agent, its job processes
                 os.killpg(self.proc.pid, sig)
             else:
                 self.proc.send_signal(sig)
@@ -355,11 +355,10 @@ class AgentWorker:
 
 def _others_in_group(pgid: int) -> bool:
     """A process other than the (reaped) shell in the group: the agent it started, or its job processes."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        stat = read_stat(str(path))
+        if stat is not None and stat[1][0] != b"Z" and int(stat[1][2]) == pgid:  # fields: state, ppid, pgrp
+            return True
     return False
 
 
@@ -516,12 +515,11 @@ class RoomRun:
         if self.external is None:
             return (f"no agent {self.agent!r} joined {waited}: is `python -m kit agent --arch {self.name}` running against "
                     f"this server, with the same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
+        last = f"Its last output: {self.worker.last_output() if self.worker else '?'}"
         if self.external.dispatch == "auto":
-            return (f"no agent joined {waited} (automatic dispatch): does the worker register without an agent name? "
-                    f"Its last output: {self.worker.last_output() if self.worker else '?'}")  # fmt: skip
+            return f"no agent joined {waited} (automatic dispatch): does the worker register without an agent name? {last}"
         return (f"no agent joined {waited} after dispatching to {self.agent!r}: does the worker register with that agent "
-                f"name (agentName / agent_name; {AGENT_NAME_ENV} holds it)? Its last output: "
-                f"{self.worker.last_output() if self.worker else '?'}")  # fmt: skip
+                f"name (agentName / agent_name; {AGENT_NAME_ENV} holds it)? {last}")  # fmt: skip
 
     def published_nothing(self) -> str:
         seen = self.listener.streams
