@@ -7,6 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lab node clean
 
+# The Node agent examples' packages, exactly as locked (examples/node/package-lock.json; needs node and
+# npm), installed again only when package.json or the lockfile changes. package.json's allowScripts skips
+# onnxruntime-node's postinstall (its CUDA provider, fetched from nuget.org; the CPU runtime is in the
+# package); the variable does the same for older npm versions, which ignore allowScripts.
+NODE_STAMP := examples/node/node_modules/.installed
+
+$(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
+	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	touch $@
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -19,22 +29,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m kit compare --scenario standup-4
 
+# NODE_STAMP is defined above this rule: make expands a rule's prerequisites when it reads the rule.
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m kit server --install  # instant when installed; a venv made before the server was added gets it
 	$(PY) -m pytest -q
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
-
-# The Node agent examples' packages, exactly as locked (examples/node/package-lock.json; needs node and
-# npm), installed again only when package.json or the lockfile changes. package.json's allowScripts skips
-# onnxruntime-node's postinstall (its CUDA provider, fetched from nuget.org; the CPU runtime is in the
-# package); the variable does the same for older npm versions, which ignore allowScripts.
-NODE_STAMP := examples/node/node_modules/.installed
-
-$(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
-	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
-	touch $@
 
 node: $(NODE_STAMP)
 
