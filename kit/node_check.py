@@ -39,8 +39,10 @@ def pinned_version() -> str:
     return json.loads((NODE_DIR / "package.json").read_text())["dependencies"]["@livekit/agents"]
 
 
-def prepare(version: str | None, log=print) -> tuple[Path, str]:
-    """The directory to run the example from, with its node_modules, and the version it has."""
+def prepare(version: str | None, log=None) -> tuple[Path, str]:
+    """The directory to run the example from, with its node_modules, and the version it has.
+    Progress goes to stderr: stdout is the check's one line."""
+    log = log or (lambda message: print(message, file=sys.stderr))
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise KitError(f"{tool} is not installed (Node.js 20 or newer: https://nodejs.org)")
