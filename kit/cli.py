@@ -120,7 +120,9 @@ def _stt_service_module():
 def _add_stt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stt", default="whisper",
                    help="'whisper' (in each job process), 'delay:SECONDS' (calibration), 'service' (one shared STT "
-                        "service for the run, reached through livekit-plugins-openai) or 'service:URL' (a running one)")
+                        "service for the run, reached through livekit-plugins-openai), 'service:URL' (a running one), "
+                        "'stream' (the service's streaming endpoint: every frame sent, server-side endpointing, "
+                        "interims), 'stream:URL' or 'stream-delay:SECONDS' (its calibration twin)")
     p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
     p.add_argument("--compute-type", default="int8")
     p.add_argument("--cpus", type=int, default=None, metavar="K",

@@ -24,6 +24,8 @@ KINDS = (
     "speech_start",  # the pipeline's VAD declared start of speech
     "speech_end",  # the pipeline's VAD declared end of speech (the STT is called now)
     "recognized",  # one STT call finished: stt_cpu_s, infer_s, audio_s (empty texts too)
+    "interim",  # a streaming STT's interim result: text, speech_start (of the turn it belongs to)
+    "stt_sent",  # a streaming STT's stream closed: audio_s, the seconds of audio it sent
     "final",  # a final transcript reached the application
     "participant_left",  # the participant's track ended and its pipeline closed
     "speaker_switch",  # active_speaker: the session's input now follows this participant

@@ -138,7 +138,7 @@ def run(
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     if agent is not None and stt_service_url(config.stt) is None:
         config = replace(config, stt="service")  # an agent of yours reaches STT only through the service
-    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
+    model = resolve_model(config.model) if config.stt in ("whisper", "service", "stream") else None
     if stt_service_url(config.stt) == "" and config.archs and not local_agents:
         raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip

@@ -7,7 +7,9 @@
     n_finals, final_t (time of the last final), latency_s (final_t - end_s),
     vad_end_s (the VAD's end of speech behind the last final), vad_latency_s (final_t - vad_end_s),
     infer_s (STT wall time of the last final), floor_s (VAD silence threshold + infer_s),
-    stt_cpu_s (STT CPU of all its finals), missed (no final matched).
+    stt_cpu_s (STT CPU of all its finals), missed (no final matched), first_interim_s (a streaming
+    STT, `--stt stream`: the first interim of the turn behind its first final, less start_s; NaN
+    without interims).
 `speakers`: one row per (architecture, participant): counts, WER (NaN for a room without reference
     text, `"reference": false`), latency percentiles, and cost:
     cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
@@ -62,6 +64,7 @@ UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run
 UTTERANCE_COLUMNS = [
     "arch", "participant", "utt", "kind", "start_s", "end_s", "ref_text", "hyp_text", "n_finals",
     "final_t", "latency_s", "vad_end_s", "vad_latency_s", "infer_s", "floor_s", "stt_cpu_s", "missed",
+    "first_interim_s",
 ]  # fmt: skip
 
 # --- text normalisation for WER: lowercase, numbers as spoken, punctuation stripped -----------------
@@ -114,12 +117,34 @@ def utterances(
     those stopped by a signal, whose utterances after the stop are not counted."""
     archs = archs if archs is not None else list(dict.fromkeys(events["arch"]))
     finals = events[events["kind"] == "final"]
+    interims = events[events["kind"] == "interim"]
     rows = []
     for arch in archs:
         ends = events.loc[(events["arch"] == arch) & (events["kind"] == "run_end"), "t"]
         stopped = float(ends.max()) if arch in interrupted and len(ends) else float("inf")
-        rows += _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s, stopped)
+        arch_rows = _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s, stopped)
+        for row, first in zip(arch_rows, _first_interims(arch_rows, finals[finals["arch"] == arch],
+                                                          interims[interims["arch"] == arch])):  # fmt: skip
+            row["first_interim_s"] = first
+        rows += arch_rows
     return pd.DataFrame(rows, columns=UTTERANCE_COLUMNS)
+
+
+def _first_interims(rows: list[dict], finals: pd.DataFrame, interims: pd.DataFrame) -> list[float]:
+    """Per row: its first interim's time less start_s. An interim belongs to the turn whose final has
+    the same speech_start (both come from the stream's sample positions, so they are equal)."""
+    out = []
+    for row in rows:
+        if not len(interims) or row["kind"] != "reference" or not row["n_finals"]:
+            out.append(np.nan)
+            continue
+        mine = finals[(finals["participant"] == row["participant"]) & (finals["t"] <= row["final_t"])]
+        starts = mine["speech_start"].dropna()
+        his = interims[interims["participant"] == row["participant"]]
+        same = his[np.isclose(his["speech_start"].to_numpy(float)[:, None], starts.to_numpy(float)[None, :], atol=1e-3).any(axis=1)]
+        same = same[same["t"] >= row["start_s"]] if len(same) else same
+        out.append(float(same["t"].min()) - row["start_s"] if len(same) else np.nan)
+    return out
 
 
 def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence_s: float, stopped: float) -> list[dict]:
@@ -171,13 +196,14 @@ def _row(arch, participant, utt, kind, start_s, end_s, ref_text, finals, last, v
         "final_t": final_t, "latency_s": final_t - end_s, "vad_end_s": vad_end, "vad_latency_s": final_t - vad_end,
         "infer_s": infer, "floor_s": vad_silence_s + infer,
         "stt_cpu_s": float(sum(f.stt_cpu_s for f in finals if pd.notna(f.stt_cpu_s))),
-        "missed": kind == "reference" and not finals,
+        "missed": kind == "reference" and not finals, "first_interim_s": np.nan,
     }  # fmt: skip
 
 
 def speakers(utts: pd.DataFrame) -> pd.DataFrame:
     """One row per (arch, participant): utterances, matched, missed, insertions, finals, wer,
-    latency p50/p95/p99/max (s), vad_latency_p50 (s), floor_p50 (s), transcript."""
+    latency p50/p95/p99/max (s), vad_latency_p50 (s), floor_p50 (s), first_interim_p50 (s, a streaming
+    STT: speech start to the turn's first interim), transcript."""
     rows = []
     for (arch, who), g in utts.groupby(["arch", "participant"], sort=False):
         ref = g[g["kind"] == "reference"]
@@ -192,7 +218,7 @@ def speakers(utts: pd.DataFrame) -> pd.DataFrame:
 
 
 SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "insertions", "finals", "wer", "latency_p50",
-                 "latency_p95", "latency_p99", "latency_max", "vad_latency_p50", "floor_p50", "transcript"]  # fmt: skip
+                 "latency_p95", "latency_p99", "latency_max", "vad_latency_p50", "floor_p50", "first_interim_p50", "transcript"]  # fmt: skip
 
 
 def _latency_summary(ref: pd.DataFrame) -> dict:
@@ -201,6 +227,7 @@ def _latency_summary(ref: pd.DataFrame) -> dict:
     return {
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
         "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
+        "first_interim_p50": ref["first_interim_s"].median(),
     }  # fmt: skip
 
 
@@ -355,8 +382,10 @@ def _arch_cost(sc: Scenario, events, resources, arch: str, t0: float, planned_jo
     spk["stt_cpu_s"] = [float(stt.get(p, 0.0)) for p in spk["participant"]]
     spk["vad_infer_s"] = [float(vad.loc[p, "vad_infer_s"]) for p in spk["participant"]]
     spk["vad_inferences"] = [int(vad.loc[p, "vad_inferences"]) for p in spk["participant"]]
-    # the audio each speaker's STT was sent: its VAD turns (every design here is VAD-gated)
+    # the audio each speaker's STT was sent: its VAD turns (VAD-gated), or everything it streamed (--stt stream)
     sent = ev[ev["kind"] == "recognized"].groupby("participant")["audio_s"].sum()
+    streamed = ev[ev["kind"] == "stt_sent"].groupby("participant")["audio_s"].sum()
+    sent = pd.concat([sent.drop(streamed.index, errors="ignore"), streamed])
     spk["stt_audio_s"] = [float(sent.get(p, 0.0)) for p in spk["participant"]]
     if external:
         spk[["stt_cpu_s", "vad_infer_s", "vad_inferences", "stt_audio_s"]] = np.nan

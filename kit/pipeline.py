@@ -20,7 +20,7 @@ from livekit.plugins import silero
 from kit.config import RunConfig
 from kit.events import EventLog
 from kit.room import RoomView, gate_hold_s, gated
-from kit.stt import FasterWhisperSTT, make_stt
+from kit.stt import FasterWhisperSTT, StreamingSTT, make_stt
 
 
 def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VAD:
@@ -41,7 +41,7 @@ def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VA
     return vad
 
 
-def emit_final(room: RoomView, log: EventLog, participant: str, text: str, stt: FasterWhisperSTT) -> None:
+def emit_final(room: RoomView, log: EventLog, participant: str, text: str, stt: FasterWhisperSTT | StreamingSTT) -> None:
     """A final transcript reached the application; it carries the STT call that produced it.
     The room decides where it goes: the event log (console) or the room as a transcription (live)."""
     rec = stt.last
@@ -54,11 +54,14 @@ def emit_final(room: RoomView, log: EventLog, participant: str, text: str, stt: 
 
 
 async def transcribe_participant(room: RoomView, identity: str, config: RunConfig, log: EventLog) -> None:
-    """VAD + STT over one participant's audio until it leaves; every event goes to the log."""
+    """VAD + STT over one participant's audio until it leaves; every event goes to the log. A
+    streaming STT (`--stt stream`) is given every frame and finds the turns itself: no VAD here."""
     log.emit("participant_joined", participant=identity)
     stt = make_stt(config, participant=identity, log=log)
-    vad = make_vad(config, participant=identity, log=log)
-    stream = agents_stt.StreamAdapter(stt=stt, vad=vad).stream()
+    if stt.capabilities.streaming:
+        stream = stt.stream()
+    else:
+        stream = agents_stt.StreamAdapter(stt=stt, vad=make_vad(config, participant=identity, log=log)).stream()
 
     async def push() -> None:
         async for frame in gated(room.frames(identity), config.vad.gate_dbfs, gate_hold_s(config.vad)):
@@ -96,7 +99,7 @@ def turn_metrics_logger(log: EventLog, participant):
     return on_turn
 
 
-def make_session(config: RunConfig, stt: FasterWhisperSTT, vad: silero.VAD) -> AgentSession:
+def make_session(config: RunConfig, stt: FasterWhisperSTT | StreamingSTT, vad: silero.VAD) -> AgentSession:
     """A listen-only AgentSession: STT + VAD, no LLM/TTS, VAD turn detection, never away."""
     return AgentSession(
         stt=stt,
@@ -129,6 +132,8 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
 
     The session wraps the non-streaming STT in a StreamAdapter with its VAD, so silero runs twice
     per participant (turn detection + adapter): the real cost of this design, measured, not hidden.
+    A streaming STT (`--stt stream`) the session streams to natively (no StreamAdapter); its VAD
+    still detects the turns (turn_detection="vad"), the finals come from the STT's own endpoints.
     """
     log.emit("participant_joined", participant=identity)
     stt = make_stt(config, participant=identity, log=log)

@@ -34,7 +34,7 @@ from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
 from kit.record import ArchRun, RunRecord, write_atomically
 from kit.sampler import ResourceSampler
-from kit.stt import resolve_model, stt_delay, stt_service_url
+from kit.stt import parse_stt, resolve_model, stt_delay, stt_service_url
 from kit.stt_service import SERVICE_LOG, ServiceProcess
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
@@ -307,10 +307,11 @@ async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRu
 
 
 def start_stt_service(config: RunConfig, run_dir: Path, record: RunRecord) -> tuple[ServiceProcess | None, RunConfig]:
-    """`--stt service`: start the kit's STT service for the run (its requests logged to
-    <run_dir>/stt-service.jsonl, its stderr to stt-service.log) and return it with the config the
-    jobs get ("service:<URL>"); `--stt service:URL` is recorded as a service the run did not start.
-    Any other STT: (None, config)."""
+    """`--stt service` / `stream` / `stream-delay:S`: start the kit's STT service for the run (its
+    requests logged to <run_dir>/stt-service.jsonl, its stderr to stt-service.log; stream-delay: no
+    model, calibration answers) and return it with the config the jobs get ("service:<URL>" or
+    "stream:<URL>"); `--stt service:URL` / `stream:URL` is recorded as a service the run did not
+    start. Any other STT: (None, config)."""
     url = stt_service_url(config.stt)
     if url is None:
         return None, config
@@ -322,7 +323,8 @@ def start_stt_service(config: RunConfig, run_dir: Path, record: RunRecord) -> tu
     url = service.start()
     record.stt_service = {"url": url, "pid": service.pid, "started_by_kit": True, "log": SERVICE_LOG}
     record.save(run_dir)
-    return service, dataclasses.replace(config, stt=f"service:{url}")
+    kind = "stream" if parse_stt(config.stt).streaming else "service"
+    return service, dataclasses.replace(config, stt=f"{kind}:{url}")
 
 
 def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
@@ -331,7 +333,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
         architectures.get(name)  # fail fast on an unknown name
     sc = scenario.load(config.scenario)
     # the model the run's own processes load (the job processes, or the run's STT service)
-    model = resolve_model(config.model) if config.stt in ("whisper", "service") else None
+    model = resolve_model(config.model) if config.stt in ("whisper", "service", "stream") else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
     pricing = load_pricing(config.pricing)  # and on a bad pricing file
     if config.stt_price:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -150,6 +151,8 @@ class Whisper:
         self._tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
                                     language="en")  # fmt: skip
         self._queue: queue.SimpleQueue[_Turn] = queue.SimpleQueue()
+        self._pending = 0  # turns queued or being transcribed
+        self._pending_lock = threading.Lock()
         self._cpu = _FairCPU()
         for i in range(num_workers):
             threading.Thread(target=self._work, name=f"whisper-{i}", daemon=True).start()
@@ -160,7 +163,7 @@ class Whisper:
         """Blocking: queue the turn and wait for its transcript (any thread but a worker)."""
         result: list[Transcript] = []
         ready = threading.Event()
-        self._queue.put(_Turn(audio, time.monotonic(), lambda t: (result.append(t), ready.set())))
+        self._put(_Turn(audio, time.monotonic(), lambda t: (result.append(t), ready.set())))
         ready.wait()
         return result[0]
 
@@ -168,8 +171,17 @@ class Whisper:
         """Queue the turn; resolves when a worker has transcribed it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Transcript] = loop.create_future()
-        self._queue.put(_Turn(audio, time.monotonic(), lambda t: loop.call_soon_threadsafe(_resolve, future, t)))
+        self._put(_Turn(audio, time.monotonic(), lambda t: loop.call_soon_threadsafe(_resolve, future, t)))
         return await future
+
+    def idle(self) -> bool:
+        """No turn queued or being transcribed (a streaming interim runs only then)."""
+        return self._pending == 0
+
+    def _put(self, turn: _Turn) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put(turn)
 
     def _work(self) -> None:
         while True:
@@ -185,6 +197,8 @@ class Whisper:
                 texts = [""] * len(turns)
             cpu_s = self._cpu.end(call) / len(turns)
             infer_s = time.monotonic() - started
+            with self._pending_lock:
+                self._pending -= len(turns)
             for turn, text in zip(turns, texts):
                 turn.done(Transcript(text, cpu_s, infer_s, started - turn.queued, len(turns)))
 
@@ -500,53 +514,198 @@ class ServiceSTT(FasterWhisperSTT):
         await super().aclose()
 
 
+# --- streaming: the STT service's WebSocket endpoint (kit/stt_stream.py) ---------------------------
+
+STREAM_PATH = "/v1/audio/stream"  # the service's streaming endpoint (a WebSocket)
+STREAM_RATE = 16_000  # what the client streams (the base class resamples the room's 48 kHz to it)
+
+
+class StreamingSTT(stt.STT):
+    """A streaming STT for one participant (`--stt stream`): every frame it is given goes to the STT
+    service's streaming endpoint, which finds the turns itself (server-side endpointing) and sends
+    interims while a turn grows and a final at its endpoint, as the common cloud streaming STTs do.
+    Used natively by AgentSession (no StreamAdapter) and directly by participant_entrypoint.
+
+    Counts the audio it sends (`sent_s`, logged as an `stt_sent` event as each stream closes: what a
+    per-minute streaming bill counts), logs each interim (`interim` event) and, for each final, a
+    `recognized` event with the service's numbers for the turn (its CPU includes its interims)."""
+
+    def __init__(self, config: RunConfig, *, participant: str, log: EventLog, url: str) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=True, offline_recognize=False))
+        self.participant, self.log, self.url = participant, log, url
+        self.last: Recognition | None = None
+        self.sent_s = 0.0
+
+    @property
+    def model(self) -> str:
+        return SERVICE_MODEL
+
+    @property
+    def provider(self) -> str:
+        return self.url
+
+    def stream_url(self) -> str:
+        base = self.url.rstrip("/").removesuffix("/v1")
+        return base.replace("http", "ws", 1) + STREAM_PATH + f"?sample_rate={STREAM_RATE}&interim_results=true"
+
+    async def _recognize_impl(self, buffer, *, language=NOT_GIVEN, conn_options=DEFAULT_API_CONNECT_OPTIONS):
+        raise NotImplementedError("the kit's streaming STT only streams (stream())")
+
+    def stream(self, *, language: NotGivenOr[str] = NOT_GIVEN,
+               conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> ServiceSpeechStream:  # fmt: skip
+        return ServiceSpeechStream(self, conn_options)
+
+
+class ServiceSpeechStream(stt.RecognizeStream):
+    """One stream of a StreamingSTT: frames out over the WebSocket, the service's messages back as
+    SpeechEvents. Sample positions in the messages become the times their samples were sent."""
+
+    def __init__(self, owner: StreamingSTT, conn_options: APIConnectOptions) -> None:
+        super().__init__(stt=owner, conn_options=conn_options, sample_rate=STREAM_RATE)
+        self.owner = owner
+        self._sent_ends: list[int] = []  # cumulative samples after each chunk sent
+        self._sent_at: list[float] = []  # the log time each chunk was sent
+
+    def time_of(self, sample: int) -> float:
+        """When the chunk holding this sample of the stream was sent (seconds since t0)."""
+        import bisect
+
+        i = min(bisect.bisect_left(self._sent_ends, sample), len(self._sent_at) - 1)
+        return self._sent_at[i] if i >= 0 else self.owner.log.now()
+
+    async def _run(self) -> None:
+        import aiohttp
+
+        from livekit.agents import APIConnectionError
+
+        owner = self.owner
+        sent = 0
+        try:
+            async with aiohttp.ClientSession() as http:
+                try:
+                    ws = await http.ws_connect(owner.stream_url(), headers={SERVICE_PARTICIPANT_HEADER: owner.participant})
+                except aiohttp.ClientError as e:
+                    raise APIConnectionError(f"cannot open the STT stream at {owner.stream_url()}: {e}") from e
+
+                async def send() -> None:
+                    nonlocal sent
+                    async for item in self._input_ch:
+                        if isinstance(item, self._FlushSentinel):
+                            continue  # the service finds the turns itself
+                        data = item.data.tobytes()
+                        sent += item.samples_per_channel
+                        self._sent_ends.append(sent)
+                        self._sent_at.append(owner.log.now())
+                        await ws.send_bytes(data)
+                    await ws.send_str('{"type": "CloseStream"}')
+
+                sender = asyncio.create_task(send(), name=f"stt-send-{owner.participant}")
+                try:
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            self._on_message(json.loads(msg.data))
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                            break
+                    await sender
+                finally:
+                    sender.cancel()
+        finally:
+            owner.sent_s += sent / STREAM_RATE
+            owner.log.emit("stt_sent", participant=owner.participant, audio_s=sent / STREAM_RATE)
+
+    def _on_message(self, m: dict) -> None:
+        owner, log = self.owner, self.owner.log
+        kind = m.get("type")
+        if kind == "SpeechStarted":
+            self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.START_OF_SPEECH))
+        elif kind == "UtteranceEnd":
+            self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH))
+        elif kind == "Results" and not m["is_final"]:
+            log.emit("interim", participant=owner.participant, text=m["text"], speech_start=self.time_of(m["start_sample"]))
+            self._event_ch.send_nowait(stt.SpeechEvent(
+                type=stt.SpeechEventType.INTERIM_TRANSCRIPT, alternatives=[stt.SpeechData(language="en", text=m["text"])]))
+        elif kind == "Results":
+            done = log.now()
+            start, end = self.time_of(m["start_sample"]), self.time_of(m["endpoint_sample"])
+            owner.last = Recognition(start, end, done, m["audio_s"], m["cpu_s"], m["infer_s"], m["text"])
+            log.emit("recognized", t=done, participant=owner.participant, text=m["text"], speech_start=start,
+                     speech_end=end, stt_cpu_s=m["cpu_s"], infer_s=m["infer_s"], audio_s=m["audio_s"],
+                     queue_s=m["queue_s"], batch=1)  # fmt: skip
+            self._event_ch.send_nowait(stt.SpeechEvent(
+                type=stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[stt.SpeechData(language="en", text=m["text"])]))
+        elif kind == "Error":
+            logging.getLogger("kit.stt").error("the STT stream of %s: %s", owner.participant, m.get("message"))
+
+
 # --- the STT spec -------------------------------------------------------------------------------------
 
-STT_SPECS = "'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service' or 'service:URL'"
+STT_SPECS = ("'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service', 'service:URL', 'stream', 'stream:URL' "
+             "or 'stream-delay:SECONDS'")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SttSpec:
+    """What --stt names: kind "whisper" | "delay" | "service" | "stream" | "stream-delay"; the service's
+    base URL (service/stream: "" when the run starts the service); the calibration delay, s."""
+
+    kind: str
+    url: str | None = None
+    delay: float | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.kind in ("stream", "stream-delay")
+
+
+def parse_stt(spec: str) -> SttSpec:
+    """The one parser of --stt (KitError on anything else)."""
+    kind, sep, value = spec.partition(":")
+    if spec == "whisper":
+        return SttSpec("whisper")
+    if kind in ("service", "stream") and not sep:
+        return SttSpec(kind, url="")
+    if kind in ("service", "stream"):
+        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+            raise KitError(f"--stt {kind}:URL needs an http(s) base URL, e.g. {kind}:http://127.0.0.1:8000/v1, got {spec!r}")
+        return SttSpec(kind, url=value)
+    if kind in ("delay", "stream-delay") and sep:
+        try:
+            delay = float(value)
+        except ValueError:
+            delay = -1.0
+        if 0 <= delay < float("inf"):
+            return SttSpec(kind, url="" if kind == "stream-delay" else None, delay=delay)
+    raise KitError(f"unknown STT {spec!r}: use {STT_SPECS}")
 
 
 def stt_service_url(spec: str) -> str | None:
-    """For "service:URL" its URL (the OpenAI base URL, e.g. http://127.0.0.1:8000/v1); "" for
-    "service" (the run starts the kit's service and hands the jobs "service:<its URL>"); None for
-    any other STT."""
-    kind, sep, url = spec.partition(":")
-    if kind != "service":
-        return None
-    if not sep:
-        return ""
-    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
-        raise KitError(f"--stt service:URL needs an http(s) base URL, e.g. service:http://127.0.0.1:8000/v1, got {spec!r}")
-    return url
+    """For "service:URL" / "stream:URL" the service's base URL (e.g. http://127.0.0.1:8000/v1); "" for
+    "service", "stream" and "stream-delay:S" (the run starts the kit's service and hands the jobs
+    "service:<its URL>" or "stream:<its URL>"); None for an STT without a service."""
+    return parse_stt(spec).url
 
 
 def stt_delay(spec: str) -> float | None:
-    """Validate an STT spec without loading anything: the delay for "delay:S", else None ("whisper",
-    "service", "service:URL")."""
-    if spec == "whisper" or stt_service_url(spec) is not None:
-        return None
-    kind, _, value = spec.partition(":")
-    try:
-        delay = float(value)
-    except ValueError:
-        delay = -1.0
-    if kind != "delay" or not 0 <= delay < float("inf"):
-        raise KitError(f"unknown STT {spec!r}: use {STT_SPECS}")
-    return delay
+    """Validate an STT spec without loading anything: the delay for "delay:S", else None."""
+    parsed = parse_stt(spec)
+    return parsed.delay if parsed.kind == "delay" else None
 
 
-def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT:
-    """The STT a config asks for, for one participant: "whisper", "delay:SECONDS" or "service:URL"
-    ("service" alone is resolved to "service:URL" by the run that starts the service)."""
-    url = stt_service_url(config.stt)
-    if url == "":
-        raise KitError("--stt service: no service URL here (a run starts the service and gives its jobs the URL); "
-                       "start one with `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
-    if url:
-        return ServiceSTT(config, participant=participant, log=log, url=url)
-    delay = stt_delay(config.stt)
-    if delay is None:
-        return FasterWhisperSTT(config, participant=participant, log=log)
-    return DelaySTT(config, participant=participant, log=log, delay=delay)
+def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT | StreamingSTT:
+    """The STT a config asks for, for one participant: "whisper", "delay:SECONDS", "service:URL" or
+    "stream:URL" ("service", "stream", "stream-delay:S" are resolved to a URL by the run that starts
+    the service)."""
+    spec = parse_stt(config.stt)
+    if spec.url == "":
+        raise KitError(f"--stt {config.stt}: no service URL here (a run starts the service and gives its jobs the URL); "
+                       "start one with `python -m kit stt-service` and use --stt service:URL or stream:URL")  # fmt: skip
+    if spec.kind == "stream":
+        return StreamingSTT(config, participant=participant, log=log, url=spec.url)
+    if spec.kind == "service":
+        return ServiceSTT(config, participant=participant, log=log, url=spec.url)
+    if spec.kind == "delay":
+        return DelaySTT(config, participant=participant, log=log, delay=spec.delay)
+    return FasterWhisperSTT(config, participant=participant, log=log)
 
 
 def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[int, int, int]]) -> pd.DataFrame:

@@ -15,6 +15,8 @@ API (what livekit-plugins-openai's `STT(base_url=…)` and `@livekit/agents-plug
                                     (accepted, not used: the in-process STT uses none either),
                                     temperature (0..1, accepted, not used), response_format
                                     (json | verbose_json | text)
+    GET  /v1/audio/stream           a WebSocket: streaming STT with server-side endpointing, interim
+                                    and final results (kit/stt_stream.py has the protocol)
     GET  /health, GET /v1/models    readiness
 
 Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: 400 for a bad
@@ -250,11 +252,14 @@ def _response(web, fmt: str, text: str, audio_s: float, headers: dict):
     return web.json_response(body, headers=headers)
 
 
-def make_app(whisper, log: RequestLog):
-    """The aiohttp application over a loaded `kit.stt.Whisper`."""
+def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None = None):
+    """The aiohttp application over a loaded `kit.stt.Whisper` (None with `calibration_delay`: no model,
+    every answer a fixed text exactly that many seconds after the turn); with a silero `vad`, the
+    streaming endpoint too (kit/stt_stream.py)."""
     from aiohttp import web
 
-    from kit.stt import SERVICE_HEADERS, SERVICE_PARTICIPANT_HEADER, WHISPER_RATE
+    from kit.stt import SERVICE_HEADERS, SERVICE_PARTICIPANT_HEADER, STREAM_PATH, WHISPER_RATE, Transcript
+    from kit.stt_stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
 
@@ -266,7 +271,11 @@ def make_app(whisper, log: RequestLog):
         audio, rate = await asyncio.to_thread(prepare_audio, form["file"])
         audio_s = len(audio) / WHISPER_RATE
         row.update(sample_rate=rate, audio_s=audio_s)
-        result = await whisper.transcribe_async(audio)
+        if whisper is None:  # calibration: no model
+            await asyncio.sleep(calibration_delay)
+            result = Transcript(f"calibration turn of {audio_s:.1f} seconds", 0.0, calibration_delay, 0.0, 1)
+        else:
+            result = await whisper.transcribe_async(audio)
         row.update(queue_s=result.queue_s, infer_s=result.infer_s, cpu_s=result.cpu_s, batch=result.batch)
         headers = {
             SERVICE_HEADERS["queue_s"]: f"{result.queue_s:.6f}", SERVICE_HEADERS["infer_s"]: f"{result.infer_s:.6f}",
@@ -308,11 +317,14 @@ def make_app(whisper, log: RequestLog):
             if response.status >= 400 and response.content_type == "application/json":
                 error = json.loads(response.body)["error"]["message"]
             log.write({**row, "status": response.status, "error": error, "handle_s": time.monotonic() - arrival})
-        response.headers["x-request-id"] = rid
+        if not response.prepared:  # a WebSocket (the streaming endpoint) has sent its headers already
+            response.headers["x-request-id"] = rid
         return response
 
     app = web.Application(middlewares=[errors], client_max_size=MAX_UPLOAD_BYTES + MAX_FIELD_BYTES)
     app.router.add_post(TRANSCRIPTIONS, transcriptions)
+    if vad is not None:
+        app.router.add_get(STREAM_PATH, stream_handler(vad, whisper, calibration_delay, log, SERVICE_PARTICIPANT_HEADER))
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     return app
@@ -345,19 +357,25 @@ async def _drain(request) -> None:
 
 
 def serve(config: RunConfig, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None,
-          parent_pid: int | None = None) -> int:  # fmt: skip
-    """Load the model, bind, print the base URL (one line on stdout), serve until SIGTERM/SIGINT (or
-    until `parent_pid` is gone: a service started for a run never outlives it)."""
+          parent_pid: int | None = None, calibration_delay: float | None = None) -> int:  # fmt: skip
+    """Load the model (none with `calibration_delay`) and the VAD of the streaming endpoint, bind,
+    print the base URL (one line on stdout), serve until SIGTERM/SIGINT (or until `parent_pid` is
+    gone: a service started for a run never outlives it)."""
     host = check_loopback(host)
     if not 0 <= port <= 65535:
         raise KitError(f"--port must be between 0 and 65535, got {port}")
+    from livekit.plugins import silero
+
     from kit.stt import load_whisper
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    whisper = load_whisper(config)
+    whisper = load_whisper(config) if calibration_delay is None else None
+    v = config.vad  # the streaming endpoint finds turns as the VAD-gated designs do
+    vad = silero.VAD.load(min_speech_duration=v.min_speech_duration, min_silence_duration=v.min_silence_duration,
+                          prefix_padding_duration=v.prefix_padding_duration, activation_threshold=v.activation_threshold)  # fmt: skip
     log = RequestLog(log_path)
     try:
-        asyncio.run(_serve(make_app(whisper, log), host, port, parent_pid))
+        asyncio.run(_serve(make_app(whisper, log, vad, calibration_delay), host, port, parent_pid))
     finally:
         log.close()
     return 0
@@ -406,6 +424,9 @@ def add_arguments(p) -> None:
                    help="most waiting turns, from any client, decoded in one CTranslate2 batch (default: %(default)s)")
     p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
                    help="Whisper's input window: pad each turn to max(S, the turn) (default: %(default)s, Whisper's own)")
+    p.add_argument("--calibration-delay", type=float, default=None, metavar="S",
+                   help="load no model: answer every turn with a fixed text exactly S after it ends (streaming: after "
+                        "its endpoint); what --stt stream-delay:S starts")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -415,7 +436,10 @@ def main(args) -> int:
         raise KitError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not 0 < args.window_s < float("inf"):
         raise KitError(f"--window must be a positive number of seconds, got {args.window_s}")
-    return serve(service_config(args), host=args.host, port=args.port, log_path=args.log, parent_pid=args.parent_pid)
+    if args.calibration_delay is not None and not 0 <= args.calibration_delay < float("inf"):
+        raise KitError(f"--calibration-delay must be a number of seconds >= 0, got {args.calibration_delay}")
+    return serve(service_config(args), host=args.host, port=args.port, log_path=args.log, parent_pid=args.parent_pid,
+                 calibration_delay=args.calibration_delay)  # fmt: skip
 
 
 def service_config(args) -> RunConfig:
@@ -439,8 +463,12 @@ class ServiceProcess:
         c = self.config
         cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", "--compute-type", c.compute_type,
                "--max-batch", str(c.max_batch), "--window", repr(c.window_s), "--parent-pid", str(os.getpid())]  # fmt: skip
+        from kit.stt import parse_stt
+
+        spec = parse_stt(c.stt)
+        calibration = spec.delay if spec.kind == "stream-delay" else None
         for flag, value in (("--model", c.model), ("--cpu-threads", c.cpu_threads), ("--num-workers", c.num_workers),
-                            ("--log", self.log_path)):  # fmt: skip
+                            ("--log", self.log_path), ("--calibration-delay", calibration)):  # fmt: skip
             if value is not None:
                 cmd += [flag, str(value)]
         return cmd

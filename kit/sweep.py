@@ -81,9 +81,9 @@ def pattern_room(pattern: str, n: int, lines: int = 3) -> Path:
 
 
 def stt_placement(stt: str) -> str:
-    """Where inference runs: "service" (a shared STT service), "in-process" (each job process's own
-    model) or "none" (a calibration STT)."""
-    if stt.startswith("service"):
+    """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process" (each
+    job process's own model) or "none" (a calibration STT)."""
+    if stt.startswith(("service", "stream:")) or stt == "stream":
         return "service"
     return "in-process" if stt == "whisper" else "none"
 
