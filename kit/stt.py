@@ -526,15 +526,14 @@ class StreamingSTT(stt.STT):
     interims while a turn grows and a final at its endpoint, as the common cloud streaming STTs do.
     Used natively by AgentSession (no StreamAdapter) and directly by participant_entrypoint.
 
-    Counts the audio it sends (`sent_s`, logged as an `stt_sent` event as each stream closes: what a
-    per-minute streaming bill counts), logs each interim (`interim` event) and, for each final, a
+    Counts the audio it sends (an `stt_sent` event as each stream closes: what a per-minute
+    streaming bill counts), logs each interim (`interim` event) and, for each final, a
     `recognized` event with the service's numbers for the turn (its CPU includes its interims)."""
 
     def __init__(self, config: RunConfig, *, participant: str, log: EventLog, url: str) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=True, offline_recognize=False))
         self.participant, self.log, self.url = participant, log, url
         self.last: Recognition | None = None
-        self.sent_s = 0.0
 
     @property
     def model(self) -> str:
@@ -610,7 +609,6 @@ class ServiceSpeechStream(stt.RecognizeStream):
                 finally:
                     sender.cancel()
         finally:
-            owner.sent_s += sent / STREAM_RATE
             owner.log.emit("stt_sent", participant=owner.participant, audio_s=sent / STREAM_RATE)
 
     def _on_message(self, m: dict) -> None:
