@@ -19,7 +19,8 @@ settings, the same 0.55 s end of turn as the VAD-gated designs) and answers with
 
 Sample positions count the stream's own samples, so the client maps each one to the moment it sent
 that sample. An interim is the turn so far, transcribed every INTERIM_EVERY_S of new speech, and
-only when the model has nothing else waiting: an interim never delays anyone's final. A final's
+started only when the model has nothing else waiting (a final that comes while it runs still waits
+for it: on one core, up to one inference). A final's
 `cpu_s` is the inference CPU of the whole turn, its interims included.
 
 Calibration (`python -m kit stt-service --calibration-delay S`, what `--stt stream-delay:S` starts):
