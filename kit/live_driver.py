@@ -60,7 +60,7 @@ from kit.record import ArchRun, RunRecord
 from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
 from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
 from kit.sampler import ResourceSampler, read_stat
-from kit.stt import resolve_model, stt_delay, stt_service_url
+from kit.stt import parse_stt, resolve_model, stt_delay, stt_service_url
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
@@ -138,7 +138,7 @@ def run(
     stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
     if agent is not None and stt_service_url(config.stt) is None:
         config = replace(config, stt="service")  # an agent of yours reaches STT only through the service
-    model = resolve_model(config.model) if config.stt in ("whisper", "service", "stream") else None
+    model = resolve_model(config.model) if parse_stt(config.stt).run_loads_model else None
     if stt_service_url(config.stt) == "" and config.archs and not local_agents:
         raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip

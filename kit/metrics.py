@@ -122,9 +122,9 @@ def utterances(
     for arch in archs:
         ends = events.loc[(events["arch"] == arch) & (events["kind"] == "run_end"), "t"]
         stopped = float(ends.max()) if arch in interrupted and len(ends) else float("inf")
-        arch_rows = _match_arch(scenario, arch, finals[finals["arch"] == arch], vad_silence_s, stopped)
-        for row, first in zip(arch_rows, _first_interims(arch_rows, finals[finals["arch"] == arch],
-                                                          interims[interims["arch"] == arch])):  # fmt: skip
+        mine = finals[finals["arch"] == arch]
+        arch_rows = _match_arch(scenario, arch, mine, vad_silence_s, stopped)
+        for row, first in zip(arch_rows, _first_interims(arch_rows, mine, interims[interims["arch"] == arch])):
             row["first_interim_s"] = first
         rows += arch_rows
     return pd.DataFrame(rows, columns=UTTERANCE_COLUMNS)

@@ -17,21 +17,25 @@ from livekit.agents import stt as agents_stt
 from livekit.agents.voice import io as voice_io
 from livekit.plugins import silero
 
-from kit.config import RunConfig
+from kit.config import RunConfig, VADSettings
 from kit.events import EventLog
 from kit.room import RoomView, gate_hold_s, gated
 from kit.stt import FasterWhisperSTT, StreamingSTT, make_stt
 
 
-def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VAD:
-    """A silero VAD instance for one participant, whose inference time goes to the event log."""
-    v = config.vad
-    vad = silero.VAD.load(
+def load_vad(v: VADSettings) -> silero.VAD:
+    """Silero with the kit's VAD settings (the designs' VADs, and the STT service's endpointing)."""
+    return silero.VAD.load(
         min_speech_duration=v.min_speech_duration,
         min_silence_duration=v.min_silence_duration,
         prefix_padding_duration=v.prefix_padding_duration,
         activation_threshold=v.activation_threshold,
     )
+
+
+def make_vad(config: RunConfig, *, participant: str, log: EventLog) -> silero.VAD:
+    """A silero VAD instance for one participant, whose inference time goes to the event log."""
+    vad = load_vad(config.vad)
     vad.on(
         "metrics_collected",
         lambda m: log.emit(

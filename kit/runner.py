@@ -333,7 +333,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
         architectures.get(name)  # fail fast on an unknown name
     sc = scenario.load(config.scenario)
     # the model the run's own processes load (the job processes, or the run's STT service)
-    model = resolve_model(config.model) if config.stt in ("whisper", "service", "stream") else None
+    model = resolve_model(config.model) if parse_stt(config.stt).run_loads_model else None
     stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
     pricing = load_pricing(config.pricing)  # and on a bad pricing file
     if config.stt_price:

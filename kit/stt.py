@@ -9,6 +9,7 @@ every instance of a process.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import hashlib
 import json
@@ -401,6 +402,11 @@ class FasterWhisperSTT(stt.STT):
         )
 
 
+def calibration_text(audio_s: float) -> str:
+    """What every calibration STT answers (delay:S, stream-delay:S, the service's --calibration-delay)."""
+    return f"calibration turn of {audio_s:.1f} seconds"
+
+
 class DelaySTT(FasterWhisperSTT):
     """Calibration STT: answers after exactly `delay` seconds, using no model."""
 
@@ -411,7 +417,7 @@ class DelaySTT(FasterWhisperSTT):
     async def _transcribe(self, audio: np.ndarray) -> Transcript:
         # `delay` after the call, not after the audio's preparation (a few ms for a long turn, more on a busy loop)
         await asyncio.sleep(max(0.0, self._called + self.delay - time.monotonic()))
-        return Transcript(f"calibration turn of {len(audio) / WHISPER_RATE:.1f} seconds", 0.0, self.delay, 0.0, 1)
+        return Transcript(calibration_text(len(audio) / WHISPER_RATE), 0.0, self.delay, 0.0, 1)
 
 
 # --- the STT as a shared service (kit/stt_service.py, or any OpenAI-compatible transcription server) ---
@@ -567,8 +573,6 @@ class ServiceSpeechStream(stt.RecognizeStream):
 
     def time_of(self, sample: int) -> float:
         """When the chunk holding this sample of the stream was sent (seconds since t0)."""
-        import bisect
-
         i = min(bisect.bisect_left(self._sent_ends, sample), len(self._sent_at) - 1)
         return self._sent_at[i] if i >= 0 else self.owner.log.now()
 
@@ -653,6 +657,20 @@ class SttSpec:
     @property
     def streaming(self) -> bool:
         return self.kind in ("stream", "stream-delay")
+
+    @property
+    def run_loads_model(self) -> bool:
+        """The run's own processes load the model: the job processes (whisper) or the service the
+        run starts (service, stream); not a calibration STT nor a service given by URL."""
+        return self.kind == "whisper" or (self.kind in ("service", "stream") and self.url == "")
+
+    @property
+    def placement(self) -> str:
+        """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process"
+        (each job process's own model) or "none" (a calibration STT)."""
+        if self.kind in ("service", "stream"):
+            return "service"
+        return "in-process" if self.kind == "whisper" else "none"
 
 
 def parse_stt(spec: str) -> SttSpec:

@@ -258,7 +258,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
     streaming endpoint too (kit/stt_stream.py)."""
     from aiohttp import web
 
-    from kit.stt import SERVICE_HEADERS, SERVICE_PARTICIPANT_HEADER, STREAM_PATH, WHISPER_RATE, Transcript
+    from kit.stt import SERVICE_HEADERS, SERVICE_PARTICIPANT_HEADER, STREAM_PATH, WHISPER_RATE, Transcript, calibration_text
     from kit.stt_stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
@@ -273,7 +273,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         row.update(sample_rate=rate, audio_s=audio_s)
         if whisper is None:  # calibration: no model
             await asyncio.sleep(calibration_delay)
-            result = Transcript(f"calibration turn of {audio_s:.1f} seconds", 0.0, calibration_delay, 0.0, 1)
+            result = Transcript(calibration_text(audio_s), 0.0, calibration_delay, 0.0, 1)
         else:
             result = await whisper.transcribe_async(audio)
         row.update(queue_s=result.queue_s, infer_s=result.infer_s, cpu_s=result.cpu_s, batch=result.batch)
@@ -364,15 +364,12 @@ def serve(config: RunConfig, *, host: str = "127.0.0.1", port: int = 0, log_path
     host = check_loopback(host)
     if not 0 <= port <= 65535:
         raise KitError(f"--port must be between 0 and 65535, got {port}")
-    from livekit.plugins import silero
-
+    from kit.pipeline import load_vad
     from kit.stt import load_whisper
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     whisper = load_whisper(config) if calibration_delay is None else None
-    v = config.vad  # the streaming endpoint finds turns as the VAD-gated designs do
-    vad = silero.VAD.load(min_speech_duration=v.min_speech_duration, min_silence_duration=v.min_silence_duration,
-                          prefix_padding_duration=v.prefix_padding_duration, activation_threshold=v.activation_threshold)  # fmt: skip
+    vad = load_vad(config.vad)  # the streaming endpoint finds turns as the VAD-gated designs do
     log = RequestLog(log_path)
     try:
         asyncio.run(_serve(make_app(whisper, log, vad, calibration_delay), host, port, parent_pid))

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from kit.audio import resample, to_float32
-from kit.stt import WHISPER_RATE
+from kit.stt import WHISPER_RATE, calibration_text
 
 STREAM_RATES = (8_000, 48_000)  # accepted range of a stream's sample rate
 INTERIM_EVERY_S = 1.0  # of new speech between two interims of a turn
@@ -170,7 +170,7 @@ class StreamTurns:
         if self.whisper is None:
             if endpoint is not None:
                 await asyncio.sleep(max(0.0, endpoint + self.delay - time.monotonic()))
-            return f"calibration turn of {len(audio) / self.rate:.1f} seconds", None
+            return calibration_text(len(audio) / self.rate), None
         result = await self.whisper.transcribe_async(resample(audio, self.rate, WHISPER_RATE))
         return result.text, result
 

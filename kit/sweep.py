@@ -27,6 +27,7 @@ import pandas as pd
 from kit import metrics, runner, synth
 from kit.config import KitError, RunConfig
 from kit.record import RunRecord
+from kit.stt import parse_stt
 
 GENERATED_DIR = synth.GENERATED_DIR
 LATENCY_THRESHOLD_S = 1.5
@@ -81,11 +82,8 @@ def pattern_room(pattern: str, n: int, lines: int = 3) -> Path:
 
 
 def stt_placement(stt: str) -> str:
-    """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process" (each
-    job process's own model) or "none" (a calibration STT)."""
-    if stt.startswith(("service", "stream:")) or stt == "stream":
-        return "service"
-    return "in-process" if stt == "whisper" else "none"
+    """Where inference runs for an --stt spec (kit.stt.SttSpec.placement): "service", "in-process" or "none"."""
+    return parse_stt(stt).placement
 
 
 def run_sweep(
