@@ -194,12 +194,11 @@ def _compare(args) -> int:
     print_summary(tables)
     complete = interrupted is None and len(tables.architectures) > 0 and bool(tables.architectures["complete"].all())
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
-    if args.report and len(tables.architectures):
-        _report(argparse.Namespace(results_dir=run_dir))
+    reported = not (args.report and len(tables.architectures)) or write_report(run_dir)
     if interrupted is not None:
         print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
         return 128 + interrupted.signum
-    return 0 if complete else 1
+    return exit_code(complete, reported)
 
 
 def print_summary(tables: metrics.Tables) -> None:
@@ -252,6 +251,32 @@ SWEEP_TABLE = {
     "peak_pss_mb": "PSS MB", "processes": "procs", "agent_participants": "agents",
     "dollars_cloud_per_speaker_hour": "$/spk-h cloud", "dollars_selfhost_per_speaker_hour": "$/spk-h self",
 }  # fmt: skip
+
+
+# Exit codes of compare, run and live (docs/usage.md): the run measured everything and wrote it,
+# but its report could not be written (the tables and run.json are on disk).
+REPORT_FAILED = 3
+
+
+def exit_code(complete: bool, reported: bool) -> int:
+    """0 complete and reported; 1 incomplete (whatever the report did); 3 measured, report failed."""
+    if not complete:
+        return 1
+    return 0 if reported else REPORT_FAILED
+
+
+def write_report(run_dir: Path) -> bool:
+    """Write a measured run's report; on failure one line naming the step, and False (the run's
+    tables and run.json are already on disk, so nothing measured is lost)."""
+    from kit import report
+
+    try:
+        print(f"report: {report.write(run_dir)}")
+        return True
+    except Exception as e:  # noqa: BLE001 - any fault of a later step must not hide the measured run
+        print(f"error: writing the report failed ({type(e).__name__}: {e}); the tables and run.json are in {run_dir}",
+              file=sys.stderr)  # fmt: skip
+        return False
 
 
 def _report(args) -> int:
@@ -427,12 +452,11 @@ def _live_summary(run_dir: Path, archs, report: bool) -> int:
     for arch, problem in record.problems():
         print(f"{arch}: {problem}", file=sys.stderr)
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above, livekit.log and server.log)"))
-    if report and len(tables.architectures):
-        _report(argparse.Namespace(results_dir=run_dir))
+    reported = not (report and len(tables.architectures)) or write_report(run_dir)
     if record.interrupted:
         print("interrupted: the tables hold what was measured until then", file=sys.stderr)
         return 130
-    return 0 if complete else 1
+    return exit_code(complete, reported)
 
 
 CONSOLE_VS_LIVE = {

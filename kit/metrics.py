@@ -200,23 +200,33 @@ def _row(arch, participant, utt, kind, start_s, end_s, ref_text, finals, last, v
     }  # fmt: skip
 
 
-def speakers(utts: pd.DataFrame) -> pd.DataFrame:
+def speakers(utts: pd.DataFrame, participants: list[str] | None = None, archs: list[str] | None = None) -> pd.DataFrame:
     """One row per (arch, participant): utterances, matched, missed, insertions, finals, wer,
     latency p50/p95/p99/max (s), vad_latency_p50 (s), floor_p50 (s), first_interim_p50 (s, a streaming
-    STT: speech start to the turn's first interim), transcript."""
+    STT: speech start to the turn's first interim), transcript. With `participants` (the room's
+    identities) every one of them has a row per arch (`archs`, default: those in `utts`), a silent one
+    too: utterances, matched, missed, insertions and finals 0, WER and latencies NaN (nothing to
+    measure), transcript empty."""
     rows = []
-    for (arch, who), g in utts.groupby(["arch", "participant"], sort=False):
+    groups = dict(tuple(utts.groupby(["arch", "participant"], sort=False)))
+    keys = list(groups)
+    if participants is not None:
+        keys = [(arch, who) for arch in (archs if archs is not None else dict.fromkeys(utts["arch"])) for who in participants]
+        keys += [k for k in groups if k not in keys]  # active_speaker's finals may name no room participant
+    for arch, who in keys:
+        g = groups.get((arch, who), utts.iloc[0:0])
         ref = g[g["kind"] == "reference"]
         rows.append({
-            "arch": arch, "participant": who, "utterances": len(ref), "matched": int((~ref["missed"]).sum()),
-            "missed": int(ref["missed"].sum()), "insertions": int((g["kind"] == "insertion").sum()),
+            "arch": arch, "participant": who, "utterances": len(ref), "matched": int((~ref["missed"].astype(bool)).sum()),
+            "missed": int(ref["missed"].astype(bool).sum()), "insertions": int((g["kind"] == "insertion").sum()),
             "finals": int(g["n_finals"].sum()), "wer": wer(list(ref["ref_text"]), list(ref["hyp_text"])),
             **_latency_summary(ref),
             "transcript": " ".join(t for t in g.sort_values("final_t")["hyp_text"] if t),
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=SPEAKER_TABLE)
+    return pd.DataFrame(rows, columns=SPEAKER_TABLE).astype({c: int for c in COUNT_COLUMNS})
 
 
+COUNT_COLUMNS = ["utterances", "matched", "missed", "insertions", "finals"]
 SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "insertions", "finals", "wer", "latency_p50",
                  "latency_p95", "latency_p99", "latency_max", "vad_latency_p50", "floor_p50", "first_interim_p50", "transcript"]  # fmt: skip
 
@@ -316,7 +326,7 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     ran = [a for a, info in record.archs.items() if info.t0_mono is not None]
     interrupted = {a for a in ran if record.archs[a].interrupted}
     utts = utterances(sc, events, vad_silence, ran, interrupted)
-    spk = speakers(utts)
+    spk = speakers(utts, sc.identities, ran)
     spk_rows, arch_rows = [], []
     for arch in ran:
         info = record.archs[arch]

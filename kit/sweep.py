@@ -164,7 +164,10 @@ def _row(pattern: str, tables: metrics.Tables, run_dir: Path, record: RunRecord)
 
 
 def fit_line(n: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares y = fixed + marginal * n: (fixed, marginal, r²); one point gives no slope."""
+    """Least squares y = fixed + marginal * n: (fixed, marginal, r²); one point gives no slope, none
+    (every N refused or unmeasured) nothing at all."""
+    if len(n) == 0:
+        return float("nan"), float("nan"), float("nan")
     if len(n) < 2 or np.ptp(n) == 0:
         return float(np.mean(y)), float("nan"), float("nan")
     marginal, fixed = np.polyfit(n, y, 1)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from kit import metrics, scenario
+from kit.cli import main
 from kit.config import DATA_DIR, RunConfig
 from kit.events import read_events
 from kit.runner import run
@@ -34,9 +35,14 @@ def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
     assert baseline["missed"] >= 2, "one session following the loudest speaker cannot hear overlapped speech"
 
 
-def test_comings_and_goings(tmp_path):
+def test_comings_and_goings(tmp_path, capsys):
+    """Through `compare` as a user runs it: with a silent participant (mo) it exits 0 and writes the report."""
     sc = scenario.load("comings-and-goings")
-    run_dir, tables = _run("comings-and-goings", tmp_path, CONCURRENT + ("active_speaker",))
+    args = [a for arch in CONCURRENT + ("active_speaker",) for a in ("--arch", arch)]
+    assert main(["compare", "--scenario", "comings-and-goings", "--results", str(tmp_path), *args]) == 0
+    run_dir = next(p.parent for p in tmp_path.glob("*/run.json"))
+    assert f"report: {run_dir / 'report.html'}" in capsys.readouterr().out
+    tables = metrics.compute(run_dir)
     _every_utterance_matched(tables, 0.35, CONCURRENT + ("active_speaker",))  # no overlap: the baseline hears all
     events = read_events(run_dir)
     for arch in CONCURRENT:
@@ -52,6 +58,7 @@ def test_comings_and_goings(tmp_path):
     spk = tables.speakers.set_index(["arch", "participant"])
     for arch in CONCURRENT:
         assert spk.loc[(arch, "ken"), "matched"] == spk.loc[(arch, "ken"), "utterances"], "from its first word"
+        assert spk.loc[(arch, "mo"), ["utterances", "matched", "missed"]].tolist() == [0, 0, 0]
 
 
 def test_noisy_room(tmp_path):

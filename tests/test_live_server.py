@@ -155,6 +155,27 @@ def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(t
     assert not leaks(done.stdout + done.stderr) and mentions(tmp_path) == []
 
 
+def test_a_silent_participant_in_both_modes_is_the_same_row_and_the_report_is_written(livekit_server, tmp_path):
+    """comings-and-goings (mo never speaks) console then live: exit 0, the report written, and the
+    speakers tables of both modes built alike (same columns, mo a row of zeros with no WER)."""
+    done = kit("compare", "--mode", "both", "--stt", "delay:0.30", "--scenario", "comings-and-goings",
+               "--arch", "participant_entrypoint", "--arch", "multi_dispatch", "--results", str(tmp_path),
+               env=kit_env(livekit_server))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    console, live = sorted(p.parent for p in tmp_path.glob("*/run.json"))
+    assert f"report: {live / 'report.html'}" in done.stdout and (live / "report.html").is_file()
+    tables = {run: {name: pd.read_csv(run / f"{name}.csv") for name in ("speakers", "utterances", "architectures")}
+              for run in (console, live)}  # fmt: skip
+    for name in ("speakers", "utterances", "architectures"):
+        assert list(tables[console][name].columns) == list(tables[live][name].columns), name
+    for run in (console, live):
+        spk = tables[run]["speakers"]
+        mo = spk[spk["participant"] == "mo"]
+        assert len(mo) == 2 and (mo[["utterances", "matched", "missed", "insertions", "finals"]] == 0).all().all(), run.name
+        assert mo["wer"].isna().all(), run.name
+        assert spk["utterances"].notna().all()
+
+
 # --- two developers on one server: each run's jobs land on its own worker ------------------------------------
 
 

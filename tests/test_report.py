@@ -3,11 +3,12 @@
 import os
 import re
 import shutil
+from html import escape
 
 import pytest
 
 from browser import chromium_path, inspect
-from kit import cost, lab, report
+from kit import cost, lab, report, scenario
 from kit.cli import main
 from kit.config import REPO_ROOT, SCENARIOS_DIR
 from synthetic import make_run, rename_participant
@@ -257,3 +258,54 @@ def test_other_rooms_side_by_side(tmp_path, capsys):
     html = (main_run / "report.html").read_text()
     assert '<section id="rooms"><h2>Other rooms</h2>' in html
     assert len(re.findall(r'<section class="room" id="room-', html)) == 2 and "comings-and-goings" in html
+
+
+# --- every bundled room, and a participant who never speaks (issue: the report crashed on them) ---------
+
+
+BUNDLED = sorted(p.name for p in SCENARIOS_DIR.iterdir() if (p / "scenario.json").is_file())
+
+
+@pytest.mark.parametrize("room", BUNDLED)
+def test_the_report_is_written_for_every_bundled_room(tmp_path, room):
+    run_dir = make_run(tmp_path, scenario=room)
+    t = lab.load(run_dir).tables
+    assert t.speakers["utterances"].notna().all() and t.speakers["utterances"].dtype.kind == "i"
+    html = report.write(run_dir).read_text()
+    assert html.count('src="data:image/png;base64,') == 5
+    for who in scenario.load(room).identities:
+        assert escape(who) in html, who
+
+
+def test_a_silent_participant_is_a_row_of_zeros_with_no_wer(tmp_path):
+    t = lab.load(make_run(tmp_path, scenario="comings-and-goings")).tables
+    mo = t.speakers[t.speakers["participant"] == "mo"]
+    assert list(mo["arch"]) == list(ALL), "a row per design"
+    assert (mo[["utterances", "matched", "missed", "insertions", "finals"]] == 0).all().all()
+    assert mo["wer"].isna().all() and mo["latency_p50"].isna().all() and (mo["transcript"] == "").all()
+    assert (mo["cpu_s"] >= 0).all(), "its share of the cost is still counted"
+    assert "mo" in report.rooms_frame([report.load(make_run(tmp_path / "b", scenario="comings-and-goings"))])["participant"].values
+
+
+def test_a_silent_participant_in_the_browser(tmp_path):
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    run_dir = make_run(tmp_path, scenario="comings-and-goings")
+    page = inspect(report.write(run_dir).as_uri(), IMAGES_AND_SECTIONS, tmp_path / "profile")
+    assert page.console_errors == [] and page.dialogs == []
+    assert all(img["complete"] and img["width"] > 0 for img in page.value["images"]) and len(page.value["images"]) == 5
+    assert page.value["archs"] == list(ALL)
+
+
+def test_a_report_that_fails_after_a_measured_run_is_its_own_exit_code(tmp_path, monkeypatch, capsys):
+    from kit import runner
+
+    run_dir = make_run(tmp_path, scenario="comings-and-goings")
+    monkeypatch.setattr(runner, "run", lambda config, progress_factory=None: run_dir)
+    monkeypatch.setattr(report, "write", lambda *a, **kw: (_ for _ in ()).throw(ValueError("a figure broke")))
+    assert main(["compare", "--scenario", "comings-and-goings", "--results", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "error: writing the report failed (ValueError: a figure broke)" in err and err.count("\n") == 1
+    assert (run_dir / "speakers.csv").is_file() and (run_dir / "architectures.csv").is_file()

@@ -13,6 +13,7 @@ def test_fit_recovers_a_known_line():
     noisy = 0.2 + 0.15 * n + np.array([0.01, -0.01, 0.01, -0.01])
     assert sweep.fit_line(n, noisy)[1] == pytest.approx(0.15, abs=0.01)
     assert np.isnan(sweep.fit_line(np.array([4.0]), np.array([1.0]))[1])
+    assert all(np.isnan(sweep.fit_line(np.array([]), np.array([]))))  # every N refused: no fit, no warning
 
 
 def test_sweep_rooms_are_deterministic_with_distinct_concurrent_speakers(tmp_path):
