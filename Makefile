@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lab node clean
+.PHONY: setup demo test quick lab node clean
 
 # The Node agent examples' packages, exactly as locked (examples/node/package-lock.json; needs node and
 # npm), installed again only when package.json or the lockfile changes. package.json's allowScripts skips
@@ -33,6 +33,10 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m kit server --install  # instant when installed; a venv made before the server was added gets it
 	$(PY) -m pytest -q
+
+# The inner loop: every test that needs no real-time replay, no livekit-server and no Node.js (under 2 minutes).
+quick: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not replay and not server and not node and not slow"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -11,7 +11,7 @@ import signal
 from functools import partial
 
 from kit import architectures
-from kit.config import RunConfig
+from kit.config import RunConfig, pin_to_cores
 from kit.jobs import prewarm
 from kit.live import Credentials, RedactingFormatter, agent_name
 
@@ -48,6 +48,7 @@ def serve_agent(arch: str, config: RunConfig) -> int:
     """Run the worker until Ctrl-C / SIGTERM; then let running jobs finish (drain) and stop."""
     architectures.get(arch)
     creds = Credentials.from_env()
+    pin_to_cores(config.cpus)  # --cpus: this worker and every job process it starts
     name = agent_name(arch)
     _log_to_stderr(creds.api_secret)
     print(f"agent {name}: connecting to {creds.url} (explicit dispatch only; Ctrl-C to stop)", flush=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from kit import metrics, scenario
-from kit.config import DEFAULT_SCENARIO, KitError, RunConfig, VADSettings
+from kit import config as config_mod
+from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
 from kit.progress import room_bar
 from kit.record import RunRecord
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="console (simulated room, default), live (a real LiveKit room, the kit's agents started "
                             "here) or both, side by side")
         _add_server_args(c)
-        _add_stt_args(c)
+        config_mod.add_arguments(c)
         c.set_defaults(func=_compare)
 
     r = sub.add_parser("report", help="write RESULTS_DIR/report.html: the comparison as one self-contained HTML file")
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--threshold", type=float, default=1.5, help="p95 latency threshold, s (default: %(default)s)")
     w.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     w.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
-    _add_stt_args(w)
+    config_mod.add_arguments(w)
     w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
     b = sub.add_parser("stt-bench", help="Whisper's speed on a room's turns: threads, workers and batch sizes")
@@ -89,12 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--settings", default="1x1x1,2x1x1,1x2x1,2x2x1,2x1x2,2x1x4,2x1x8",
                    help="comma-separated THREADSxWORKERSxBATCH (default: %(default)s)")
     b.add_argument("--out", type=Path, default=None, help="also write the table to this CSV")
-    _add_stt_args(b)
+    config_mod.add_arguments(b)
     b.set_defaults(func=_stt_bench)
 
     t = sub.add_parser("transcribe", help="transcribe every participant of a room in this process (VAD + STT)")
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
-    _add_stt_args(t)
+    config_mod.add_arguments(t)
     t.set_defaults(func=_transcribe)
     _add_live_commands(sub)
 
@@ -117,41 +118,6 @@ def _stt_service_module():
     return stt_service
 
 
-def _add_stt_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stt", default="whisper",
-                   help="'whisper' (in each job process), 'delay:SECONDS' (calibration), 'service' (one shared STT "
-                        "service for the run, reached through livekit-plugins-openai), 'service:URL' (a running one), "
-                        "'stream' (the service's streaming endpoint: every frame sent, server-side endpointing, "
-                        "interims), 'stream:URL' or 'stream-delay:SECONDS' (its calibration twin)")
-    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
-    p.add_argument("--compute-type", default="int8")
-    p.add_argument("--cpus", type=int, default=None, metavar="K",
-                   help="pin the run (worker and every job process) to K cores (default: all)")
-    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
-                   help="Whisper threads per turn (default: the cores the process may use)")
-    p.add_argument("--num-workers", type=int, default=None, metavar="N",
-                   help="Whisper turns at once per process (default: the cores the process may use)")
-    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
-                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
-                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
-    p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
-                   help="Whisper's input window: pad each turn to max(S, the turn) instead of 30 s (default: "
-                        "%(default)s, Whisper's own; 10 is 3-5x faster on short turns: docs/cost-and-scaling.md)")
-    p.add_argument("--max-batch", type=int, default=1, metavar="N",
-                   help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
-    p.add_argument("--stt-price", default=None, metavar="ITEM",
-                   help="price the cloud STT bill with this row of the pricing file (e.g. "
-                        "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
-
-
-def _config(args, **overrides) -> RunConfig:
-    return RunConfig(
-        scenario=args.scenario, stt=args.stt, model=args.model, compute_type=args.compute_type, cpus=args.cpus,
-        cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
-        vad=VADSettings(gate_dbfs=args.vad_gate), stt_price=args.stt_price, **overrides
-    )
-
-
 def _stt_bench(args) -> int:
     from kit import stt
     from kit.audio import resample
@@ -168,7 +134,7 @@ def _stt_bench(args) -> int:
     # each utterance as the VAD hands it over: prefix padding before, the closing silence after
     turns = [resample(tracks[u.participant][max(0, round((u.start_s - 0.5) * rate)) : round((u.end_s + 0.55) * rate)],
                           rate, stt.WHISPER_RATE) for u in sc.utterances]  # fmt: skip
-    table = stt.benchmark(_config(args), turns, settings)
+    table = stt.benchmark(RunConfig.from_args(args), turns, settings)
     print(f"{len(turns)} turns of {sc.name}, model {args.model or 'bundled tiny.en'} {args.compute_type}, "
           f"{stt.usable_cores()} cores")
     _print_table(table.round(1))
@@ -182,7 +148,7 @@ def _compare(args) -> int:
     from kit.architectures import NAMES
 
     archs = tuple(args.arch) if args.arch else NAMES
-    config = _config(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
+    config = RunConfig.from_args(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
     if args.mode != "console":
         return _compare_live(args, config)
     try:
@@ -222,7 +188,7 @@ def _sweep(args) -> int:
     if not ns or min(ns) < 1:
         raise KitError(f"--participants needs numbers of at least 1, got {args.speakers!r}")
     cost.load_pricing(args.pricing)  # fail fast on a bad pricing file
-    config = _config(args, archs=tuple(args.arch) if args.arch else NAMES, results_dir=args.results,
+    config = RunConfig.from_args(args, archs=tuple(args.arch) if args.arch else NAMES, results_dir=args.results,
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
     try:
         sweep_dir, table = sweep.run_sweep(ns, config, pattern=args.pattern, lines=args.lines, threshold_s=args.threshold,
@@ -313,9 +279,9 @@ def _transcribe(args) -> int:
     from kit.room import ConsoleRoom
     from kit.stt import load_whisper, make_stt
 
-    config = _config(args)
+    config = RunConfig.from_args(args)
     sc = scenario.load(config.scenario)
-    if config.stt == "whisper":
+    if config.stt.kind == "whisper":
         load_whisper(config)
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -376,12 +342,12 @@ def _add_live_commands(sub) -> None:
     lv.add_argument("--local-agents", action="store_true", help="start each architecture's agent worker here, for its turn")
     lv.add_argument("--no-report", dest="report", action="store_false", help="skip <run>/report.html")
     _add_server_args(lv)
-    _add_stt_args(lv)
+    config_mod.add_arguments(lv)
     lv.set_defaults(func=_live)
 
     ag = sub.add_parser("agent", help="run an architecture's agent worker, named kit-<arch>-<suffix>, explicit dispatch only")
     ag.add_argument("--arch", required=True, help="architecture whose entrypoint the worker runs")
-    _add_stt_args(ag)
+    config_mod.add_arguments(ag)
     ag.set_defaults(func=_agent, scenario=DEFAULT_SCENARIO)
 
     nc = sub.add_parser("node-check", help="does @livekit/agents run two AgentSessions in one job (agents-js #1927)? "
@@ -410,10 +376,14 @@ def _live(args) -> int:
     elif dispatch not in live_driver.DISPATCH_PATHS:
         raise KitError(f"--dispatch {dispatch} is for --agent; the kit's designs are dispatched by 'api' or 'token'")
     archs = tuple(args.arch or ())
-    config = _config(args, archs=archs, results_dir=args.results)
-    run_dir = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
-                              local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin, agent=agent)  # fmt: skip
-    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report)
+    config = RunConfig.from_args(args, archs=archs, results_dir=args.results)
+    try:
+        run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
+                                               local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin,
+                                               agent=agent), None  # fmt: skip
+    except live_driver.Interrupted as e:
+        run_dir, interrupted = e.run_dir, e
+    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report, interrupted=interrupted)
 
 
 def _compare_live(args, config: RunConfig) -> int:
@@ -430,12 +400,16 @@ def _compare_live(args, config: RunConfig) -> int:
             print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
             return 128 + e.signum
         metrics.compute(console_dir).save(console_dir)
-    run_dir = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
-                              dispatch=args.dispatch or "api", server_bin=args.server_bin, console_run=console_dir)  # fmt: skip
-    return _live_summary(run_dir, config.archs, report=args.report)
+    try:
+        run_dir, interrupted = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
+                                               dispatch=args.dispatch or "api", server_bin=args.server_bin,
+                                               console_run=console_dir), None  # fmt: skip
+    except runner.Interrupted as e:
+        run_dir, interrupted = e.run_dir, e
+    return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted)
 
 
-def _live_summary(run_dir: Path, archs, report: bool) -> int:
+def _live_summary(run_dir: Path, archs, report: bool, interrupted=None) -> int:
     """Tables, problems, the side-by-side table of a --mode both run, the report; the exit code."""
     tables = metrics.compute(run_dir)
     tables.save(run_dir)
@@ -453,9 +427,9 @@ def _live_summary(run_dir: Path, archs, report: bool) -> int:
         print(f"{arch}: {problem}", file=sys.stderr)
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above, livekit.log and server.log)"))
     reported = not (report and len(tables.architectures)) or write_report(run_dir)
-    if record.interrupted:
-        print("interrupted: the tables hold what was measured until then", file=sys.stderr)
-        return 130
+    if interrupted is not None:
+        print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
+        return 128 + interrupted.signum
     return exit_code(complete, reported)
 
 
@@ -481,7 +455,7 @@ def _add_server_args(p) -> None:
 def _agent(args) -> int:
     from kit import agent
 
-    return agent.serve_agent(args.arch, _config(args, archs=(args.arch,)))
+    return agent.serve_agent(args.arch, RunConfig.from_args(args, archs=(args.arch,)))
 
 
 def _node_check(args) -> int:

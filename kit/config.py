@@ -1,7 +1,9 @@
-"""The one configuration object of a run: what the kit runs, on which room, with which settings."""
+"""The one configuration object of a run, typed and validated once: what the kit runs, on which room,
+with which settings; and its two forms outside Python: command-line flags and JSON (run.json)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -12,10 +14,94 @@ DATA_DIR = REPO_ROOT / "data"
 SCENARIOS_DIR = DATA_DIR / "scenarios"
 DEFAULT_SCENARIO = "standup-4"
 DEFAULT_RESULTS_DIR = Path("results")
+DEFAULT_ARCHS = ("multi_session", "participant_entrypoint", "multi_dispatch")
 
 
 class KitError(Exception):
     """A user-facing error: the CLI prints its one-line message and exits with code 2."""
+
+
+# --- the STT spec ------------------------------------------------------------------------------------
+
+STT_SPECS = ("'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service', 'service:URL', 'stream', 'stream:URL' "
+             "or 'stream-delay:SECONDS'")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SttSpec:
+    """What --stt names: kind "whisper" | "delay" | "service" | "stream" | "stream-delay"; the service's
+    base URL (service/stream: "" when the run starts the service); the calibration delay, s.
+    `str(spec)` is its --stt form; `SttSpec.parse(text)` the one parser."""
+
+    kind: str
+    url: str | None = None
+    delay: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SttSpec:
+        """The one parser of --stt (KitError on anything else)."""
+        kind, sep, value = str(text).partition(":")
+        if text == "whisper":
+            return cls("whisper")
+        if kind in ("service", "stream") and not sep:
+            return cls(kind, url="")
+        if kind in ("service", "stream"):
+            if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+                raise KitError(f"--stt {kind}:URL needs an http(s) base URL, e.g. {kind}:http://127.0.0.1:8000/v1, got {text!r}")
+            return cls(kind, url=value)
+        if kind in ("delay", "stream-delay") and sep:
+            try:
+                delay = float(value)
+            except ValueError:
+                delay = -1.0
+            if 0 <= delay < float("inf"):
+                return cls(kind, url="" if kind == "stream-delay" else None, delay=delay)
+        raise KitError(f"unknown STT {text!r}: use {STT_SPECS}")
+
+    def __str__(self) -> str:
+        if self.kind in ("delay", "stream-delay"):
+            return f"{self.kind}:{self.delay:g}"
+        return f"{self.kind}:{self.url}" if self.url else self.kind
+
+    @property
+    def streaming(self) -> bool:
+        return self.kind in ("stream", "stream-delay")
+
+    @property
+    def calibration(self) -> bool:
+        """A calibration STT: answers after a fixed delay, no model, no words worth a WER."""
+        return self.kind in ("delay", "stream-delay")
+
+    @property
+    def uses_service(self) -> bool:
+        """The STT is reached through a service (the kit's, started by the run, or one at a URL)."""
+        return self.url is not None
+
+    @property
+    def needs_service_start(self) -> bool:
+        """The run starts the kit's STT service and hands its jobs the URL."""
+        return self.url == ""
+
+    @property
+    def run_loads_model(self) -> bool:
+        """The run's own processes load the model: the job processes (whisper) or the service the
+        run starts (service, stream); not a calibration STT nor a service given by URL."""
+        return self.kind == "whisper" or (self.kind in ("service", "stream") and self.url == "")
+
+    @property
+    def placement(self) -> str:
+        """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process"
+        (each job process's own model) or "none" (a calibration STT)."""
+        if self.kind in ("service", "stream"):
+            return "service"
+        return "in-process" if self.kind == "whisper" else "none"
+
+    def served_at(self, url: str) -> SttSpec:
+        """This spec once the run's service is up at `url`: what the jobs are given."""
+        return SttSpec("stream" if self.streaming else "service", url=url)
+
+
+# --- the run's configuration -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -33,12 +119,12 @@ class VADSettings:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides a run's numbers; recorded verbatim in run.json."""
+    """Everything that decides a run's numbers, validated as it is made; recorded verbatim in run.json
+    (`to_dict`/`from_dict`) and handed to every process of the run as flags (`to_args`/`from_args`)."""
 
     scenario: str = DEFAULT_SCENARIO
-    archs: tuple[str, ...] = ("multi_session", "participant_entrypoint", "multi_dispatch")
-    # "whisper" (faster-whisper) or "delay:SECONDS" (calibration STT answering after exactly that delay)
-    stt: str = "whisper"
+    archs: tuple[str, ...] = DEFAULT_ARCHS
+    stt: SttSpec = SttSpec("whisper")  # a string given here is parsed (SttSpec.parse)
     model: str | None = None  # path or faster-whisper size name; None = the pinned bundled tiny.en
     compute_type: str = "int8"
     # Whisper inference per process: threads per turn and turns at once (None: the cores the process
@@ -59,19 +145,85 @@ class RunConfig:
     # "model:<identity>" gives the job serving that participant a corrupt Whisper model.
     fault: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.stt, SttSpec):
+            object.__setattr__(self, "stt", SttSpec.parse(self.stt))
+        object.__setattr__(self, "archs", tuple(self.archs))
+        object.__setattr__(self, "results_dir", Path(self.results_dir))
+        for name in ("cpu_threads", "num_workers", "cpus"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise KitError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise KitError(f"--max-batch must be a whole number of at least 1, got {self.max_batch!r}")
+        if not 0 < self.window_s <= 30:
+            raise KitError(f"--window must be more than 0 and at most 30 s (Whisper's own window), got {self.window_s!r}")
+
+    # --- JSON (run.json, a job's metadata) ---
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["archs"] = list(self.archs)
-        d["results_dir"] = str(self.results_dir)
+        d.update(stt=str(self.stt), archs=list(self.archs), results_dir=str(self.results_dir))
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        d = dict(d)
-        d["archs"] = tuple(d["archs"])
-        d["vad"] = VADSettings(**d["vad"])
-        d["results_dir"] = Path(d["results_dir"])
-        return cls(**d)
+        """The config of `to_dict`'s form; keys it does not know (a run.json of another version) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known and k != "vad"}, vad=VADSettings(**d.get("vad", {})))
+
+    # --- the command line (every process the run starts: agent workers, the STT service) ---
+
+    def to_args(self) -> list[str]:
+        """The flags `add_arguments` reads back into this config's inference settings (the room,
+        designs and results directory are not among them: a worker serves whatever is dispatched)."""
+        args = ["--stt", str(self.stt), "--compute-type", self.compute_type, "--max-batch", str(self.max_batch),
+                "--window", repr(self.window_s)]  # fmt: skip
+        for flag, value in (("--model", self.model), ("--cpus", self.cpus), ("--cpu-threads", self.cpu_threads),
+                            ("--num-workers", self.num_workers), ("--vad-gate", self.vad.gate_dbfs),
+                            ("--stt-price", self.stt_price)):  # fmt: skip
+            if value is not None:
+                args += [flag, str(value)]
+        return args
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides) -> RunConfig:
+        """The config of flags parsed by a parser given `add_arguments` (plus `overrides`)."""
+        given = dict(
+            scenario=getattr(args, "scenario", DEFAULT_SCENARIO), stt=args.stt, model=args.model,
+            compute_type=args.compute_type, cpus=args.cpus, cpu_threads=args.cpu_threads, num_workers=args.num_workers,
+            max_batch=args.max_batch, window_s=args.window_s, vad=VADSettings(gate_dbfs=args.vad_gate),
+            stt_price=args.stt_price,
+        )  # fmt: skip
+        return cls(**{**given, **overrides})
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The inference settings every command that runs the model takes (read by `RunConfig.from_args`)."""
+    p.add_argument("--stt", default="whisper",
+                   help="'whisper' (in each job process), 'delay:SECONDS' (calibration), 'service' (one shared STT "
+                        "service for the run, reached through livekit-plugins-openai), 'service:URL' (a running one), "
+                        "'stream' (the service's streaming endpoint: every frame sent, server-side endpointing, "
+                        "interims), 'stream:URL' or 'stream-delay:SECONDS' (its calibration twin)")
+    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
+    p.add_argument("--compute-type", default="int8")
+    p.add_argument("--cpus", type=int, default=None, metavar="K",
+                   help="pin the run (worker and every job process) to K cores (default: all)")
+    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+                   help="Whisper threads per turn (default: the cores the process may use)")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="Whisper turns at once per process (default: the cores the process may use)")
+    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
+                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
+                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
+    p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
+                   help="Whisper's input window: pad each turn to max(S, the turn) instead of 30 s (default: "
+                        "%(default)s, Whisper's own; 10 is 3-5x faster on short turns: docs/cost-and-scaling.md)")
+    p.add_argument("--max-batch", type=int, default=1, metavar="N",
+                   help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
+    p.add_argument("--stt-price", default=None, metavar="ITEM",
+                   help="price the cloud STT bill with this row of the pricing file (e.g. "
+                        "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
 
 
 def pin_to_cores(cpus: int | None) -> list[int]:

@@ -59,6 +59,7 @@ class Event:
     vad_inferences: int | None = None  # vad_metrics: silero inferences since the last one (audio windows processed)
     cold_start_s: float | None = None  # job_start: seconds from submission to the entrypoint running
     affinity: list[int] | None = None  # job_start: the cores the job's process may run on
+    models_loaded: int | None = None  # job_start: Whisper models this process holds (1: it reused its preloaded one)
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (the event log)
     lk_transcription_delay_s: float | None = None  # turn_metrics: livekit-agents' transcription_delay of the turn

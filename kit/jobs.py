@@ -31,7 +31,7 @@ from kit.config import KitError, RunConfig, pin_to_cores
 from kit.events import EventLog
 from kit.record import write_atomically
 from kit.room import ConsoleRoom, RoomView
-from kit.stt import load_service_client, load_whisper, stt_service_url
+from kit.stt import load_service_client, load_whisper, loaded_models
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,10 @@ def prewarm(proc: JobProcess, config: dict) -> None:
     no reason): the job loads it again and records the real error."""
     cfg = RunConfig.from_dict(config)
     pin_to_cores(cfg.cpus)  # before the model sizes its workers to the cores; the runner pinned already
-    if cfg.stt == "whisper":
+    if cfg.stt.kind == "whisper":
         with contextlib.suppress(Exception):
             load_whisper(cfg)
-    elif stt_service_url(cfg.stt):
+    elif cfg.stt.url:
         load_service_client()  # livekit-plugins-openai registers itself on the main thread, before any job
 
 
@@ -107,7 +107,7 @@ def _job_config(spec: JobSpec) -> RunConfig:
 
 def _load_model(config: RunConfig) -> str | None:
     """Load the Whisper model (a no-op after a successful prewarm); the error message if it fails."""
-    if config.stt != "whisper":
+    if config.stt.kind != "whisper":
         return None
     try:
         load_whisper(config)
@@ -144,7 +144,8 @@ async def run_job(ctx: JobContext, on_participant: ParticipantHandler, *, joins_
     else:
         room, log = await _open_console_room(spec)
         cold_start = entered - spec.t_submit
-    log.emit("job_start", t=entered - log.t0, cold_start_s=cold_start, affinity=sorted(os.sched_getaffinity(0)))
+    log.emit("job_start", t=entered - log.t0, cold_start_s=cold_start, affinity=sorted(os.sched_getaffinity(0)),
+             models_loaded=loaded_models())  # fmt: skip
     job = Job(spec, config, room, log)
     try:
         if model_error:

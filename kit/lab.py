@@ -84,7 +84,7 @@ def load(run_dir: Path | str) -> Run:
 
 def pricing_path(record: RunRecord) -> str | None:
     """The pricing CSV a run was priced with (None: the default data/pricing.csv)."""
-    return record.config.get("pricing")
+    return record.run_config.pricing
 
 
 def measure(config: RunConfig) -> Run:

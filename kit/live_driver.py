@@ -49,7 +49,7 @@ from pathlib import Path
 from livekit import api, rtc
 
 from kit import architectures, scenario
-from kit.config import KitError, RunConfig
+from kit.config import KitError, RunConfig, check_cpus
 from kit.events import EventLog
 from kit.jobs import JobSpec
 from kit.live import (
@@ -58,9 +58,10 @@ from kit.live import (
 )  # fmt: skip
 from kit.record import ArchRun, RunRecord
 from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
-from kit.runner import END_GRACE_S, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
+from kit.runner import END_GRACE_S, Interrupted, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
 from kit.sampler import ResourceSampler, read_stat
-from kit.stt import parse_stt, resolve_model, stt_delay, stt_service_url
+from kit.config import SttSpec
+from kit.stt import resolve_model
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
@@ -135,11 +136,10 @@ def run(
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
     sc = scenario.load(config.scenario)
-    stt_delay(config.stt)  # fail fast on a bad --stt (the model is loaded by the agents)
-    if agent is not None and stt_service_url(config.stt) is None:
-        config = replace(config, stt="service")  # an agent of yours reaches STT only through the service
-    model = resolve_model(config.model) if parse_stt(config.stt).run_loads_model else None
-    if stt_service_url(config.stt) == "" and config.archs and not local_agents:
+    if agent is not None and not config.stt.uses_service:
+        config = replace(config, stt=SttSpec("service", url=""))  # an agent of yours reaches STT only through the service
+    model = resolve_model(config.model) if config.stt.run_loads_model else None
+    if config.stt.needs_service_start and config.archs and not local_agents:
         raise KitError("--stt service live needs --local-agents (the kit starts the service and its agents here); "
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
     run_dir = new_run_dir(config.results_dir)
@@ -163,6 +163,7 @@ def run(
                 "dispatch": dispatch, "agents": names, "rooms": rooms,
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
+        record.cores = check_cpus(config.cpus) if config.cpus and local_agents else None  # the agents' cores
         record.save(run_dir)
         service, config = start_stt_service(config, run_dir, record)  # the agents get "service:<its URL>"
         if service is not None:
@@ -172,9 +173,11 @@ def run(
         try:
             for name in config.archs:
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
-                with local_agent(name, config, workers) if local_agents else contextlib.nullcontext():
+                with local_agent(name, config, workers) if local_agents else contextlib.nullcontext() as worker:
                     run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv)
                     result = asyncio.run(run.run(sampler, progress))
+                    if worker is not None:
+                        result.worker_cores = sorted(os.sched_getaffinity(worker.pid))
                 record.archs[name] = result
                 record.save(run_dir)
             if agent is not None:
@@ -190,6 +193,8 @@ def run(
         finally:
             sampler.stop()
             record.finish(run_dir, interrupted=interrupted is not None)
+    if interrupted is not None:
+        raise Interrupted(interrupted, run_dir)  # as in console: the caller reports it (exit 128 + the signal)
     return run_dir
 
 
@@ -235,8 +240,10 @@ def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Pope
     """`python -m kit agent --arch <arch>` as a child process, registered before the run goes on;
     stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
     runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
-    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, "--stt", config.stt, "--compute-type", config.compute_type]
-    worker = AgentWorker(cmd + (["--model", config.model] if config.model else []), f"the {arch} agent worker")
+    # every inference setting of the run (kit/config.py: to_args), so the worker's idle job processes
+    # load the very model the jobs use, pinned to the run's cores
+    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, *config.to_args()]
+    worker = AgentWorker(cmd, f"the {arch} agent worker")
     with worker:
         if workers is not None:
             workers[arch] = worker.proc
@@ -381,7 +388,7 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     its agent name), wait for it to register, replay the room to it, stop it. A worker that never
     registers, exits or publishes nothing is a problem of its row, not the end of the run."""
     env = {**os.environ, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
-           STT_URL_ENV: stt_service_url(config.stt) or ""}  # fmt: skip
+           STT_URL_ENV: config.stt.url or ""}  # fmt: skip
     if agent.name:
         env[AGENT_NAME_ENV] = agent.name
     log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"

@@ -322,7 +322,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     sc = scenario_mod.load(record.scenario.path)
     events = read_events(run_dir)
     resources = read_resources(run_dir)
-    vad_silence = record.config["vad"]["min_silence_duration"]
+    config = record.run_config
+    vad_silence = config.vad.min_silence_duration
     ran = [a for a, info in record.archs.items() if info.t0_mono is not None]
     interrupted = {a for a in ran if record.archs[a].interrupted}
     utts = utterances(sc, events, vad_silence, ran, interrupted)
@@ -341,8 +342,8 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
         speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
-        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or record.config.get("pricing")),
-                         stt_item=record.config.get("stt_price"))  # fmt: skip
+        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or config.pricing),
+                         stt_item=config.stt_price)  # fmt: skip
     return Tables(utts, speakers_df, archs_df)
 
 

@@ -44,6 +44,7 @@ class ArchRun:
     room: str | None = None
     agent_name: str | None = None
     command: str | None = None  # `kit live --agent CMD`: your own agent, measured only from outside
+    worker_cores: list[int] | None = None  # live, --local-agents: the cores the agent worker may use (/proc)
 
     @classmethod
     def from_dict(cls, d: dict) -> ArchRun:
@@ -64,7 +65,7 @@ class ScenarioRef:
 @dataclass
 class RunRecord:
     run_id: str
-    config: dict  # RunConfig.to_dict(), verbatim
+    config: dict  # RunConfig.to_dict(), verbatim (as run.json holds it; typed: `run_config`)
     scenario: ScenarioRef
     mode: str = "console"  # or "live"
     model: dict | None = None  # kit.stt.ModelInfo as a dict; None for a calibration STT
@@ -88,6 +89,11 @@ class RunRecord:
         return cls(run_id=Path(run_dir).name, config=config.to_dict(), scenario=ref, mode=mode,
                    model=asdict(model) if model else None, versions=versions(), machine=machine(), git_sha=git_sha(),
                    started=now(), live=live)  # fmt: skip
+
+    @property
+    def run_config(self) -> RunConfig:
+        """The run's configuration, typed (parsed from run.json's form once per call)."""
+        return RunConfig.from_dict(self.config)
 
     def save(self, run_dir: Path) -> None:
         write_atomically(Path(run_dir) / "run.json", json.dumps(asdict(self), indent=1))

@@ -479,12 +479,12 @@ def _room(run: Run, pngs) -> str:
 
 
 def _method(run: Run) -> str:
-    vad = run.record.config["vad"]
+    config = run.record.run_config
     return (
         f"<p>Mode: <strong>{_e(_mode(run))}</strong>. "
         "Every design runs on the same room (same audio, same timing), with the same STT and VAD settings, "
         "through a real livekit-agents <code>AgentServer</code> with process job executors, one design after the other. "
-        f"STT: <code>{_e(run.record.config['stt'])}</code>; VAD: silero, silence threshold {_e(vad['min_silence_duration'])} s.</p>"
+        f"STT: <code>{_e(config.stt)}</code>; VAD: silero, silence threshold {_e(config.vad.min_silence_duration)} s.</p>"
         + _table(designs(run.archs).rename(columns={"arch": "architecture"}))
         + "<h3>Metric definitions</h3>" + _table(METRICS)
     )  # fmt: skip
@@ -586,7 +586,7 @@ def _caveats(run: Run) -> str:
     else:
         items.append(f"Mode {_e(_mode(run))}: a real LiveKit room; latency includes the trip through the server, and "
                      "CPU and memory are those of the machine that ran the agents.")  # fmt: skip
-    if str(run.record.config["stt"]).startswith("delay:"):
+    if run.record.run_config.stt.calibration:
         items.append("The STT is the calibration STT (a fixed delay, no model): latency here measures the instrument, "
                      "and WER is meaningless.")  # fmt: skip
     n = len(run.scenario.utterances)

@@ -34,7 +34,7 @@ from kit.events import EventLog, read_events
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
 from kit.record import ArchRun, RunRecord, write_atomically
 from kit.sampler import ResourceSampler
-from kit.stt import parse_stt, resolve_model, stt_delay, stt_service_url
+from kit.stt import resolve_model
 from kit.stt_service import SERVICE_LOG, ServiceProcess
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
@@ -312,19 +312,17 @@ def start_stt_service(config: RunConfig, run_dir: Path, record: RunRecord) -> tu
     model, calibration answers) and return it with the config the jobs get ("service:<URL>" or
     "stream:<URL>"); `--stt service:URL` / `stream:URL` is recorded as a service the run did not
     start. Any other STT: (None, config)."""
-    url = stt_service_url(config.stt)
-    if url is None:
+    if not config.stt.uses_service:
         return None, config
-    if url:
-        record.stt_service = {"url": url, "pid": None, "started_by_kit": False, "log": None}
+    if not config.stt.needs_service_start:
+        record.stt_service = {"url": config.stt.url, "pid": None, "started_by_kit": False, "log": None}
         record.save(run_dir)
         return None, config
     service = ServiceProcess(config, log_path=run_dir / SERVICE_LOG, stderr_path=run_dir / "stt-service.log")
     url = service.start()
     record.stt_service = {"url": url, "pid": service.pid, "started_by_kit": True, "log": SERVICE_LOG}
     record.save(run_dir)
-    kind = "stream" if parse_stt(config.stt).streaming else "service"
-    return service, dataclasses.replace(config, stt=f"{kind}:{url}")
+    return service, dataclasses.replace(config, stt=config.stt.served_at(url))
 
 
 def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
@@ -333,8 +331,7 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
         architectures.get(name)  # fail fast on an unknown name
     sc = scenario.load(config.scenario)
     # the model the run's own processes load (the job processes, or the run's STT service)
-    model = resolve_model(config.model) if parse_stt(config.stt).run_loads_model else None
-    stt_delay(config.stt)  # fail fast on a bad --stt (the model itself is loaded in the job processes)
+    model = resolve_model(config.model) if config.stt.run_loads_model else None
     pricing = load_pricing(config.pricing)  # and on a bad pricing file
     if config.stt_price:
         pricing.stt_price(config.stt_price)  # and on an unknown STT price

@@ -313,6 +313,12 @@ def load_whisper(config: RunConfig) -> Whisper:
         return _whisper_cache[key]
 
 
+def loaded_models() -> int:
+    """How many Whisper models this process holds (1 when every load asked for the same settings)."""
+    with _whisper_lock:
+        return len(_whisper_cache)
+
+
 def inference_cpu_seconds() -> float:
     """CPU time of the Whisper workers plus every native (non-Python) thread of this process.
 
@@ -639,81 +645,13 @@ class ServiceSpeechStream(stt.RecognizeStream):
             logging.getLogger("kit.stt").error("the STT stream of %s: %s", owner.participant, m.get("message"))
 
 
-# --- the STT spec -------------------------------------------------------------------------------------
-
-STT_SPECS = ("'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service', 'service:URL', 'stream', 'stream:URL' "
-             "or 'stream-delay:SECONDS'")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SttSpec:
-    """What --stt names: kind "whisper" | "delay" | "service" | "stream" | "stream-delay"; the service's
-    base URL (service/stream: "" when the run starts the service); the calibration delay, s."""
-
-    kind: str
-    url: str | None = None
-    delay: float | None = None
-
-    @property
-    def streaming(self) -> bool:
-        return self.kind in ("stream", "stream-delay")
-
-    @property
-    def run_loads_model(self) -> bool:
-        """The run's own processes load the model: the job processes (whisper) or the service the
-        run starts (service, stream); not a calibration STT nor a service given by URL."""
-        return self.kind == "whisper" or (self.kind in ("service", "stream") and self.url == "")
-
-    @property
-    def placement(self) -> str:
-        """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process"
-        (each job process's own model) or "none" (a calibration STT)."""
-        if self.kind in ("service", "stream"):
-            return "service"
-        return "in-process" if self.kind == "whisper" else "none"
-
-
-def parse_stt(spec: str) -> SttSpec:
-    """The one parser of --stt (KitError on anything else)."""
-    kind, sep, value = spec.partition(":")
-    if spec == "whisper":
-        return SttSpec("whisper")
-    if kind in ("service", "stream") and not sep:
-        return SttSpec(kind, url="")
-    if kind in ("service", "stream"):
-        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
-            raise KitError(f"--stt {kind}:URL needs an http(s) base URL, e.g. {kind}:http://127.0.0.1:8000/v1, got {spec!r}")
-        return SttSpec(kind, url=value)
-    if kind in ("delay", "stream-delay") and sep:
-        try:
-            delay = float(value)
-        except ValueError:
-            delay = -1.0
-        if 0 <= delay < float("inf"):
-            return SttSpec(kind, url="" if kind == "stream-delay" else None, delay=delay)
-    raise KitError(f"unknown STT {spec!r}: use {STT_SPECS}")
-
-
-def stt_service_url(spec: str) -> str | None:
-    """For "service:URL" / "stream:URL" the service's base URL (e.g. http://127.0.0.1:8000/v1); "" for
-    "service", "stream" and "stream-delay:S" (the run starts the kit's service and hands the jobs
-    "service:<its URL>" or "stream:<its URL>"); None for an STT without a service."""
-    return parse_stt(spec).url
-
-
-def stt_delay(spec: str) -> float | None:
-    """Validate an STT spec without loading anything: the delay for "delay:S", else None."""
-    parsed = parse_stt(spec)
-    return parsed.delay if parsed.kind == "delay" else None
-
-
 def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT | StreamingSTT:
     """The STT a config asks for, for one participant: "whisper", "delay:SECONDS", "service:URL" or
     "stream:URL" ("service", "stream", "stream-delay:S" are resolved to a URL by the run that starts
     the service)."""
-    spec = parse_stt(config.stt)
-    if spec.url == "":
-        raise KitError(f"--stt {config.stt}: no service URL here (a run starts the service and gives its jobs the URL); "
+    spec = config.stt
+    if spec.needs_service_start:
+        raise KitError(f"--stt {spec}: no service URL here (a run starts the service and gives its jobs the URL); "
                        "start one with `python -m kit stt-service` and use --stt service:URL or stream:URL")  # fmt: skip
     if spec.kind == "stream":
         return StreamingSTT(config, participant=participant, log=log, url=spec.url)

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.config import KitError, RunConfig
+from kit.config import KitError, RunConfig, check_cpus
 
 # kit.stt (livekit-agents, seconds to import) is imported where it is used: `python -m kit` builds
 # this command's parser without it
@@ -460,9 +460,7 @@ class ServiceProcess:
         c = self.config
         cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", "--compute-type", c.compute_type,
                "--max-batch", str(c.max_batch), "--window", repr(c.window_s), "--parent-pid", str(os.getpid())]  # fmt: skip
-        from kit.stt import parse_stt
-
-        spec = parse_stt(c.stt)
+        spec = c.stt
         calibration = spec.delay if spec.kind == "stream-delay" else None
         for flag, value in (("--model", c.model), ("--cpu-threads", c.cpu_threads), ("--num-workers", c.num_workers),
                             ("--log", self.log_path), ("--calibration-delay", calibration)):  # fmt: skip
@@ -473,7 +471,10 @@ class ServiceProcess:
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> str:
         self._stderr = open(self.stderr_path, "w+b") if self.stderr_path else tempfile.TemporaryFile()
         # its own session: a Ctrl-C meant for the run reaches the run, which then stops the service
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True)
+        # --cpus: pinned like the run's other processes (live, the driver itself stays unpinned)
+        cores = check_cpus(self.config.cpus) if self.config.cpus else None
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)  # fmt: skip
         try:
             self.url = self._wait_ready(timeout_s)
         except BaseException:  # not ready, or Ctrl-C meanwhile: never leave it behind

@@ -27,7 +27,6 @@ import pandas as pd
 from kit import metrics, runner, synth
 from kit.config import KitError, RunConfig
 from kit.record import RunRecord
-from kit.stt import parse_stt
 
 GENERATED_DIR = synth.GENERATED_DIR
 LATENCY_THRESHOLD_S = 1.5
@@ -81,11 +80,6 @@ def pattern_room(pattern: str, n: int, lines: int = 3) -> Path:
     raise KitError(f"unknown --pattern {pattern!r}: use one of {', '.join(PATTERNS)}")
 
 
-def stt_placement(stt: str) -> str:
-    """Where inference runs for an --stt spec (kit.stt.SttSpec.placement): "service", "in-process" or "none"."""
-    return parse_stt(stt).placement
-
-
 def run_sweep(
     participants: list[int], config: RunConfig, pattern: str = "all-talk", lines: int = 3,
     threshold_s: float = LATENCY_THRESHOLD_S, progress_factory=None,
@@ -107,7 +101,7 @@ def run_sweep(
                 run_dir = runner.run(cfg, progress_factory=progress_factory)
             except KitError as e:  # e.g. the memory guard: this N does not fit; larger N will not either
                 rows.append({"pattern": pattern, "participants": n, "arch": arch, "complete": False, "note": str(e),
-                             "stt_placement": stt_placement(config.stt)})  # fmt: skip
+                             "stt_placement": config.stt.placement})  # fmt: skip
                 pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(sweep_dir / "sweep.csv", index=False)
                 stopped.add(arch)
                 continue
@@ -149,7 +143,7 @@ def _row(pattern: str, tables: metrics.Tables, run_dir: Path, record: RunRecord)
     talkers = int((spk["utterances"] > 0).sum())  # participants with at least one utterance
     return {
         "pattern": pattern, "participants": int(a["speakers"]), "speakers": talkers, "arch": a["arch"],
-        "stt_placement": stt_placement(record.config["stt"]), "cpus": metrics.cores_available(record),
+        "stt_placement": record.run_config.stt.placement, "cpus": metrics.cores_available(record),
         "latency_p50": a["latency_p50"], "latency_p95": a["latency_p95"],
         "compute_bound_p95": a["compute_bound_p95"], "p95_over_bound": a["p95_over_bound"],
         "wer": a["wer"], "utterances": a["utterances"], "missed": a["missed"], "cpu_s": a["cpu_s"],

@@ -74,3 +74,15 @@ def livekit_server(tmp_path_factory):
         pytest.skip(str(e))
     with srv:
         yield srv
+
+
+# Test tiers (docs/design.md): a test marked by hand, or using one of these fixtures, is in that tier;
+# `make quick` runs the tests in none of them. A module fixture that replays a room marks every test using it.
+FIXTURE_TIERS = {"whisper_run": "replay", "voices_compare": "replay", "rebuilt": "replay",
+                 "livekit_server": "server", "whisper_live": "server", "examples_measured": "server"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in set(item.fixturenames) & set(FIXTURE_TIERS):
+            item.add_marker(FIXTURE_TIERS[fixture])

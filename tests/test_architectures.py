@@ -28,6 +28,7 @@ def whisper_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.replay
 def test_compare_writes_the_report_and_prints_its_path_last(whisper_run):
     last = (whisper_run / "printed.txt").read_text().strip().splitlines()[-1]
     assert last == f"report: {whisper_run / 'report.html'}"
@@ -85,6 +86,7 @@ def test_speaker_costs_and_the_run_record(whisper_run):
     assert set(loaded.archs) == set(NAMES) and all(a.t0_mono and a.complete for a in loaded.archs.values())
 
 
+@pytest.mark.replay
 def test_a_failing_participant_pipeline_is_recorded_and_the_others_carry_on(tmp_path):
     config = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="delay:0.3",
                        results_dir=tmp_path, fault="pipeline:bob")  # fmt: skip

@@ -20,6 +20,7 @@ def _pair_turns():
     return [tracks[u.participant][round((u.start_s - 0.3) * 16000) : round((u.end_s + 0.5) * 16000)] for u in sc.utterances]
 
 
+@pytest.mark.replay
 def test_a_batch_returns_the_same_text_as_one_by_one():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))
     turns = _pair_turns()[:4]
@@ -27,6 +28,7 @@ def test_a_batch_returns_the_same_text_as_one_by_one():
     assert all(alone) and whisper.texts(turns) == alone
 
 
+@pytest.mark.replay
 def test_waiting_turns_are_batched_and_each_gets_its_own_text_and_cost():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))
     turns = _pair_turns()[:4]
@@ -53,6 +55,7 @@ def test_pin_to_cores_refuses_what_the_machine_cannot_give():
         pin_to_cores(0)
 
 
+@pytest.mark.replay
 def test_cpus_1_pins_every_job_process(tmp_path):
     before = os.sched_getaffinity(0)
     config = RunConfig(scenario="pair-2", archs=("multi_dispatch",), stt="delay:0.3", cpus=1, results_dir=tmp_path)

@@ -342,6 +342,7 @@ def _reason(message: str) -> str:
 
 
 @given(rooms())
+@pytest.mark.replay
 def test_every_generated_valid_room_loads(room):
     with tempfile.TemporaryDirectory() as tmp:
         sc = _load_or_refuse(room, Path(tmp))
@@ -350,6 +351,7 @@ def test_every_generated_valid_room_loads(room):
 
 @settings(max_examples=BUDGET)
 @given(mutated_rooms())
+@pytest.mark.replay
 def test_a_mutated_room_is_refused_in_one_line_or_loads_whole(room):
     with tempfile.TemporaryDirectory() as tmp:
         _load_or_refuse(room, Path(tmp))
@@ -377,6 +379,7 @@ TINY = Room(  # one participant, a 1-sample track, one utterance of that sample
 @example(HAND_PICKED)
 @example(TINY)
 @given(rooms())
+@pytest.mark.replay
 def test_a_loadable_room_runs_to_completion_in_console_mode(room):
     """participant_entrypoint with the calibration STT: the run completes, its tables compute."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -473,6 +476,7 @@ def _check_loaded_import(sc: scenario.Scenario, recs: list[Recording]) -> None:
 
 @settings(max_examples=max(5, BUDGET // 4))
 @given(recordings())
+@pytest.mark.replay
 def test_an_imported_recording_is_refused_in_one_line_or_becomes_a_valid_room(recs):
     with tempfile.TemporaryDirectory() as tmp:
         _import_or_refuse(recs, Path(tmp))
@@ -497,6 +501,7 @@ def speech_recordings(draw) -> list[Recording]:
 
 @settings(max_examples=max(1, BUDGET // 100), deadline=None)
 @given(speech_recordings())
+@pytest.mark.replay
 def test_an_imported_room_runs_to_completion_in_console_mode(recs):
     with tempfile.TemporaryDirectory() as tmp:
         sc = _import_or_refuse(recs, Path(tmp))

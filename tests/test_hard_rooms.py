@@ -26,6 +26,7 @@ def _every_utterance_matched(tables: metrics.Tables, max_wer: float, archs=CONCU
         assert metrics.wer(list(u["ref_text"]), list(u["hyp_text"])) <= max_wer, arch
 
 
+@pytest.mark.replay
 def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
     sc = scenario.load("crosstalk")
     assert any(not i.isascii() for i in sc.identities) and any("-" in i for i in sc.identities)
@@ -35,6 +36,7 @@ def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
     assert baseline["missed"] >= 2, "one session following the loudest speaker cannot hear overlapped speech"
 
 
+@pytest.mark.replay
 def test_comings_and_goings(tmp_path, capsys):
     """Through `compare` as a user runs it: with a silent participant (mo) it exits 0 and writes the report."""
     sc = scenario.load("comings-and-goings")
@@ -61,6 +63,7 @@ def test_comings_and_goings(tmp_path, capsys):
         assert spk.loc[(arch, "mo"), ["utterances", "matched", "missed"]].tolist() == [0, 0, 0]
 
 
+@pytest.mark.replay
 def test_noisy_room(tmp_path):
     """A short noisy room (pair-2 with pink noise at 10 dB SNR), so the test stays quick."""
     script = tmp_path / "noisy-pair.toml"

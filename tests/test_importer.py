@@ -237,6 +237,7 @@ def test_reference_flag_is_validated_and_defaults_to_true(pair2_copy):
 # --- a room without reference text, end to end ------------------------------------------------------------
 
 
+@pytest.mark.replay
 def test_a_room_without_reference_reports_latency_and_cost_but_no_wer(tmp_path, capsys):
     d = _two_people(tmp_path)
     room = tmp_path / "room"

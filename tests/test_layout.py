@@ -5,6 +5,7 @@ Every import counts, also those inside functions (a lazy import still ties two m
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent / "kit"
@@ -67,3 +68,26 @@ def test_the_checks_can_fail():
     """The cycle finder sees a circle, and the import walker sees a private import (this file's own shape)."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# An --stt spec is parsed once, by kit.config.SttSpec.parse; everywhere else a spec is an SttSpec, and a
+# string test of it (stt == "whisper", .startswith("delay:"), a ':' split) is the old bug coming back.
+SPEC_STRING_TEST = re.compile(
+    r"""stt\w*\)?\s*[!=]=\s*["']|\.startswith\(\s*\(?\s*["'](whisper["']|delay|service|stream)|stt\w*\)?\.(partition|split)\(""")
+
+
+def spec_string_tests(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if SPEC_STRING_TEST.search(line)]
+
+
+def test_no_string_test_of_an_stt_spec_outside_its_parser():
+    bad = [f"{p.relative_to(KIT.parent)}: {line}" for p in KIT.rglob("*.py") if p.name != "config.py"
+           for line in spec_string_tests(p.read_text(encoding="utf-8"))]  # fmt: skip
+    assert bad == []
+
+
+def test_the_spec_check_can_fail():
+    assert spec_string_tests('if config.stt == "whisper":\nok = 1\nx = str(rec["stt"]).startswith("delay:")\n'
+                             'kind, _, v = config.stt.partition(":")') == [
+        'if config.stt == "whisper":', 'x = str(rec["stt"]).startswith("delay:")', 'kind, _, v = config.stt.partition(":")']  # fmt: skip
+    assert spec_string_tests('if config.stt.kind == "whisper":') == []

@@ -377,6 +377,7 @@ def _files_mention(root: Path, *needles: str) -> list[str]:
     return found
 
 
+@pytest.mark.replay
 def test_live_run_with_a_local_agent_cleans_up_and_writes_no_secret(stub, short_room, tmp_path, capfd):
     """`kit live --local-agents`: the agent worker (a real `python -m kit agent` process) registers
     with the stub; the listener cannot join (the stub is no media server): the run records why,
@@ -607,6 +608,7 @@ async def _simulate(sc: scenario.Scenario, run_dir: Path, config: RunConfig, mon
     return {"jobs": jobs, "connect_saw": connect_saw, "t0": replay.t0}
 
 
+@pytest.mark.replay
 def test_each_architecture_in_a_simulated_live_job(short_room, tmp_path, monkeypatch):
     sc = scenario.load(short_room)
     config = RunConfig(scenario=str(short_room), stt="delay:0.05")
@@ -677,6 +679,7 @@ def _run_notebook(**params) -> str:
     return "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values()) for o in outputs)
 
 
+@pytest.mark.replay
 def test_live_notebook_starts_its_own_server_and_compares_console_with_live(monkeypatch, tmp_path):
     for var in live.ENV_VARS:
         monkeypatch.delenv(var, raising=False)

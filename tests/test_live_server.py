@@ -30,6 +30,8 @@ from kit.config import REPO_ROOT
 from kit.live import Credentials, server_api
 from kit.record import RunRecord
 
+pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
+
 ALL = (*NAMES, "active_speaker")
 ARCH_ARGS = [a for arch in ALL for a in ("--arch", arch)]
 CONCURRENT_ARGS = [a for arch in NAMES for a in ("--arch", arch)]
@@ -176,6 +178,24 @@ def test_a_silent_participant_in_both_modes_is_the_same_row_and_the_report_is_wr
         assert spk["utterances"].notna().all()
 
 
+def test_cpus_and_window_reach_the_agent_worker_and_its_jobs(livekit_server, tmp_path):
+    """--cpus 1 --window 10 live: the worker and every job process are pinned to one core (read from
+    /proc), and each job process holds exactly one Whisper model: the one it preloaded (the worker
+    got every inference flag, so its idle processes load the model the jobs use)."""
+    done = kit("live", "--local-agents", "--scenario", "pair-2", "--arch", "multi_dispatch", "--cpus", "1",
+               "--window", "10", "--results", str(tmp_path), env=kit_env(livekit_server))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    record = RunRecord.load(run_dir)
+    core = sorted(os.sched_getaffinity(0))[:1]
+    assert record.archs["multi_dispatch"].worker_cores == core and record.cores == core
+    assert record.config["cpus"] == 1 and record.config["window_s"] == 10.0
+    starts = [json.loads(line) for f in (run_dir / "events").glob("multi_dispatch-j*.jsonl")
+              for line in f.read_text().splitlines() if '"job_start"' in line]  # fmt: skip
+    assert len(starts) == 2, starts
+    assert all(s["affinity"] == core and s["models_loaded"] == 1 for s in starts), starts
+
+
 # --- two developers on one server: each run's jobs land on its own worker ------------------------------------
 
 
@@ -281,12 +301,15 @@ def test_a_job_process_killed_live_is_recorded_and_the_other_completes(tmp_path)
     assert not utts[(utts["participant"] == j1_speaker) & (utts["kind"] == "reference")]["missed"].any()
 
 
-def test_ctrl_c_deletes_the_room_and_keeps_what_was_measured(livekit_server, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_deletes_the_room_and_keeps_what_was_measured(livekit_server, tmp_path, sig, code):
+    """Ctrl-C or SIGTERM: the same exit codes as console mode (128 + the signal)."""
     with live_run(tmp_path, kit_env(livekit_server)) as proc:
         run_dir = _wait_for_room_replay(tmp_path, proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
+    assert f"interrupted by {sig.name}" in err
     assert "Traceback" not in err
     record = RunRecord.load(run_dir)
     assert record.interrupted and not record.complete

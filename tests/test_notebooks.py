@@ -53,6 +53,7 @@ def test_01_scenario_runs(tmp_path):
     assert len(outputs_of(book, "text/html")) >= 3, "audio players and tables"
 
 
+@pytest.mark.replay
 def test_02_architectures_runs_one_design(tmp_path):
     book = execute("02-architectures.ipynb", scenario="pair-2", archs=["participant_entrypoint"], stt="delay:0.3",
                    results_dir=str(tmp_path))  # fmt: skip
@@ -61,6 +62,7 @@ def test_02_architectures_runs_one_design(tmp_path):
     assert len(outputs_of(book, "image/png")) == 1
 
 
+@pytest.mark.replay
 def test_03_compare_runs_and_exports_the_report(tmp_path):
     book = execute("03-compare.ipynb", scenario="pair-2", archs=["multi_session", "participant_entrypoint"],
                    stt="delay:0.3", results_dir=str(tmp_path))  # fmt: skip
@@ -71,6 +73,7 @@ def test_03_compare_runs_and_exports_the_report(tmp_path):
     assert verdict and "Ship" in verdict[0]["data"]["text/markdown"]
 
 
+@pytest.mark.replay
 def test_04_scaling_runs_a_tiny_sweep(tmp_path):
     book = execute("04-scaling.ipynb", participants=[2], patterns=["all-talk", "meeting"], archs=["participant_entrypoint"],
                    lines=1, stt="delay:0.3", cpus=1, results_dir=str(tmp_path))  # fmt: skip

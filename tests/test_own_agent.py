@@ -16,6 +16,8 @@ from kit.record import RunRecord
 from kit.scenario import load
 from test_live_server import kit, kit_env, leaks, mentions, only_run
 
+pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
+
 PY = sys.executable
 SILENT = f"{PY} {REPO_ROOT / 'tests' / 'agents' / 'silent_agent.py'} start"
 
@@ -120,6 +122,7 @@ def test_an_example_agent_transcribes_every_utterance(examples_measured, label):
     assert row["agent_participants"] == 1
 
 
+@pytest.mark.node
 def test_the_dispatch_per_participant_example_gets_one_agent_per_participant(examples_measured):
     """One job per participant, as the server counts them. Its session closes when its participant
     leaves (AgentSession's default), which can cut off a last turn still in the STT: measured, not
@@ -129,6 +132,7 @@ def test_the_dispatch_per_participant_example_gets_one_agent_per_participant(exa
     assert row["agent_participants"] == 2 and row["jobs"] == 2 and row["cpu_s"] > 0 and row["utterances"] == 4
 
 
+@pytest.mark.node
 def test_the_node_multi_session_example_shows_what_1927_loses(examples_measured):
     """One AgentSession per participant in one job (agents-js #1927): measured as it is, whatever it does."""
     done, run_dir, row = examples_measured["node-multi-session"]
@@ -142,6 +146,7 @@ def test_the_node_multi_session_example_shows_what_1927_loses(examples_measured)
         assert row["missed"] == 0
 
 
+@pytest.mark.node
 def test_node_check_prints_its_one_line(livekit_server, tmp_path):
     from test_live_server import kit as run_kit
 

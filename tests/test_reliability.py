@@ -49,6 +49,7 @@ def _assert_all_gone(procs: list[psutil.Process]) -> None:
     assert not alive, f"left running: {[(p.pid, p.cmdline()[-2:]) for p in alive]}"
 
 
+@pytest.mark.replay
 def test_a_killed_job_process_is_recorded_and_the_other_speaker_is_complete(tmp_path):
     proc = _start(tmp_path, "run", "--arch", "multi_dispatch")
     run_dir = _wait_for(lambda: _run_dir(tmp_path))
@@ -73,6 +74,7 @@ def test_a_killed_job_process_is_recorded_and_the_other_speaker_is_complete(tmp_
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.replay
 def test_interrupting_a_compare_keeps_what_was_measured_and_leaves_no_process(tmp_path, sig, code):
     proc = _start(tmp_path, "compare", "--arch", "participant_entrypoint", "--arch", "multi_session")
     run_dir = _wait_for(lambda: _run_dir(tmp_path))
@@ -97,6 +99,7 @@ def test_interrupting_a_compare_keeps_what_was_measured_and_leaves_no_process(tm
     _assert_all_gone(kids)
 
 
+@pytest.mark.replay
 def test_a_model_that_fails_to_load_in_one_process(tmp_path):
     from kit import metrics
     from kit.config import RunConfig

@@ -129,6 +129,7 @@ def test_an_stt_price_without_measured_audio_is_not_a_bill(tmp_path):
     assert "costs less" not in text
 
 
+@pytest.mark.slow
 def test_the_report_names_the_stt_price_row(tmp_path):
     run_dir = make_run(tmp_path, cpu=CHEAP_PE)
     run = lab.load(run_dir)
@@ -162,6 +163,7 @@ def xss_run(tmp_path):
     return make_run(tmp_path, scenario=room, cpu=CHEAP_PE)
 
 
+@pytest.mark.slow
 def test_report_escapes_every_name_and_holds_a_section_per_design(xss_run):
     path = report.write(xss_run)
     html = path.read_text()
@@ -246,6 +248,7 @@ def test_the_example_report_is_shipped_small_and_linked():
     assert "reports/standup-4.html" in (REPO_ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_other_rooms_side_by_side(tmp_path, capsys):
     main_run = make_run(tmp_path / "a", archs=("participant_entrypoint", "active_speaker"), missed={"active_speaker": [1]})
     other = make_run(tmp_path / "b", scenario="comings-and-goings", archs=("participant_entrypoint", "active_speaker"))
@@ -267,6 +270,7 @@ BUNDLED = sorted(p.name for p in SCENARIOS_DIR.iterdir() if (p / "scenario.json"
 
 
 @pytest.mark.parametrize("room", BUNDLED)
+@pytest.mark.slow
 def test_the_report_is_written_for_every_bundled_room(tmp_path, room):
     run_dir = make_run(tmp_path, scenario=room)
     t = lab.load(run_dir).tables
@@ -287,6 +291,7 @@ def test_a_silent_participant_is_a_row_of_zeros_with_no_wer(tmp_path):
     assert "mo" in report.rooms_frame([report.load(make_run(tmp_path / "b", scenario="comings-and-goings"))])["participant"].values
 
 
+@pytest.mark.slow
 def test_a_silent_participant_in_the_browser(tmp_path):
     if chromium_path() is None:
         if os.environ.get("CI"):

@@ -2,12 +2,14 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
 from kit import scenario
 from kit.audio import downsample, to_float32
 from kit.room import FRAME_S, FRAME_SAMPLES, ROOM_RATE, ConsoleRoom
 
 
+@pytest.mark.replay
 def test_replay_frame_count_pacing_and_samples():
     sc = scenario.load("pair-2")
     room = ConsoleRoom(sc, time.monotonic() + 0.3)

@@ -18,6 +18,8 @@ import pytest
 from kit import doctor, server
 from kit.config import KitError
 
+pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
+
 
 def _listening(pid: int) -> list[tuple[str, int, str]]:
     """(ip, port, tcp|udp) of every socket the process listens on (TCP LISTEN, any bound UDP)."""

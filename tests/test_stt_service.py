@@ -24,7 +24,7 @@ from kit.audio import resample, to_int16
 from kit.config import KitError, RunConfig
 from kit.events import EventLog, read_events
 from kit.record import RunRecord
-from kit.stt import SERVICE_HEADERS, ServiceSTT, make_stt, stt_delay, stt_service_url
+from kit.stt import SERVICE_HEADERS, ServiceSTT, make_stt
 from kit.stt_service import LOG_COLUMNS, MAX_UPLOAD_BYTES, ServiceProcess, check_loopback, make_app, read_log
 
 PAIR = scenario.load("pair-2")
@@ -73,6 +73,7 @@ def post(service, *, file: bytes | None = None, headers: dict | None = None, **f
                       headers=headers, timeout=60)  # fmt: skip
 
 
+@pytest.mark.replay
 def test_json_verbose_json_and_text(service):
     audio = wav(clip(0))
     ref = PAIR.utterances[0].text
@@ -199,6 +200,7 @@ def test_a_service_that_cannot_start_says_why(tmp_path):
         ServiceProcess(RunConfig(model=str(tmp_path / "no-such-model"))).start()
 
 
+@pytest.mark.replay
 def test_concurrent_requests_are_all_answered_and_batched(service):
     """Turns from several clients that arrive together wait for the one worker and are decoded
     together (--max-batch 4): the log shows batches of more than one."""
@@ -269,17 +271,7 @@ def test_the_livekit_openai_plugin_transcribes_through_it(service, tmp_path):
     assert "alice" in set(log["participant"]) and (log.loc[log["participant"] == "alice", "sample_rate"] == 48_000).all()
 
 
-def test_the_stt_spec():
-    assert stt_service_url("service") == "" and stt_service_url("whisper") is None and stt_service_url("delay:0.1") is None
-    assert stt_service_url("service:http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
-    assert stt_delay("service") is None and stt_delay("service:http://h:1/v1") is None and stt_delay("delay:0.5") == 0.5
-    for bad in ("service:", "service:ftp://x", "service:127.0.0.1:8000", "services", "delay:nan", "delay:-1"):
-        with pytest.raises(KitError):
-            stt_delay(bad)
-    with pytest.raises(KitError, match="service:URL"):
-        make_stt(RunConfig(stt="service"), participant="a", log=None)
-
-
+@pytest.mark.replay
 def test_a_design_runs_end_to_end_with_the_service(tmp_path):
     """`--stt service` on pair-2: the run starts one service (a child of the run, in the sampled
     tree), every job reaches it through livekit-plugins-openai, every utterance is matched, and the

@@ -103,6 +103,7 @@ def test_bad_streams_are_refused_with_a_reason(service):
     assert messages[-1]["type"] == "Error" and "even number of bytes" in messages[-1]["message"] and code == 1008
 
 
+@pytest.mark.replay
 def test_the_calibration_stream_answers_exactly_its_delay_after_the_endpoint(tmp_path):
     with ServiceProcess(RunConfig(stt="stream-delay:0.3")) as svc:
         messages = asyncio.run(stream(svc.url, speech_then_silence(1), realtime=True))
@@ -112,6 +113,7 @@ def test_the_calibration_stream_answers_exactly_its_delay_after_the_endpoint(tmp
     assert final_t - end == pytest.approx(0.3, abs=0.02)
 
 
+@pytest.mark.replay
 def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
     """`--stt stream`: every utterance matched by every design; each STT was sent the participant's
     whole connected time (what a per-minute streaming bill counts), not only its speech, and a
@@ -138,6 +140,7 @@ def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
     assert (events["kind"] == "stt_sent").sum() >= 2 * len(CONCURRENT)
 
 
+@pytest.mark.replay
 def test_stream_delay_is_calibrated_for_every_design(tmp_path):
     """`--stt stream-delay:0.3`: each final 0.30 s ± 20 ms after its endpoint, for every design."""
     from kit.runner import run
@@ -150,6 +153,7 @@ def test_stream_delay_is_calibrated_for_every_design(tmp_path):
         assert g["vad_latency_s"].to_numpy() == pytest.approx(np.full(len(g), 0.3), abs=0.02), (arch, list(g["vad_latency_s"]))
 
 
+@pytest.mark.replay
 def test_vad_gated_stt_audio_is_the_turns_it_was_given(tmp_path):
     """VAD-gated: stt_audio_s is the audio of the turns the STT was handed: each utterance, plus at most
     the VAD's prefix padding (0.5 s) and its end-of-turn silence (0.55 s) and a window or two — far less

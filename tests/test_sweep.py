@@ -37,6 +37,7 @@ def test_capacity_is_the_largest_n_under_threshold():
     assert cap["max_participants"].tolist() == [2, 0] and cap["cpus"].tolist()[0] == 1
 
 
+@pytest.mark.replay
 def test_tiny_sweep_end_to_end(tmp_path, capsys):
     code = main(["sweep", "--participants", "1,2", "--lines", "1", "--arch", "participant_entrypoint", "--results",
                  str(tmp_path), "--cpus", "1"])  # fmt: skip

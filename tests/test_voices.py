@@ -71,6 +71,7 @@ def rebuilt(tmp_path_factory):
     return out
 
 
+@pytest.mark.replay
 def test_the_committed_room_is_what_the_script_builds(rebuilt):
     committed = SCENARIOS_DIR / ROOM
     assert (rebuilt / "scenario.json").read_bytes() == (committed / "scenario.json").read_bytes()
@@ -124,6 +125,7 @@ def voices_compare(tmp_path_factory):
     return metrics.compute(run_dir).utterances
 
 
+@pytest.mark.replay
 def test_every_design_transcribes_every_utterance_of_real_speech(voices_compare):
     ref = voices_compare[voices_compare["kind"] == "reference"]
     assert sorted(set(ref["arch"])) == sorted(NAMES)
@@ -166,6 +168,7 @@ def room_turns():
 @pytest.mark.parametrize(
     "option,value", [(name, v) for name, values in INFERENCE_OPTIONS.items() for v in values], ids=lambda x: str(x)
 )
+@pytest.mark.replay
 def test_inference_option_keeps_the_wer_on_real_speech(room_turns, option, value):
     turns, refs, default_wer = room_turns
     assert default_wer <= DEFAULT_MAX_WER

@@ -1,0 +1,64 @@
+"""The one typed config: the --stt spec parsed once, validation at construction, and its two outside
+forms (JSON for run.json and the jobs, flags for the agent worker and the STT service) round-trip."""
+
+import argparse
+
+import pytest
+
+from kit import config as config_mod
+from kit.config import KitError, RunConfig, SttSpec, VADSettings
+from kit.stt import make_stt
+
+
+def test_the_stt_spec():
+    assert SttSpec.parse("service") == SttSpec("service", url="") and SttSpec.parse("whisper").url is None
+    assert SttSpec.parse("service:http://127.0.0.1:8000/v1").url == "http://127.0.0.1:8000/v1"
+    assert SttSpec.parse("delay:0.5").delay == 0.5 and SttSpec.parse("delay:0.5").calibration
+    assert SttSpec.parse("stream-delay:0.2").calibration and SttSpec.parse("stream-delay:0.2").needs_service_start
+    assert [SttSpec.parse(s).placement for s in ("whisper", "service", "stream:http://h:1/v1", "delay:1")] == [
+        "in-process", "service", "service", "none"]  # fmt: skip
+    for text in ("whisper", "delay:0.3", "service", "service:http://h:1/v1", "stream", "stream:http://h:1/v1", "stream-delay:0.25"):
+        assert str(SttSpec.parse(text)) == text and SttSpec.parse(str(SttSpec.parse(text))) == SttSpec.parse(text)
+    assert SttSpec.parse("stream-delay:0.2").served_at("http://h:1/v1") == SttSpec("stream", url="http://h:1/v1")
+    assert SttSpec.parse("service").served_at("http://h:1/v1") == SttSpec("service", url="http://h:1/v1")
+    for bad in ("service:", "service:ftp://x", "service:127.0.0.1:8000", "services", "delay:nan", "delay:-1", "delay:", ""):
+        with pytest.raises(KitError):
+            SttSpec.parse(bad)
+    with pytest.raises(KitError, match="service:URL"):
+        make_stt(RunConfig(stt="service"), participant="a", log=None)
+
+
+def test_a_string_stt_is_parsed_once_as_the_config_is_made():
+    assert RunConfig(stt="delay:0.3").stt == SttSpec("delay", delay=0.3)
+    with pytest.raises(KitError, match="unknown STT"):
+        RunConfig(stt="whispr")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"window_s": 0}, "--window"), ({"window_s": 31}, "--window"), ({"max_batch": 0}, "--max-batch"),
+    ({"cpus": 0}, "--cpus"), ({"cpu_threads": -1}, "--cpu-threads"), ({"num_workers": 1.5}, "--num-workers"),
+])  # fmt: skip
+def test_bad_settings_are_refused_where_the_config_is_made(kwargs, message):
+    with pytest.raises(KitError, match=message):
+        RunConfig(**kwargs)
+
+
+FULL = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="stream-delay:0.25", model="/m/tiny",
+                 compute_type="float32", cpu_threads=1, num_workers=2, max_batch=4, window_s=10.0, cpus=1,
+                 vad=VADSettings(gate_dbfs=-55.0), stt_price="stt_x_minute")  # fmt: skip
+
+
+def test_json_round_trip():
+    assert RunConfig.from_dict(FULL.to_dict()) == FULL
+    d = FULL.to_dict()
+    assert d["stt"] == "stream-delay:0.25" and d["archs"] == ["participant_entrypoint"], "run.json keeps its plain form"
+    assert RunConfig.from_dict({**d, "from_a_newer_kit": 1}) == FULL
+
+
+def test_flags_round_trip_every_inference_setting():
+    """What a run hands its agent worker (`kit agent`) and STT service comes back whole."""
+    parser = argparse.ArgumentParser()
+    config_mod.add_arguments(parser)
+    back = RunConfig.from_args(parser.parse_args(FULL.to_args()), scenario=FULL.scenario, archs=FULL.archs)
+    assert back == FULL
+    assert RunConfig.from_args(parser.parse_args([])) == RunConfig()
