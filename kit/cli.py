@@ -361,11 +361,11 @@ def _add_live_commands(sub) -> None:
 
 
 def _live(args) -> int:
-    from kit import live_driver
+    from kit import agent_process, live_driver
 
     agent, dispatch = None, args.dispatch or "api"
     if args.agent is not None:
-        agent = live_driver.ExternalAgent(args.agent, label=args.label, name=args.agent_name,
+        agent = agent_process.ExternalAgent(args.agent, label=args.label, name=args.agent_name,
                                           dispatch=args.dispatch or ("room" if args.agent_name else "auto"))  # fmt: skip
         dispatch = "api"  # the kit's designs beside it
         if agent.dispatch == "auto" and not args.local_server:

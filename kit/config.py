@@ -177,11 +177,16 @@ class RunConfig:
     def to_args(self) -> list[str]:
         """The flags `add_arguments` reads back into this config's inference settings (the room,
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
-        args = ["--stt", str(self.stt), "--compute-type", self.compute_type, "--max-batch", str(self.max_batch),
-                "--window", repr(self.window_s)]  # fmt: skip
-        for flag, value in (("--model", self.model), ("--cpus", self.cpus), ("--cpu-threads", self.cpu_threads),
-                            ("--num-workers", self.num_workers), ("--vad-gate", self.vad.gate_dbfs),
-                            ("--stt-price", self.stt_price)):  # fmt: skip
+        args = ["--stt", str(self.stt), *self.to_model_args()]
+        for flag, value in (("--cpus", self.cpus), ("--vad-gate", self.vad.gate_dbfs), ("--stt-price", self.stt_price)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args
+
+    def to_model_args(self) -> list[str]:
+        """The flags `add_model_arguments` reads back: the model and how it runs (the STT service's)."""
+        args = ["--compute-type", self.compute_type, "--max-batch", str(self.max_batch), "--window", repr(self.window_s)]
+        for flag, value in (("--model", self.model), ("--cpu-threads", self.cpu_threads), ("--num-workers", self.num_workers)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -190,40 +195,45 @@ class RunConfig:
     def from_args(cls, args: argparse.Namespace, **overrides) -> RunConfig:
         """The config of flags parsed by a parser given `add_arguments` (plus `overrides`)."""
         given = dict(
-            scenario=getattr(args, "scenario", DEFAULT_SCENARIO), stt=args.stt, model=args.model,
-            compute_type=args.compute_type, cpus=args.cpus, cpu_threads=args.cpu_threads, num_workers=args.num_workers,
-            max_batch=args.max_batch, window_s=args.window_s, vad=VADSettings(gate_dbfs=args.vad_gate),
-            stt_price=args.stt_price,
+            scenario=getattr(args, "scenario", DEFAULT_SCENARIO), model=args.model, compute_type=args.compute_type,
+            cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
         )  # fmt: skip
+        if hasattr(args, "stt"):  # add_arguments; add_model_arguments alone (the STT service) has the model's only
+            given.update(stt=args.stt, cpus=args.cpus, vad=VADSettings(gate_dbfs=args.vad_gate), stt_price=args.stt_price)
         return cls(**{**given, **overrides})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The inference settings every command that runs the model takes (read by `RunConfig.from_args`)."""
+    """The inference settings every command that runs the designs takes (read by `RunConfig.from_args`)."""
     p.add_argument("--stt", default="whisper",
                    help="'whisper' (in each job process), 'delay:SECONDS' (calibration), 'service' (one shared STT "
                         "service for the run, reached through livekit-plugins-openai), 'service:URL' (a running one), "
                         "'stream' (the service's streaming endpoint: every frame sent, server-side endpointing, "
                         "interims), 'stream:URL' or 'stream-delay:SECONDS' (its calibration twin)")
-    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
-    p.add_argument("--compute-type", default="int8")
+    add_model_arguments(p)
     p.add_argument("--cpus", type=int, default=None, metavar="K",
                    help="pin the run (worker and every job process) to K cores (default: all)")
+    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
+                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
+                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
+    p.add_argument("--stt-price", default=None, metavar="ITEM",
+                   help="price the cloud STT bill with this row of the pricing file (e.g. "
+                        "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and how it runs: every command that loads it (the designs' and the STT service's)."""
+    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
+    p.add_argument("--compute-type", default="int8")
     p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
                    help="Whisper threads per turn (default: the cores the process may use)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="Whisper turns at once per process (default: the cores the process may use)")
-    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
-                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
-                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
     p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
                    help="Whisper's input window: pad each turn to max(S, the turn) instead of 30 s (default: "
                         "%(default)s, Whisper's own; 10 is 3-5x faster on short turns: docs/cost-and-scaling.md)")
     p.add_argument("--max-batch", type=int, default=1, metavar="N",
                    help="most waiting turns decoded in one CTranslate2 batch (default: %(default)s, no batching)")
-    p.add_argument("--stt-price", default=None, metavar="ITEM",
-                   help="price the cloud STT bill with this row of the pricing file (e.g. "
-                        "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
 
 
 def pin_to_cores(cpus: int | None) -> list[int]:

@@ -31,88 +31,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import queue
-import re
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from livekit import api, rtc
 
 from kit import architectures, scenario
-from kit.config import KitError, RunConfig, check_cpus
+from kit.agent_process import AgentWorker, ExternalAgent, local_agent
+from kit.config import KitError, RunConfig, SttSpec, check_cpus
 from kit.events import EventLog
 from kit.jobs import JobSpec
 from kit.live import (
-    ENV_VARS, TRANSCRIPTION_TOPIC, Credentials, RedactingFormatter, agent_name, final_fields,
-    listener_token, mono_at, publisher_token, redact, sanitize_suffix, server_api,
+    ENV_VARS,
+    TRANSCRIPTION_TOPIC,
+    Credentials,
+    RedactingFormatter,
+    agent_name,
+    mono_at,
+    redact,
+    sanitize_suffix,
+    server_api,
 )  # fmt: skip
+from kit.live_api import (
+    EMPTY_TIMEOUT_S,
+    close_room,
+    count_jobs,
+    create_dispatches,
+    create_room,
+)
+from kit.publishers import CONNECT_AHEAD_S, Listener, connect_publisher, publish
 from kit.record import ArchRun, RunRecord
-from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
-from kit.runner import END_GRACE_S, Interrupted, job_errors, new_run_dir, quiet_livekit, start_stt_service, unfinished_jobs
-from kit.sampler import ResourceSampler, read_stat
-from kit.config import SttSpec
+from kit.room import ConsoleRoom
+from kit.runner import (
+    END_GRACE_S,
+    Interrupted,
+    job_errors,
+    new_run_dir,
+    quiet_livekit,
+    start_stt_service,
+    unfinished_jobs,
+)
+from kit.sampler import ResourceSampler
 from kit.stt import resolve_model
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
-LATE_START_S = 0.05  # a publisher whose first frame is later than this is a problem (its track lags throughout)
-CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are not lost to set-up
-EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
-AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
-AGENT_STOP_TIMEOUT_S = 30.0
 AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
-AGENT_DISPATCH = ("room", "participant", "auto")
 STT_URL_ENV = "KIT_STT_URL"  # an --agent's STT: the base URL of the run's shared STT service
 AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch), when it is given one
-
-
-@dataclass(frozen=True)
-class ExternalAgent:
-    """Your own agent worker, measured beside the kit's designs (`kit live --agent CMD`; docs/own-agent.md).
-
-    `command` runs in a shell with LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL and (with `name`)
-    KIT_AGENT_NAME in its environment. `dispatch`: "room" (one explicit dispatch to `name`, empty
-    metadata: the job transcribes everyone), "participant" (one per participant, metadata
-    {"participant_identity": ...}) or "auto" (no dispatch: the worker must join every new room by
-    itself, i.e. register without an agent name; only sensible on a private server). Its rows in the
-    tables are named `label`. It is measured by what it publishes on `lk.transcription`."""
-
-    command: str
-    label: str = "agent"
-    name: str | None = None
-    dispatch: str = "room"
-
-    def __post_init__(self) -> None:
-        if not self.command.strip():
-            raise KitError("--agent needs a command, e.g. --agent 'node examples/node/multi-session.mjs start'")
-        if self.dispatch not in AGENT_DISPATCH:
-            raise KitError(f"--dispatch for --agent must be one of {', '.join(AGENT_DISPATCH)}, got {self.dispatch!r}")
-        if self.dispatch != "auto" and not self.name:
-            raise KitError(f"--dispatch {self.dispatch} needs --agent-name (the name the agent registers with); "
-                           "without one use --dispatch auto")  # fmt: skip
-        if self.dispatch == "auto" and self.name:
-            raise KitError("--dispatch auto dispatches nothing: an agent registered with a name (--agent-name) "
-                           "only joins rooms it is dispatched to; use --dispatch room or participant")  # fmt: skip
-        from kit import architectures
-
-        if self.label in architectures.NAMES:
-            raise KitError(f"--label {self.label!r} is one of the kit's designs; choose another name")
-
-    def metadata(self, identities: list[str]) -> list[str]:
-        """One dispatch's metadata per job the agent should get (auto: one job, no dispatch)."""
-        if self.dispatch == "participant":
-            return [json.dumps({"participant_identity": i}) for i in identities]
-        return [""]
 
 
 def run(
@@ -233,152 +205,6 @@ def _private_server(run_dir: Path, server_bin: str | None):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-
-
-@contextlib.contextmanager
-def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Popen] | None = None):
-    """`python -m kit agent --arch <arch>` as a child process, registered before the run goes on;
-    stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
-    runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
-    # every inference setting of the run (kit/config.py: to_args), so the worker's idle job processes
-    # load the very model the jobs use, pinned to the run's cores
-    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, *config.to_args()]
-    worker = AgentWorker(cmd, f"the {arch} agent worker")
-    with worker:
-        if workers is not None:
-            workers[arch] = worker.proc
-        try:
-            yield worker.proc
-        finally:
-            if workers is not None:
-                workers.pop(arch, None)
-
-
-class AgentWorker:
-    """An agent worker process started here: the kit's (`kit agent`) or yours (`--agent CMD`, run by
-    the shell in its own process group, so the whole group is stopped). Its output (stdout and
-    stderr) is echoed to the terminal, or with `log` written there (secrets redacted); the last
-    lines are kept for error messages. Entering waits until it says it registered: LiveKit's
-    Python and Node.js workers both log "registered worker" once the server accepted them."""
-
-    def __init__(self, cmd: list[str] | str, what: str, env: dict[str, str] | None = None, log: Path | None = None,
-                 secret: str | None = None) -> None:  # fmt: skip
-        self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
-        self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
-        self.tail: deque[str] = deque(maxlen=4)
-        self.proc: subprocess.Popen
-        self.pump: threading.Thread
-
-    def __enter__(self) -> AgentWorker:
-        self.proc = subprocess.Popen(self.cmd, shell=self.group, start_new_session=self.group, env=self.env, text=True,
-                                     errors="replace", stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT if self.group else None)  # fmt: skip
-        lines: queue.Queue[str | None] = queue.Queue()
-        self.pump = threading.Thread(target=self._pump, args=(lines,), daemon=True)
-        self.pump.start()
-        try:
-            self._wait_registered(lines)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def last_output(self) -> str:
-        return " | ".join(_log_message(line) for line in self.tail if line.strip()) or "(no output)"
-
-    def exited(self) -> str | None:
-        """Why the worker is gone (its exit code and last output), or None while it runs."""
-        code = self.proc.poll()
-        return None if code is None else f"{self.what} exited (exit code {code}); its last output: {self.last_output()}"
-
-    def stop(self) -> None:
-        if self.group:  # the shell may be gone while the agent still drains: wait for the group
-            self._signal(signal.SIGTERM)
-            deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
-            while self._group_alive() and time.monotonic() < deadline:
-                self.proc.poll()  # reap the shell, or its zombie keeps the group alive
-                time.sleep(0.2)
-            if self._group_alive():
-                self._signal(signal.SIGKILL)
-        elif self.proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.proc.wait(AGENT_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-        self.proc.wait()
-        self.pump.join(5)  # to the end of its output
-
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return self.proc.poll() is None or _others_in_group(self.proc.pid)
-
-    def _signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if self.group:  # the shell's whole group: the agent, its job processes
-                os.killpg(self.proc.pid, sig)
-            else:
-                self.proc.send_signal(sig)
-
-    def _wait_registered(self, lines: queue.Queue) -> None:
-        """A thread reads the output: a silent worker must not block the timeout."""
-        deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise KitError(f"{self.what} exited before registering (exit code {self.proc.wait()}); "
-                               f"its last output: {self.last_output()}")  # fmt: skip
-            if REGISTERED.search(line):
-                return
-        raise KitError(f"{self.what} did not register with the server within {AGENT_REGISTER_TIMEOUT_S:.0f} s "
-                       f"(no 'registered worker' in its output); its last output: {self.last_output()}")  # fmt: skip
-
-    def _pump(self, lines: queue.Queue) -> None:
-        out = open(self.log, "a", encoding="utf-8") if self.log else None
-        try:
-            for line in self.proc.stdout:
-                line = redact(line, self.secret) if self.secret else line
-                self.tail.append(line)
-                if out:
-                    out.write(line)
-                    out.flush()
-                else:
-                    print(line, end="", flush=True)
-                lines.put(line)
-        finally:
-            if out:
-                out.close()
-            lines.put(None)
-
-
-def _others_in_group(pgid: int) -> bool:
-    """A process other than the (reaped) shell in the group: the agent it started, or its job processes."""
-    for path in Path("/proc").glob("[0-9]*/stat"):
-        stat = read_stat(str(path))
-        if stat is not None and stat[1][0] != b"Z" and int(stat[1][2]) == pgid:  # fields: state, ppid, pgrp
-            return True
-    return False
-
-
-REGISTERED = re.compile(r"registered worker|: registered,")  # livekit-agents (Python, Node.js), and `kit agent`
-
-
-def _log_message(line: str, limit: int = 240) -> str:
-    """One output line for an error message: a JSON log record's level and message, else the line."""
-    with contextlib.suppress(ValueError, AttributeError):
-        rec = json.loads(line)
-        line = f"{rec.get('level', '')} {rec.get('message') or rec.get('msg') or line}".strip()
-    line = line.strip()
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials,
@@ -609,143 +435,7 @@ class AgentLost(Exception):
 # --- the server API (each call with its own least-privilege token) -------------------------------------
 
 
-async def create_room(creds: Credentials, room: str) -> None:
-    async with server_api(creds, room_create=True) as lk:
-        await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=EMPTY_TIMEOUT_S))
-
-
-async def create_dispatches(creds: Credentials, room: str, agent: str, metadata: list[str]) -> list[str]:
-    """One explicit dispatch per job, with its metadata (the kit's jobs: a JobSpec); returns the dispatch ids."""
-    ids = []
-    async with server_api(creds, room_admin=True, room=room) as lk:
-        for m in metadata:
-            d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=m))
-            ids.append(d.id)
-    return ids
-
-
-async def count_jobs(creds: Credentials, room: str) -> int | None:
-    """The jobs the server assigned for the room's dispatches (None: it could not be asked)."""
-    try:
-        async with server_api(creds, timeout_s=5, room_admin=True, room=room) as lk:
-            return sum(len(d.state.jobs) for d in await lk.agent_dispatch.list_dispatch(room))
-    except Exception:
-        return None
-
-
-async def close_room(creds: Credentials, room: str, dispatches: list[str], find: bool = False) -> list[str]:
-    """Delete the dispatches (finished ones may be gone already) and the room; returns problems.
-    `find`: token dispatch, the server made the dispatches: list them first."""
-    problems = []
-    try:
-        async with server_api(creds, room_admin=True, room=room) as lk:
-            if find:
-                dispatches = [d.id for d in await lk.agent_dispatch.list_dispatch(room)]
-            for dispatch_id in dispatches:
-                try:
-                    await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
-                except api.ServerError as e:
-                    if e.status != 404:
-                        problems.append(f"deleting dispatch {dispatch_id}: {e.code} {e.message}")
-        async with server_api(creds, room_create=True) as lk:
-            await lk.room.delete_room(api.DeleteRoomRequest(room=room))
-    except Exception as e:
-        problems.append(redact(f"cleaning up room {room}: {type(e).__name__}: {e}", creds.api_secret))
-    return problems
-
-
 # --- the room: listener and publishers -------------------------------------------------------------------
-
-
-def final_event(text: str, attributes: dict[str, str], sender: str, track_owner: dict[str, str]) -> dict | None:
-    """The `final` event fields of one received transcription, or None if it is not a final.
-    Its participant: the owner of the transcribed track, else the stream's sender identity."""
-    if attributes.get("lk.transcription_final") != "true" or not text.strip():
-        return None
-    participant = track_owner.get(attributes.get("lk.transcribed_track_id", "")) or sender
-    return {"participant": participant, "text": text, **final_fields(attributes)}
-
-
-class Listener:
-    """The driver's one listening connection: logs the final transcriptions the agents publish."""
-
-    def __init__(self, events: EventLog, identities: list[str]) -> None:
-        self.events = events
-        self.identities = set(identities)
-        self.track_owner: dict[str, str] = {}  # the publishers' track sid -> identity
-        self.room = rtc.Room()
-        self.lost = asyncio.Event()  # the connection to the server is gone
-        self.streams = 0  # transcription text streams received (interim and final)
-        self.finals = 0  # finals logged
-        self._reading: set[asyncio.Task] = set()
-
-    async def connect(self, creds: Credentials, room: str) -> None:
-        self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_stream)
-        self.room.on("disconnected", lambda *_: self.lost.set())
-        await self.room.connect(creds.url, listener_token(creds, room), rtc.RoomOptions(auto_subscribe=False))
-
-    def record(self, text: str, attributes: dict[str, str], sender: str) -> None:
-        self.streams += 1
-        ev = final_event(text, attributes, sender, self.track_owner)
-        if ev is None:
-            return
-        if ev["participant"] not in self.identities:
-            self.events.emit("error", detail=f"a final transcription for {ev['participant']!r}, not a participant of the scenario")
-            return
-        self.events.emit("final", **ev)
-        self.finals += 1
-
-    async def close(self) -> None:
-        await asyncio.gather(*list(self._reading), return_exceptions=True)
-        await self.room.disconnect()
-
-    def _on_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
-        task = asyncio.create_task(self._read(reader, sender))
-        self._reading.add(task)
-        task.add_done_callback(self._reading.discard)
-
-    async def _read(self, reader: rtc.TextStreamReader, sender: str) -> None:
-        try:
-            text = await reader.read_all()
-        except Exception as e:
-            self.events.emit("error", detail=redact(f"reading a transcription from {sender}: {type(e).__name__}: {e}"))
-            return
-        self.record(text, dict(reader.info.attributes or {}), sender)
-
-
-async def connect_publisher(creds: Credentials, room: str, identity: str, room_config: api.RoomConfiguration | None = None) -> rtc.Room:
-    """A publisher's connection (with token dispatch, its token carries the room's configuration)."""
-    conn = rtc.Room()
-    await conn.connect(creds.url, publisher_token(creds, room, identity, room_config), rtc.RoomOptions(auto_subscribe=False))
-    return conn
-
-
-async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str],
-                  conn: rtc.Room | None = None) -> str | None:  # fmt: skip
-    """One scenario participant: join (unless `conn` already did), publish a microphone, feed its
-    track in real time, leave. Returns a problem if its first frame could not leave on time."""
-    await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
-    conn = conn or await connect_publisher(creds, room, identity)
-    source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
-    first_due, problem = replay.t0 + (replay.frame_range(identity).start + 1) * FRAME_S, None
-    try:
-        track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
-        # No DTX: silence is sent as audio, as in console mode, so the agents' VAD hears each turn end.
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False)
-        pub = await conn.local_participant.publish_track(track, options)
-        track_owner[pub.sid] = identity
-        async for frame in replay.frames(identity):
-            if first_due is not None:
-                late, first_due = time.monotonic() - first_due, None
-                if late > LATE_START_S:  # the source plays in real time: the whole track stays this late
-                    problem = (f"publisher {identity}: its first frame was {late:.2f} s late (joining and publishing took "
-                               f"longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
-            await source.capture_frame(frame)
-        await source.wait_for_playout()
-    finally:
-        await conn.disconnect()
-        await source.aclose()
-    return problem
 
 
 def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:

@@ -90,11 +90,11 @@ def verdict(version: str, agent_log: str, speakers: pd.DataFrame) -> str:
 
 
 def main(version: str | None = None, results: Path = Path("results")) -> int:
-    from kit import live_driver, metrics
+    from kit import agent_process, live_driver, metrics
 
     try:
         where, version = prepare(version)
-        agent = live_driver.ExternalAgent(f"node {where / EXAMPLE} start", label="node-multi-session",
+        agent = agent_process.ExternalAgent(f"node {where / EXAMPLE} start", label="node-multi-session",
                                           name="kit-node-check", dispatch="room")  # fmt: skip
         run_dir = live_driver.run(RunConfig(scenario=ROOM, archs=(), results_dir=results), local_server=True, agent=agent)
     except KitError as e:

@@ -24,17 +24,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from kit import architectures
 from kit import cost as cost_mod
 from kit.metrics import Tables
 from kit.scenario import Scenario
 
-# Okabe-Ito colours (distinguishable with colour blindness); one per architecture, everywhere.
-ARCH_COLORS = {
-    "multi_session": "#0072B2",
-    "participant_entrypoint": "#E69F00",
-    "multi_dispatch": "#009E73",
-    "active_speaker": "#CC79A7",
-}
+# Okabe-Ito colours (distinguishable with colour blindness): each design's own is in its module (its
+# DESIGN); a name that is not a design (your own agent's label) gets one of these, stable for that name.
 _SPARE_COLORS = ("#D55E00", "#56B4E9", "#F0E442", "#000000")
 SPEECH_COLOR = "#555555"
 MISSED_COLOR = "#C00000"
@@ -42,9 +38,10 @@ FIGURES = ("timeline", "tradeoff", "latency", "accuracy", "cost")
 
 
 def arch_color(arch: str) -> str:
-    """The colour of an architecture; an unknown name gets a spare colour, stable for that name."""
-    if arch in ARCH_COLORS:
-        return ARCH_COLORS[arch]
+    """The colour of an architecture (its DESIGN's); an unknown name gets a spare colour, stable for that name."""
+    design = architectures.design(arch)
+    if design is not None:
+        return design.color
     return _SPARE_COLORS[sum(map(ord, arch)) % len(_SPARE_COLORS)]
 
 

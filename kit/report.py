@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import cost, metrics, plots
+from kit import architectures, cost, metrics, plots
 from kit.lab import Run, load, pricing_path
 from kit.live import redact
 from kit.metrics import Tables
@@ -31,22 +31,18 @@ LATENCY_TOLERANCE_S = 0.1  # p95 differences below this are within run-to-run no
 WER_TOLERANCE = 0.02  # about one word in fifty
 CPU_TOLERANCE_PCT = 5.0  # CPU differences below this are within run-to-run noise
 
-DESIGNS = pd.DataFrame(
-    [
-        ("multi_session", "1", "1", "one AgentSession (STT + VAD, no LLM/TTS)", "AgentSession, room_io participant_identity"),
-        ("participant_entrypoint", "1", "1", "a VAD + STT pipeline (StreamAdapter), started per participant",
-         "JobContext.add_participant_entrypoint, stt.StreamAdapter"),
-        ("multi_dispatch", "N", "N", "one dispatched job, in its own process", "AgentServer agent_name, explicit dispatch, metadata"),
-        ("active_speaker", "1", "1", "none: ONE AgentSession follows the loudest participant (a baseline; misses crosstalk)",
-         "AgentSession, room_io set_participant"),
-    ],
-    columns=["arch", "jobs", "agent participants", "per participant", "livekit-agents parts"],
-)  # fmt: skip
+DESIGN_COLUMNS = {"jobs": "jobs", "agent_participants": "agent participants", "per_participant": "per participant",
+                  "livekit_parts": "livekit-agents parts"}  # fmt: skip
 
 
 def designs(archs) -> pd.DataFrame:
-    """The DESIGNS rows of these architectures, in their order."""
-    return DESIGNS.set_index("arch").reindex(list(archs)).reset_index()
+    """The design table of these architectures, in their order, from each design module's DESIGN
+    (a name that is no design of the kit, e.g. your own agent's label, gets an empty row)."""
+    rows = []
+    for arch in archs:
+        d = architectures.design(arch)
+        rows.append({"arch": arch, **{col: getattr(d, field) if d else None for field, col in DESIGN_COLUMNS.items()}})
+    return pd.DataFrame(rows, columns=["arch", *DESIGN_COLUMNS.values()])
 
 
 METRICS = pd.DataFrame(
@@ -540,8 +536,8 @@ UTTERANCE_COLUMNS = {
 
 
 def _arch_section(run: Run, arch: str) -> str:
-    design = DESIGNS.set_index("arch")
-    what = _e(design.loc[arch, "per participant"]) if arch in design.index else "(no description)"
+    design = architectures.design(arch)
+    what = _e(design.per_participant) if design else "(no description)"
     row = run.tables.architectures.set_index("arch").loc[arch]
     utts = run.tables.utterances[run.tables.utterances["arch"] == arch]
     problems = run.problems()

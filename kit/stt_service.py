@@ -4,7 +4,7 @@
 `--max-batch N`, its CTranslate2 batching of waiting turns) and serves every client from it, the
 way LiveKit Inference or a self-hosted Whisper server serves many agents: the STT placement axis
 (in each job process, or one service for all). `--stt service` makes a run start one and every
-design reach it through livekit-plugins-openai's STT (kit/stt.py, `ServiceSTT`); `--stt
+design reach it through livekit-plugins-openai's STT (kit/stt/plugins.py, `ServiceSTT`); `--stt
 service:URL` uses one already running.
 
 API (what livekit-plugins-openai's `STT(base_url=…)` and `@livekit/agents-plugin-openai` send):
@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kit import config as config_mod
 from kit.config import KitError, RunConfig, check_cpus
 
 # kit.stt (livekit-agents, seconds to import) is imported where it is used: `python -m kit` builds
@@ -411,16 +412,7 @@ def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default: %(default)s; nothing else is accepted)")
     p.add_argument("--port", type=int, default=0, help="port (default: 0, a free one; the URL is printed)")
     p.add_argument("--log", type=Path, default=None, metavar="PATH", help="per-request JSONL log (default: none)")
-    p.add_argument("--model", default=None, help="faster-whisper model directory or size name (default: bundled tiny.en)")
-    p.add_argument("--compute-type", default="int8")
-    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
-                   help="Whisper threads per turn (default: the cores the process may use)")
-    p.add_argument("--num-workers", type=int, default=None, metavar="N",
-                   help="Whisper turns at once (default: the cores the process may use)")
-    p.add_argument("--max-batch", type=int, default=1, metavar="N",
-                   help="most waiting turns, from any client, decoded in one CTranslate2 batch (default: %(default)s)")
-    p.add_argument("--window", dest="window_s", type=float, default=30.0, metavar="S",
-                   help="Whisper's input window: pad each turn to max(S, the turn) (default: %(default)s, Whisper's own)")
+    config_mod.add_model_arguments(p)
     p.add_argument("--calibration-delay", type=float, default=None, metavar="S",
                    help="load no model: answer every turn with a fixed text exactly S after it ends (streaming: after "
                         "its endpoint); what --stt stream-delay:S starts")
@@ -429,10 +421,6 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     """`python -m kit stt-service`, from its parsed arguments."""
-    if args.max_batch < 1:
-        raise KitError(f"--max-batch must be at least 1, got {args.max_batch}")
-    if not 0 < args.window_s < float("inf"):
-        raise KitError(f"--window must be a positive number of seconds, got {args.window_s}")
     if args.calibration_delay is not None and not 0 <= args.calibration_delay < float("inf"):
         raise KitError(f"--calibration-delay must be a number of seconds >= 0, got {args.calibration_delay}")
     return serve(service_config(args), host=args.host, port=args.port, log_path=args.log, parent_pid=args.parent_pid,
@@ -440,8 +428,8 @@ def main(args) -> int:
 
 
 def service_config(args) -> RunConfig:
-    return RunConfig(model=args.model, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-                     num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s)  # fmt: skip
+    """The model settings of `python -m kit stt-service` (validated as any run's: kit.config)."""
+    return RunConfig.from_args(args)
 
 
 class ServiceProcess:
@@ -458,12 +446,10 @@ class ServiceProcess:
 
     def command(self) -> list[str]:
         c = self.config
-        cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", "--compute-type", c.compute_type,
-               "--max-batch", str(c.max_batch), "--window", repr(c.window_s), "--parent-pid", str(os.getpid())]  # fmt: skip
+        cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", *c.to_model_args(), "--parent-pid", str(os.getpid())]
         spec = c.stt
         calibration = spec.delay if spec.kind == "stream-delay" else None
-        for flag, value in (("--model", c.model), ("--cpu-threads", c.cpu_threads), ("--num-workers", c.num_workers),
-                            ("--log", self.log_path), ("--calibration-delay", calibration)):  # fmt: skip
+        for flag, value in (("--log", self.log_path), ("--calibration-delay", calibration)):
             if value is not None:
                 cmd += [flag, str(value)]
         return cmd

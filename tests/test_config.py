@@ -62,3 +62,16 @@ def test_flags_round_trip_every_inference_setting():
     back = RunConfig.from_args(parser.parse_args(FULL.to_args()), scenario=FULL.scenario, archs=FULL.archs)
     assert back == FULL
     assert RunConfig.from_args(parser.parse_args([])) == RunConfig()
+
+
+def test_the_stt_service_takes_the_model_flags_of_the_same_config():
+    """`python -m kit stt-service`, started by a run with `to_model_args`, loads the run's model settings."""
+    from kit import stt_service
+
+    parser = argparse.ArgumentParser()
+    stt_service.add_arguments(parser)
+    served = stt_service.service_config(parser.parse_args(FULL.to_model_args()))
+    fields = ("model", "compute_type", "cpu_threads", "num_workers", "max_batch", "window_s")
+    assert [getattr(served, f) for f in fields] == [getattr(FULL, f) for f in fields]
+    with pytest.raises(KitError, match="--window"):
+        stt_service.service_config(parser.parse_args(["--window", "0"]))

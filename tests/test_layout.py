@@ -91,3 +91,16 @@ def test_the_spec_check_can_fail():
                              'kind, _, v = config.stt.partition(":")') == [
         'if config.stt == "whisper":', 'x = str(rec["stt"]).startswith("delay:")', 'kind, _, v = config.stt.partition(":")']  # fmt: skip
     assert spec_string_tests('if config.stt.kind == "whisper":') == []
+
+
+MAX_LINES = 450
+# Modules still over the limit, each held at its size today until it is split (issue: modules by concern).
+OVERSIZED = {"kit/report.py": 634, "kit/metrics.py": 532, "kit/stt_service.py": 529, "kit/plots.py": 526, "kit/cli.py": 479,
+             "kit/server.py": 468, "kit/live_driver.py": 452}  # fmt: skip
+
+
+def test_no_module_over_450_lines():
+    sizes = {str(p.relative_to(KIT.parent)): len(p.read_text(encoding="utf-8").splitlines()) for p in KIT.rglob("*.py")}
+    over = {m: n for m, n in sizes.items() if n > OVERSIZED.get(m, MAX_LINES)}
+    assert over == {}, f"over {MAX_LINES} lines (or grown past their present size): {over}"
+    assert {m for m in OVERSIZED if sizes.get(m, 0) <= MAX_LINES} == set(), "split: take it off OVERSIZED"

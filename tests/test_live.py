@@ -34,7 +34,7 @@ from nbclient import NotebookClient
 
 from conftest import edit_json
 from kit import agent as kit_agent
-from kit import live, live_driver, metrics, scenario
+from kit import live, live_api, live_driver, metrics, publishers, scenario
 from kit.architectures import NAMES
 from kit.cli import main
 from kit.config import REPO_ROOT, KitError, RunConfig
@@ -249,9 +249,9 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
     specs = live_driver.job_specs("multi_dispatch", config, sc, Path("/tmp/run-x"), t_submit, t_submit + 15)
 
     async def control_plane():
-        await live_driver.create_room(creds(), "room-7")
-        ids = await live_driver.create_dispatches(creds(), "room-7", "kit-multi-dispatch-ci-runner", [s.to_json() for s in specs])
-        problems = await live_driver.close_room(creds(), "room-7", ids)
+        await live_api.create_room(creds(), "room-7")
+        ids = await live_api.create_dispatches(creds(), "room-7", "kit-multi-dispatch-ci-runner", [s.to_json() for s in specs])
+        problems = await live_api.close_room(creds(), "room-7", ids)
         return ids, problems
 
     ids, problems = asyncio.run(control_plane())
@@ -259,7 +259,7 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
     methods = [c.method for c in stub.calls if not c.method.startswith("List")]  # the driver also polls ListParticipants
     assert methods == ["CreateRoom", "CreateDispatch", "CreateDispatch", "DeleteDispatch", "DeleteDispatch", "DeleteRoom"]
     (create,) = stub.of("CreateRoom")
-    assert create.request.name == "room-7" and create.request.empty_timeout == live_driver.EMPTY_TIMEOUT_S
+    assert create.request.name == "room-7" and create.request.empty_timeout == live_api.EMPTY_TIMEOUT_S
     assert create.claims.video.room_create and not create.claims.video.room_admin
     for call, who in zip(stub.of("CreateDispatch"), ["alice", "bob"]):
         assert (call.request.agent_name, call.request.room) == ("kit-multi-dispatch-ci-runner", "room-7")
@@ -409,7 +409,7 @@ def test_live_run_with_no_agent_says_so_and_deletes_dispatches_and_room(stub, sh
     async def no_connect(self, creds, room):
         pass
 
-    monkeypatch.setattr(live_driver.Listener, "connect", no_connect)
+    monkeypatch.setattr(publishers.Listener, "connect", no_connect)
     monkeypatch.setattr(live_driver, "START_LEAD_S", 3.0)  # agents may join until 1 s (3 - CONNECT_AHEAD_S)
     results = tmp_path / "results"
     code = main(["live", "--arch", "multi_dispatch", "--scenario", str(short_room), "--results", str(results), "--stt", "delay:0.1"])
@@ -576,7 +576,7 @@ async def _simulate(sc: scenario.Scenario, run_dir: Path, config: RunConfig, mon
     jobs, listeners = {}, {}
     for arch in NAMES:
         log = EventLog(run_dir / "events" / f"{arch}-runner.jsonl", t0=replay.t0, arch=arch, job="runner", wall_clock=True)
-        listeners[arch] = live_driver.Listener(log, sc.identities)
+        listeners[arch] = publishers.Listener(log, sc.identities)
         listeners[arch].track_owner.update({f"TR_{i}": i for i in sc.identities})
         for spec in live_driver.job_specs(arch, config, sc, run_dir, t_submit, t0_wall):
             deliver = lambda w, _l=listeners[arch]: _l.record(w.text, w.attributes, w.local.identity)  # noqa: E731
@@ -661,9 +661,9 @@ def test_transcription_attributes_round_trip_and_non_finals_are_ignored():
     attrs = live.final_attributes("TR_1", {"speech_start": 1.5, "speech_end": 4.25, "stt_cpu_s": 0.3, "infer_s": None})
     assert attrs["lk.transcription_final"] == "true" and attrs["lk.transcribed_track_id"] == "TR_1" and attrs["lk.segment_id"].startswith("SG_")
     assert live.final_fields(attrs) == {"speech_start": 1.5, "speech_end": 4.25, "stt_cpu_s": 0.3}
-    assert live_driver.final_event("hi", attrs, "agent-1", {"TR_1": "alice"})["participant"] == "alice"
-    assert live_driver.final_event("hi", {**attrs, "lk.transcribed_track_id": "TR_9"}, "bob", {})["participant"] == "bob"
-    assert live_driver.final_event("hi", {**attrs, "lk.transcription_final": "false"}, "bob", {}) is None
+    assert publishers.final_event("hi", attrs, "agent-1", {"TR_1": "alice"})["participant"] == "alice"
+    assert publishers.final_event("hi", {**attrs, "lk.transcribed_track_id": "TR_9"}, "bob", {})["participant"] == "bob"
+    assert publishers.final_event("hi", {**attrs, "lk.transcription_final": "false"}, "bob", {}) is None
 
 
 # --- notebooks/05-live.ipynb ---------------------------------------------------------------------------------------

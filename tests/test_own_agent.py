@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from kit.config import KitError, REPO_ROOT
-from kit.live_driver import ExternalAgent
+from kit.agent_process import ExternalAgent
 from kit.metrics import utterances
 from kit.record import RunRecord
 from kit.scenario import load

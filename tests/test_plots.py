@@ -7,6 +7,7 @@ import matplotlib.colors as mcolors
 import pytest
 
 from kit import lab, plots
+from kit.architectures import BASELINES, NAMES
 from kit.config import REPO_ROOT, SCENARIOS_DIR
 from synthetic import make_run, rename_participant
 
@@ -34,7 +35,7 @@ def _legend_colors(fig) -> dict[str, tuple]:
 
 
 def test_every_architecture_has_its_own_colour():
-    colors = [plots.arch_color(a) for a in plots.ARCH_COLORS]
+    colors = [plots.arch_color(a) for a in NAMES + BASELINES]
     assert len(set(colors)) == len(colors)
     assert plots.arch_color("someday_design") == plots.arch_color("someday_design")
 

@@ -6,11 +6,18 @@ the rule set_participant would follow, applied the same way in both modes."""
 
 from livekit.agents import JobContext
 
+from kit.architectures import Design
 from kit.jobs import Job, JobRequest, run_job
 from kit.pipeline import ActiveSpeakerSession
 from kit.scenario import Scenario
 
 _sessions: dict[str, ActiveSpeakerSession] = {}  # one per job (a job process runs one job)
+
+DESIGN = Design(
+    color="#CC79A7", jobs="1", agent_participants="1",
+    per_participant="none: ONE AgentSession follows the loudest participant (a baseline; misses crosstalk)",
+    livekit_parts="AgentSession, room_io set_participant",
+)
 
 
 def plan(scenario: Scenario) -> list[JobRequest]:

@@ -3,9 +3,16 @@ participant; each job runs one AgentSession for the participant named in its met
 
 from livekit.agents import JobContext
 
+from kit.architectures import Design
 from kit.jobs import Job, JobRequest, run_job
 from kit.pipeline import run_session
 from kit.scenario import Scenario
+
+DESIGN = Design(
+    color="#009E73", jobs="N", agent_participants="N",
+    per_participant="one dispatched job, in its own process",
+    livekit_parts="AgentServer agent_name, explicit dispatch, metadata",
+)
 
 
 def plan(scenario: Scenario) -> list[JobRequest]:

@@ -3,9 +3,16 @@ Live, each session is linked to its participant with room_io.RoomOptions(partici
 
 from livekit.agents import JobContext
 
+from kit.architectures import Design
 from kit.jobs import Job, JobRequest, run_job
 from kit.pipeline import run_session
 from kit.scenario import Scenario
+
+DESIGN = Design(
+    color="#0072B2", jobs="1", agent_participants="1",
+    per_participant="one AgentSession (STT + VAD, no LLM/TTS)",
+    livekit_parts="AgentSession, room_io participant_identity",
+)
 
 
 def plan(scenario: Scenario) -> list[JobRequest]:

@@ -8,9 +8,16 @@ participant of the console room as it joins.
 
 from livekit.agents import JobContext
 
+from kit.architectures import Design
 from kit.jobs import Job, JobRequest, run_job
 from kit.pipeline import transcribe_participant
 from kit.scenario import Scenario
+
+DESIGN = Design(
+    color="#E69F00", jobs="1", agent_participants="1",
+    per_participant="a VAD + STT pipeline (StreamAdapter), started per participant",
+    livekit_parts="JobContext.add_participant_entrypoint, stt.StreamAdapter",
+)
 
 
 def plan(scenario: Scenario) -> list[JobRequest]:

@@ -1,0 +1,215 @@
+"""Agent worker processes started here and watched: the kit's own (`kit agent`, --local-agents) and
+yours (`kit live --agent CMD`): registration, output, a clean stop of the whole process group."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit.config import KitError, RunConfig
+from kit.live import redact
+from kit.sampler import read_stat
+
+AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
+
+
+AGENT_STOP_TIMEOUT_S = 30.0
+
+
+AGENT_DISPATCH = ("room", "participant", "auto")
+
+
+@dataclass(frozen=True)
+class ExternalAgent:
+    """Your own agent worker, measured beside the kit's designs (`kit live --agent CMD`; docs/own-agent.md).
+
+    `command` runs in a shell with LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL and (with `name`)
+    KIT_AGENT_NAME in its environment. `dispatch`: "room" (one explicit dispatch to `name`, empty
+    metadata: the job transcribes everyone), "participant" (one per participant, metadata
+    {"participant_identity": ...}) or "auto" (no dispatch: the worker must join every new room by
+    itself, i.e. register without an agent name; only sensible on a private server). Its rows in the
+    tables are named `label`. It is measured by what it publishes on `lk.transcription`."""
+
+    command: str
+    label: str = "agent"
+    name: str | None = None
+    dispatch: str = "room"
+
+    def __post_init__(self) -> None:
+        if not self.command.strip():
+            raise KitError("--agent needs a command, e.g. --agent 'node examples/node/multi-session.mjs start'")
+        if self.dispatch not in AGENT_DISPATCH:
+            raise KitError(f"--dispatch for --agent must be one of {', '.join(AGENT_DISPATCH)}, got {self.dispatch!r}")
+        if self.dispatch != "auto" and not self.name:
+            raise KitError(f"--dispatch {self.dispatch} needs --agent-name (the name the agent registers with); "
+                           "without one use --dispatch auto")  # fmt: skip
+        if self.dispatch == "auto" and self.name:
+            raise KitError("--dispatch auto dispatches nothing: an agent registered with a name (--agent-name) "
+                           "only joins rooms it is dispatched to; use --dispatch room or participant")  # fmt: skip
+        from kit import architectures
+
+        if self.label in architectures.NAMES:
+            raise KitError(f"--label {self.label!r} is one of the kit's designs; choose another name")
+
+    def metadata(self, identities: list[str]) -> list[str]:
+        """One dispatch's metadata per job the agent should get (auto: one job, no dispatch)."""
+        if self.dispatch == "participant":
+            return [json.dumps({"participant_identity": i}) for i in identities]
+        return [""]
+
+
+@contextlib.contextmanager
+def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Popen] | None = None):
+    """`python -m kit agent --arch <arch>` as a child process, registered before the run goes on;
+    stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
+    runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
+    # every inference setting of the run (kit/config.py: to_args), so the worker's idle job processes
+    # load the very model the jobs use, pinned to the run's cores
+    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, *config.to_args()]
+    worker = AgentWorker(cmd, f"the {arch} agent worker")
+    with worker:
+        if workers is not None:
+            workers[arch] = worker.proc
+        try:
+            yield worker.proc
+        finally:
+            if workers is not None:
+                workers.pop(arch, None)
+
+
+class AgentWorker:
+    """An agent worker process started here: the kit's (`kit agent`) or yours (`--agent CMD`, run by
+    the shell in its own process group, so the whole group is stopped). Its output (stdout and
+    stderr) is echoed to the terminal, or with `log` written there (secrets redacted); the last
+    lines are kept for error messages. Entering waits until it says it registered: LiveKit's
+    Python and Node.js workers both log "registered worker" once the server accepted them."""
+
+    def __init__(self, cmd: list[str] | str, what: str, env: dict[str, str] | None = None, log: Path | None = None,
+                 secret: str | None = None) -> None:  # fmt: skip
+        self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
+        self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
+        self.tail: deque[str] = deque(maxlen=4)
+        self.proc: subprocess.Popen
+        self.pump: threading.Thread
+
+    def __enter__(self) -> AgentWorker:
+        self.proc = subprocess.Popen(self.cmd, shell=self.group, start_new_session=self.group, env=self.env, text=True,
+                                     errors="replace", stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT if self.group else None)  # fmt: skip
+        lines: queue.Queue[str | None] = queue.Queue()
+        self.pump = threading.Thread(target=self._pump, args=(lines,), daemon=True)
+        self.pump.start()
+        try:
+            self._wait_registered(lines)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def last_output(self) -> str:
+        return " | ".join(_log_message(line) for line in self.tail if line.strip()) or "(no output)"
+
+    def exited(self) -> str | None:
+        """Why the worker is gone (its exit code and last output), or None while it runs."""
+        code = self.proc.poll()
+        return None if code is None else f"{self.what} exited (exit code {code}); its last output: {self.last_output()}"
+
+    def stop(self) -> None:
+        if self.group:  # the shell may be gone while the agent still drains: wait for the group
+            self._signal(signal.SIGTERM)
+            deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
+            while self._group_alive() and time.monotonic() < deadline:
+                self.proc.poll()  # reap the shell, or its zombie keeps the group alive
+                time.sleep(0.2)
+            if self._group_alive():
+                self._signal(signal.SIGKILL)
+        elif self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(AGENT_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+        self.proc.wait()
+        self.pump.join(5)  # to the end of its output
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return self.proc.poll() is None or _others_in_group(self.proc.pid)
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self.group:  # the shell's whole group: the agent, its job processes
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+
+    def _wait_registered(self, lines: queue.Queue) -> None:
+        """A thread reads the output: a silent worker must not block the timeout."""
+        deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise KitError(f"{self.what} exited before registering (exit code {self.proc.wait()}); "
+                               f"its last output: {self.last_output()}")  # fmt: skip
+            if REGISTERED.search(line):
+                return
+        raise KitError(f"{self.what} did not register with the server within {AGENT_REGISTER_TIMEOUT_S:.0f} s "
+                       f"(no 'registered worker' in its output); its last output: {self.last_output()}")  # fmt: skip
+
+    def _pump(self, lines: queue.Queue) -> None:
+        out = open(self.log, "a", encoding="utf-8") if self.log else None
+        try:
+            for line in self.proc.stdout:
+                line = redact(line, self.secret) if self.secret else line
+                self.tail.append(line)
+                if out:
+                    out.write(line)
+                    out.flush()
+                else:
+                    print(line, end="", flush=True)
+                lines.put(line)
+        finally:
+            if out:
+                out.close()
+            lines.put(None)
+
+
+def _others_in_group(pgid: int) -> bool:
+    """A process other than the (reaped) shell in the group: the agent it started, or its job processes."""
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        stat = read_stat(str(path))
+        if stat is not None and stat[1][0] != b"Z" and int(stat[1][2]) == pgid:  # fields: state, ppid, pgrp
+            return True
+    return False
+
+
+REGISTERED = re.compile(r"registered worker|: registered,")  # livekit-agents (Python, Node.js), and `kit agent`
+
+
+def _log_message(line: str, limit: int = 240) -> str:
+    """One output line for an error message: a JSON log record's level and message, else the line."""
+    with contextlib.suppress(ValueError, AttributeError):
+        rec = json.loads(line)
+        line = f"{rec.get('level', '')} {rec.get('message') or rec.get('msg') or line}".strip()
+    line = line.strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"

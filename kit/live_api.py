@@ -1,0 +1,54 @@
+"""The LiveKit server API calls of a live run: create a room, dispatch its agents, count its jobs, close it."""
+
+from __future__ import annotations
+
+from livekit import api
+
+from kit.live import Credentials, redact, server_api
+
+EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
+
+
+async def create_room(creds: Credentials, room: str) -> None:
+    async with server_api(creds, room_create=True) as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=EMPTY_TIMEOUT_S))
+
+
+async def create_dispatches(creds: Credentials, room: str, agent: str, metadata: list[str]) -> list[str]:
+    """One explicit dispatch per job, with its metadata (the kit's jobs: a JobSpec); returns the dispatch ids."""
+    ids = []
+    async with server_api(creds, room_admin=True, room=room) as lk:
+        for m in metadata:
+            d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=m))
+            ids.append(d.id)
+    return ids
+
+
+async def count_jobs(creds: Credentials, room: str) -> int | None:
+    """The jobs the server assigned for the room's dispatches (None: it could not be asked)."""
+    try:
+        async with server_api(creds, timeout_s=5, room_admin=True, room=room) as lk:
+            return sum(len(d.state.jobs) for d in await lk.agent_dispatch.list_dispatch(room))
+    except Exception:
+        return None
+
+
+async def close_room(creds: Credentials, room: str, dispatches: list[str], find: bool = False) -> list[str]:
+    """Delete the dispatches (finished ones may be gone already) and the room; returns problems.
+    `find`: token dispatch, the server made the dispatches: list them first."""
+    problems = []
+    try:
+        async with server_api(creds, room_admin=True, room=room) as lk:
+            if find:
+                dispatches = [d.id for d in await lk.agent_dispatch.list_dispatch(room)]
+            for dispatch_id in dispatches:
+                try:
+                    await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
+                except api.ServerError as e:
+                    if e.status != 404:
+                        problems.append(f"deleting dispatch {dispatch_id}: {e.code} {e.message}")
+        async with server_api(creds, room_create=True) as lk:
+            await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+    except Exception as e:
+        problems.append(redact(f"cleaning up room {room}: {type(e).__name__}: {e}", creds.api_secret))
+    return problems

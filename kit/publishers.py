@@ -1,0 +1,117 @@
+"""The room's side of a live run: a publisher per participant replaying its track in real time, and
+the listener that receives every agent's finals on `lk.transcription`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from livekit import api, rtc
+
+from kit.events import EventLog
+from kit.live import (
+    TRANSCRIPTION_TOPIC,
+    Credentials,
+    final_fields,
+    listener_token,
+    publisher_token,
+    redact,
+)
+from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
+
+
+def final_event(text: str, attributes: dict[str, str], sender: str, track_owner: dict[str, str]) -> dict | None:
+    """The `final` event fields of one received transcription, or None if it is not a final.
+    Its participant: the owner of the transcribed track, else the stream's sender identity."""
+    if attributes.get("lk.transcription_final") != "true" or not text.strip():
+        return None
+    participant = track_owner.get(attributes.get("lk.transcribed_track_id", "")) or sender
+    return {"participant": participant, "text": text, **final_fields(attributes)}
+
+
+class Listener:
+    """The driver's one listening connection: logs the final transcriptions the agents publish."""
+
+    def __init__(self, events: EventLog, identities: list[str]) -> None:
+        self.events = events
+        self.identities = set(identities)
+        self.track_owner: dict[str, str] = {}  # the publishers' track sid -> identity
+        self.room = rtc.Room()
+        self.lost = asyncio.Event()  # the connection to the server is gone
+        self.streams = 0  # transcription text streams received (interim and final)
+        self.finals = 0  # finals logged
+        self._reading: set[asyncio.Task] = set()
+
+    async def connect(self, creds: Credentials, room: str) -> None:
+        self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_stream)
+        self.room.on("disconnected", lambda *_: self.lost.set())
+        await self.room.connect(creds.url, listener_token(creds, room), rtc.RoomOptions(auto_subscribe=False))
+
+    def record(self, text: str, attributes: dict[str, str], sender: str) -> None:
+        self.streams += 1
+        ev = final_event(text, attributes, sender, self.track_owner)
+        if ev is None:
+            return
+        if ev["participant"] not in self.identities:
+            self.events.emit("error", detail=f"a final transcription for {ev['participant']!r}, not a participant of the scenario")
+            return
+        self.events.emit("final", **ev)
+        self.finals += 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*list(self._reading), return_exceptions=True)
+        await self.room.disconnect()
+
+    def _on_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
+        task = asyncio.create_task(self._read(reader, sender))
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+
+    async def _read(self, reader: rtc.TextStreamReader, sender: str) -> None:
+        try:
+            text = await reader.read_all()
+        except Exception as e:
+            self.events.emit("error", detail=redact(f"reading a transcription from {sender}: {type(e).__name__}: {e}"))
+            return
+        self.record(text, dict(reader.info.attributes or {}), sender)
+
+
+async def connect_publisher(creds: Credentials, room: str, identity: str, room_config: api.RoomConfiguration | None = None) -> rtc.Room:
+    """A publisher's connection (with token dispatch, its token carries the room's configuration)."""
+    conn = rtc.Room()
+    await conn.connect(creds.url, publisher_token(creds, room, identity, room_config), rtc.RoomOptions(auto_subscribe=False))
+    return conn
+
+
+async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str],
+                  conn: rtc.Room | None = None) -> str | None:  # fmt: skip
+    """One scenario participant: join (unless `conn` already did), publish a microphone, feed its
+    track in real time, leave. Returns a problem if its first frame could not leave on time."""
+    await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
+    conn = conn or await connect_publisher(creds, room, identity)
+    source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
+    first_due, problem = replay.t0 + (replay.frame_range(identity).start + 1) * FRAME_S, None
+    try:
+        track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
+        # No DTX: silence is sent as audio, as in console mode, so the agents' VAD hears each turn end.
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False)
+        pub = await conn.local_participant.publish_track(track, options)
+        track_owner[pub.sid] = identity
+        async for frame in replay.frames(identity):
+            if first_due is not None:
+                late, first_due = time.monotonic() - first_due, None
+                if late > LATE_START_S:  # the source plays in real time: the whole track stays this late
+                    problem = (f"publisher {identity}: its first frame was {late:.2f} s late (joining and publishing took "
+                               f"longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
+            await source.capture_frame(frame)
+        await source.wait_for_playout()
+    finally:
+        await conn.disconnect()
+        await source.aclose()
+    return problem
+
+
+LATE_START_S = 0.05  # a publisher whose first frame is later than this is a problem (its track lags throughout)
+
+
+CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are not lost to set-up

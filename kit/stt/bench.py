@@ -1,0 +1,36 @@
+"""Whisper's speed on a room's turns per (threads, workers, batch): `python -m kit stt-bench`."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from kit.config import RunConfig
+from kit.stt.engine import Whisper
+from kit.stt.model import resolve_model
+
+def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """Whisper's speed on these turns (16 kHz) per (cpu_threads, num_workers, max_batch): `alone_ms`
+    (one turn at a time, mean), `queued_ms_per_turn` (every turn queued at once: wall / turns) and
+    `turns_per_s`. Each setting loads its own model and transcribes every turn once untimed first."""
+    rows = []
+    for threads, workers, batch in settings:
+        whisper = Whisper(resolve_model(config.model), config.compute_type, threads, workers, batch, config.window_s)
+        for audio in turns:  # once untimed: caches and memory warm, as in a running process
+            whisper.transcribe(audio)
+        started = time.monotonic()
+        for audio in turns:
+            whisper.transcribe(audio)
+        alone = (time.monotonic() - started) / len(turns)
+        started = time.monotonic()
+        with ThreadPoolExecutor(len(turns)) as pool:
+            results = list(pool.map(whisper.transcribe, turns))
+        queued = (time.monotonic() - started) / len(turns)
+        rows.append({"cpu_threads": threads, "num_workers": workers, "max_batch": batch, "window_s": config.window_s,
+                     "alone_ms": 1000 * alone,
+                     "queued_ms_per_turn": 1000 * queued, "turns_per_s": 1 / queued,
+                     "largest_batch": max(r.batch for r in results)})  # fmt: skip
+    return pd.DataFrame(rows)
