@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit import metrics, scenario
+from kit import lab, metrics, scenario
 from kit import config as config_mod
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
 from kit.progress import room_bar
-from kit.record import RunRecord
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,20 +119,10 @@ def _stt_service_module():
 
 def _stt_bench(args) -> int:
     from kit import stt
-    from kit.audio import resample
 
-    try:
-        settings = [tuple(int(x) for x in item.split("x")) for item in args.settings.split(",")]
-    except ValueError:
-        raise KitError(f"--settings: expected THREADSxWORKERSxBATCH items like 2x1x4, got {args.settings!r}") from None
-    if any(len(s) != 3 or min(s) < 1 for s in settings):
-        raise KitError(f"--settings: each item is three positive integers THREADSxWORKERSxBATCH, got {args.settings!r}")
+    settings = stt.parse_settings(args.settings)
     sc = scenario.load(args.scenario)
-    tracks = {p.identity: sc.read_audio(p.identity) for p in sc.participants}
-    rate = sc.sample_rate
-    # each utterance as the VAD hands it over: prefix padding before, the closing silence after
-    turns = [resample(tracks[u.participant][max(0, round((u.start_s - 0.5) * rate)) : round((u.end_s + 0.55) * rate)],
-                          rate, stt.WHISPER_RATE) for u in sc.utterances]  # fmt: skip
+    turns = stt.room_turns(sc)
     table = stt.benchmark(RunConfig.from_args(args), turns, settings)
     print(f"{len(turns)} turns of {sc.name}, model {args.model or 'bundled tiny.en'} {args.compute_type}, "
           f"{stt.usable_cores()} cores")
@@ -155,12 +144,13 @@ def _compare(args) -> int:
         run_dir, interrupted = runner.run(config, progress_factory=_bar), None
     except runner.Interrupted as e:
         run_dir, interrupted = e.run_dir, e
-    tables = metrics.compute(run_dir)
+    run = lab.load(run_dir)  # the tables, computed once: saved, printed and reported
+    tables = run.tables
     tables.save(run_dir)
     print_summary(tables)
     complete = interrupted is None and len(tables.architectures) > 0 and bool(tables.architectures["complete"].all())
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see errors in the tables and livekit.log)"))
-    reported = not (args.report and len(tables.architectures)) or write_report(run_dir)
+    reported = not (args.report and len(tables.architectures)) or write_report(run)
     if interrupted is not None:
         print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
         return 128 + interrupted.signum
@@ -231,13 +221,14 @@ def exit_code(complete: bool, reported: bool) -> int:
     return 0 if reported else REPORT_FAILED
 
 
-def write_report(run_dir: Path) -> bool:
-    """Write a measured run's report; on failure one line naming the step, and False (the run's
-    tables and run.json are already on disk, so nothing measured is lost)."""
+def write_report(run: lab.Run, console: lab.Run | None = None) -> bool:
+    """Write a measured run's report from its loaded tables; on failure one line naming the step, and
+    False (the run's tables and run.json are already on disk, so nothing measured is lost)."""
     from kit import report
 
+    run_dir = run.run_dir
     try:
-        print(f"report: {report.write(run_dir)}")
+        print(f"report: {report.write(run_dir, run=run, console=console)}")
         return True
     except Exception as e:  # noqa: BLE001 - any fault of a later step must not hide the measured run
         print(f"error: writing the report failed ({type(e).__name__}: {e}); the tables and run.json are in {run_dir}",
@@ -383,7 +374,8 @@ def _live(args) -> int:
                                                agent=agent), None  # fmt: skip
     except live_driver.Interrupted as e:
         run_dir, interrupted = e.run_dir, e
-    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report, interrupted=interrupted)
+    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report,
+                         interrupted=interrupted)  # fmt: skip
 
 
 def _compare_live(args, config: RunConfig) -> int:
@@ -391,34 +383,34 @@ def _compare_live(args, config: RunConfig) -> int:
     two side by side (console_vs_live.csv in the live run, and a section of its report)."""
     from kit import live_driver, runner
 
-    console_dir = None
+    console_dir, console = None, None
     if args.mode == "both":
         try:
             console_dir = runner.run(config, progress_factory=_bar)
         except runner.Interrupted as e:
-            metrics.compute(e.run_dir).save(e.run_dir)
+            lab.load(e.run_dir).tables.save(e.run_dir)
             print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
             return 128 + e.signum
-        metrics.compute(console_dir).save(console_dir)
+        console = lab.load(console_dir)
+        console.tables.save(console_dir)
     try:
         run_dir, interrupted = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
                                                dispatch=args.dispatch or "api", server_bin=args.server_bin,
                                                console_run=console_dir), None  # fmt: skip
     except runner.Interrupted as e:
         run_dir, interrupted = e.run_dir, e
-    return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted)
+    return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted, console=console)
 
 
-def _live_summary(run_dir: Path, archs, report: bool, interrupted=None) -> int:
+def _live_summary(run_dir: Path, archs, report: bool, interrupted=None, console: lab.Run | None = None) -> int:
     """Tables, problems, the side-by-side table of a --mode both run, the report; the exit code."""
-    tables = metrics.compute(run_dir)
+    run = lab.load(run_dir)  # the tables, computed once: saved, printed and reported
+    tables, record = run.tables, run.record
     tables.save(run_dir)
-    record = RunRecord.load(run_dir)
     if len(tables.architectures):
         print_summary(tables)
-    console_dir = (record.live or {}).get("console_run")
-    if console_dir and len(tables.architectures):
-        both = metrics.console_vs_live(metrics.compute(console_dir), tables)
+    if console is not None and len(tables.architectures):
+        both = metrics.console_vs_live(console.tables, tables)
         both.to_csv(run_dir / "console_vs_live.csv", index=False)
         print("\nconsole vs live (latency s; the difference is the transport: Opus, jitter buffer, server, text stream)")
         _print_table(both[list(CONSOLE_VS_LIVE)].rename(columns=CONSOLE_VS_LIVE))
@@ -426,7 +418,7 @@ def _live_summary(run_dir: Path, archs, report: bool, interrupted=None) -> int:
     for arch, problem in record.problems():
         print(f"{arch}: {problem}", file=sys.stderr)
     print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above, livekit.log and server.log)"))
-    reported = not (report and len(tables.architectures)) or write_report(run_dir)
+    reported = not (report and len(tables.architectures)) or write_report(run, console)
     if interrupted is not None:
         print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
         return 128 + interrupted.signum

@@ -27,6 +27,7 @@ from kit.config import REPO_ROOT, KitError, RunConfig
 from kit.events import read_events
 from kit.progress import room_bar
 from kit.record import RunRecord
+from kit.resources import read_resources
 
 
 @dataclass
@@ -79,7 +80,8 @@ def load(run_dir: Path | str) -> Run:
     run_dir = find_run(run_dir)
     record = RunRecord.load(run_dir)
     sc = scenario.load(record.scenario.path)
-    return Run(run_dir, record, sc, read_events(run_dir), metrics.compute(run_dir, pricing=pricing_path(record)))
+    events = read_events(run_dir)  # read once: the tables are computed from it
+    return Run(run_dir, record, sc, events, metrics.tables(record, sc, events, read_resources(run_dir), pricing_path(record)))
 
 
 def pricing_path(record: RunRecord) -> str | None:

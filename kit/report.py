@@ -359,9 +359,11 @@ def rooms_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write(run_dir: Path | str, run: Run | None = None, rooms: list[Path | str] = ()) -> Path:
-    """<run_dir>/report.html (and figures/*.png) for a run; returns the report's path. `rooms`:
-    runs of other rooms (e.g. the hard rooms) to add, one section each, side by side with this one."""
+def write(run_dir: Path | str, run: Run | None = None, rooms: list[Path | str] = (), console: Run | None = None) -> Path:
+    """<run_dir>/report.html (and figures/*.png) for a run; returns the report's path. `run`: the run
+    already loaded (its tables are not computed again); `rooms`: runs of other rooms (e.g. the hard
+    rooms) to add, one section each, side by side with this one; `console`: a live run's console
+    twin (compare --mode both), loaded (default: read from the live run's record)."""
     run = run or load(run_dir)
     others = [load(r) for r in rooms]
     figures = plots.all_figures(run.tables, run.scenario, run.events)
@@ -370,11 +372,11 @@ def write(run_dir: Path | str, run: Run | None = None, rooms: list[Path | str] =
     for name, data in pngs.items():
         (run.run_dir / "figures" / f"{name}.png").write_bytes(data)
     path = run.run_dir / "report.html"
-    path.write_text(render(run, pngs, others), encoding="utf-8")
+    path.write_text(render(run, pngs, others, console), encoding="utf-8")
     return path
 
 
-def render(run: Run, pngs: dict[str, bytes], others: list[Run] = ()) -> str:
+def render(run: Run, pngs: dict[str, bytes], others: list[Run] = (), console: Run | None = None) -> str:
     """The whole report as one HTML string."""
     sections = [
         _section("question", "The question", f"<p>{_e(QUESTION)}</p>" + _status(run)),
@@ -389,8 +391,10 @@ def render(run: Run, pngs: dict[str, bytes], others: list[Run] = ()) -> str:
     if others:
         sections.insert(6, _section("rooms", "Other rooms", _other_rooms([run, *others])))
     console_run = (run.record.live or {}).get("console_run")
-    if console_run and Path(console_run, "run.json").is_file():
-        sections.insert(5, _section("modes", "Console and live", _console_vs_live(run, load(console_run))))
+    if console is None and console_run and Path(console_run, "run.json").is_file():
+        console = load(console_run)
+    if console is not None:
+        sections.insert(5, _section("modes", "Console and live", _console_vs_live(run, console)))
     title = f"{run.scenario.name}: which design transcribes every participant — run {run.record.run_id}"
     page = redact(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
     # Images go in last, so that scrubbing text can never touch their base64.

@@ -8,9 +8,30 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from kit.config import RunConfig
+from kit.audio import resample
+from kit.config import KitError, RunConfig
 from kit.stt.engine import Whisper
-from kit.stt.model import resolve_model
+from kit.stt.model import WHISPER_RATE, resolve_model
+
+
+def parse_settings(text: str) -> list[tuple[int, int, int]]:
+    """--settings "2x1x4,1x1x1": (cpu_threads, num_workers, max_batch) items, or a KitError."""
+    try:
+        settings = [tuple(int(x) for x in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise KitError(f"--settings: expected THREADSxWORKERSxBATCH items like 2x1x4, got {text!r}") from None
+    if any(len(s) != 3 or min(s) < 1 for s in settings):
+        raise KitError(f"--settings: each item is three positive integers THREADSxWORKERSxBATCH, got {text!r}")
+    return settings
+
+
+def room_turns(sc) -> list[np.ndarray]:
+    """Each utterance of a room (a kit.scenario.Scenario) as the VAD hands it to the STT, at 16 kHz:
+    its prefix padding before, the closing silence after."""
+    tracks = {p.identity: sc.read_audio(p.identity) for p in sc.participants}
+    rate = sc.sample_rate
+    return [resample(tracks[u.participant][max(0, round((u.start_s - 0.5) * rate)) : round((u.end_s + 0.55) * rate)],
+                     rate, WHISPER_RATE) for u in sc.utterances]  # fmt: skip
 
 def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[int, int, int]]) -> pd.DataFrame:
     """Whisper's speed on these turns (16 kHz) per (cpu_threads, num_workers, max_batch): `alone_ms`
