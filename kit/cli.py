@@ -14,7 +14,8 @@ import pandas as pd
 from kit import lab, metrics, scenario
 from kit import config as config_mod
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
-from kit.progress import room_bar
+from kit.progress import room_bar  # the one progress bar, shared with the notebooks
+from kit.skeleton import Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +142,8 @@ def _compare(args) -> int:
     if args.mode != "console":
         return _compare_live(args, config)
     try:
-        run_dir, interrupted = runner.run(config, progress_factory=_bar), None
-    except runner.Interrupted as e:
+        run_dir, interrupted = runner.run(config, progress_factory=room_bar), None
+    except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     run = lab.load(run_dir)  # the tables, computed once: saved, printed and reported
     tables = run.tables
@@ -164,11 +165,8 @@ def print_summary(tables: metrics.Tables) -> None:
     _print_table(tables.speakers[list(metrics.SPEAKER_COLUMNS)].rename(columns=metrics.SPEAKER_COLUMNS))
 
 
-_bar = room_bar  # the one progress bar, shared with the notebooks (kit/progress.py)
-
-
 def _sweep(args) -> int:
-    from kit import cost, runner, sweep
+    from kit import cost, sweep
     from kit.architectures import NAMES
 
     try:
@@ -182,9 +180,9 @@ def _sweep(args) -> int:
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
     try:
         sweep_dir, table = sweep.run_sweep(ns, config, pattern=args.pattern, lines=args.lines, threshold_s=args.threshold,
-                                           progress_factory=_bar)  # fmt: skip
+                                           progress_factory=room_bar)  # fmt: skip
         interrupted = None
-    except runner.Interrupted as e:
+    except Interrupted as e:
         sweep_dir, interrupted = e.run_dir, e
         table = pd.read_csv(sweep_dir / "sweep.csv")  # written before Interrupted is raised
     print("\nscaling")
@@ -369,10 +367,10 @@ def _live(args) -> int:
     archs = tuple(args.arch or ())
     config = RunConfig.from_args(args, archs=archs, results_dir=args.results)
     try:
-        run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=_bar, local_agents=args.local_agents,
+        run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=room_bar, local_agents=args.local_agents,
                                                local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin,
                                                agent=agent), None  # fmt: skip
-    except live_driver.Interrupted as e:
+    except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report,
                          interrupted=interrupted)  # fmt: skip
@@ -386,18 +384,18 @@ def _compare_live(args, config: RunConfig) -> int:
     console_dir, console = None, None
     if args.mode == "both":
         try:
-            console_dir = runner.run(config, progress_factory=_bar)
-        except runner.Interrupted as e:
+            console_dir = runner.run(config, progress_factory=room_bar)
+        except Interrupted as e:
             lab.load(e.run_dir).tables.save(e.run_dir)
             print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
             return 128 + e.signum
         console = lab.load(console_dir)
         console.tables.save(console_dir)
     try:
-        run_dir, interrupted = live_driver.run(config, progress_factory=_bar, local_agents=True, local_server=args.local_server,
+        run_dir, interrupted = live_driver.run(config, progress_factory=room_bar, local_agents=True, local_server=args.local_server,
                                                dispatch=args.dispatch or "api", server_bin=args.server_bin,
                                                console_run=console_dir), None  # fmt: skip
-    except runner.Interrupted as e:
+    except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted, console=console)
 

@@ -28,6 +28,7 @@ from kit.events import read_events
 from kit.progress import room_bar
 from kit.record import RunRecord
 from kit.resources import read_resources
+from kit.skeleton import Interrupted
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _child(config: dict, messages, sweep: dict | None) -> None:
         else:
             done, _ = sweeps.run_sweep(config=cfg, progress_factory=factory, **sweep)
         messages.put(("done", str(done)))
-    except runner.Interrupted as e:  # SIGINT/SIGTERM: a partial run, marked incomplete, is on disk
+    except Interrupted as e:  # SIGINT/SIGTERM: a partial run, marked incomplete, is on disk
         messages.put(("done", str(e.run_dir)))
     except KitError as e:
         messages.put(("kit_error", str(e)))

@@ -68,16 +68,8 @@ from kit.live_api import (
 from kit.publishers import CONNECT_AHEAD_S, Listener, connect_publisher, publish
 from kit.record import ArchRun, RunRecord
 from kit.room import ConsoleRoom
-from kit.runner import (
-    END_GRACE_S,
-    Interrupted,
-    job_errors,
-    new_run_dir,
-    quiet_livekit,
-    start_stt_service,
-    unfinished_jobs,
-)
 from kit.sampler import ResourceSampler
+from kit.skeleton import END_GRACE_S, RunFrame, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
 from kit.stt import resolve_model
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
@@ -117,10 +109,9 @@ def run(
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
     workers: dict[str, subprocess.Popen] = {}
-    service_pids: list[int] = []  # --stt service: the run's STT service is part of every design's cost
-    sampler = ResourceSampler(run_dir / "resources.jsonl",
-                              roots=lambda arch: agent_pids(run_dir / "events", workers, arch) + service_pids)  # fmt: skip
-    interrupted: int | None = None
+    frame: RunFrame | None = None  # --stt service: the run's STT service is part of every design's cost
+    sampler = ResourceSampler(run_dir / "resources.jsonl", roots=lambda arch: agent_pids(run_dir / "events", workers, arch)
+                              + ([frame.service.pid] if frame and frame.service else []))  # fmt: skip
     with contextlib.ExitStack() as stack:
         stack.callback(_restore_sigterm, signal.signal(signal.SIGTERM, _sigterm_as_interrupt))
         srv = stack.enter_context(_private_server(run_dir, server_bin)) if local_server else None
@@ -137,11 +128,8 @@ def run(
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.cores = check_cpus(config.cpus) if config.cpus and local_agents else None  # the agents' cores
         record.save(run_dir)
-        service, config = start_stt_service(config, run_dir, record)  # the agents get "service:<its URL>"
-        if service is not None:
-            stack.callback(service.stop)
-            service_pids.append(service.pid)
-        sampler.start()
+        frame = stack.enter_context(RunFrame(run_dir, record, sampler, config))
+        config = frame.jobs_config  # the agents get "service:<its URL>"
         try:
             for name in config.archs:
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
@@ -150,23 +138,16 @@ def run(
                     result = asyncio.run(run.run(sampler, progress))
                     if worker is not None:
                         result.worker_cores = sorted(os.sched_getaffinity(worker.pid))
-                record.archs[name] = result
-                record.save(run_dir)
+                frame.add(name, result)
             if agent is not None:
                 name = agent.label
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
-                record.archs[name] = run_external(agent, config, sc, run_dir, creds, rooms[name], srv, sampler,
-                                                  workers, progress)  # fmt: skip
-                record.save(run_dir)
+                frame.add(name, run_external(agent, config, sc, run_dir, creds, rooms[name], srv, sampler, workers, progress))
         except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: the running design cleaned up its room; keep what was measured
-            interrupted = getattr(e, "signum", signal.SIGINT)
-            record.archs.setdefault(name, ArchRun(arch=name, problems=[f"interrupted by {signal.Signals(interrupted).name}"],
-                                                  interrupted=interrupted))  # fmt: skip
-        finally:
-            sampler.stop()
-            record.finish(run_dir, interrupted=interrupted is not None)
-    if interrupted is not None:
-        raise Interrupted(interrupted, run_dir)  # as in console: the caller reports it (exit 128 + the signal)
+            signum = getattr(e, "signum", signal.SIGINT)
+            frame.add(name, record.archs.get(name) or ArchRun(arch=name, problems=[f"interrupted by {signal.Signals(signum).name}"],
+                                                             interrupted=signum))  # fmt: skip
+            frame.interrupted = signum  # leaving the frame raises Interrupted, as in console (exit 128 + the signal)
     return run_dir
 
 
@@ -239,7 +220,7 @@ def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
 
 
 def _redact_log_handlers(secret: str) -> None:
-    """livekit.log (set up by kit.runner.quiet_livekit) gets the secret and tokens scrubbed."""
+    """livekit.log (set up by kit.skeleton.quiet_livekit) gets the secret and tokens scrubbed."""
     for h in logging.getLogger().handlers:
         if getattr(h, "_kit", False):
             h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))

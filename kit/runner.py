@@ -12,16 +12,14 @@ results/<run_id>/
 
 from __future__ import annotations
 
+
+
 import asyncio
 import contextlib
-import dataclasses
-import logging
 import os
-import secrets
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -30,18 +28,17 @@ import psutil
 from kit import architectures, scenario
 from kit.config import KitError, RunConfig, check_cpus, pin_to_cores
 from kit.cost import load_pricing
-from kit.events import EventLog, read_events
+from kit.events import EventLog
 from kit.jobs import JobSpec, prewarm, ready_path, t0_path
 from kit.record import ArchRun, RunRecord, write_atomically
 from kit.sampler import ResourceSampler
+from kit.skeleton import END_GRACE_S, RunFrame, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
 from kit.stt import resolve_model
-from kit.stt_service import SERVICE_LOG, ServiceProcess
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
 # the worker's main process + forkserver, each job process (framework + model), each speaker.
 WORKER_MB, JOB_PROCESS_MB, SPEAKER_MB = 450.0, 400.0, 40.0
 READY_TIMEOUT_S = 120.0  # process start + model load, on a busy 2-core machine
-END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 
 
 def estimate_memory_mb(config: RunConfig, sc: scenario.Scenario) -> float:
@@ -61,48 +58,6 @@ def check_memory(config: RunConfig, sc: scenario.Scenario) -> None:
             f"{', '.join(config.archs)}) but only {available:,.0f} MB is available: use fewer speakers or "
             f"a single-job design"
         )
-
-
-def new_run_dir(results_dir: Path) -> Path:
-    results_dir = Path(results_dir)
-    if results_dir.exists() and not results_dir.is_dir():
-        raise KitError(f"results directory is a file: {results_dir}")
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    run_dir = results_dir / run_id
-    try:
-        (run_dir / "events").mkdir(parents=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise KitError(f"cannot write results to {results_dir}: {e.strerror or e}") from None
-    return run_dir
-
-
-def quiet_livekit(run_dir: Path) -> None:
-    """livekit's logs go to <run_dir>/livekit.log, not the terminal (set before the server starts:
-    job processes copy these levels and forward their records to this process)."""
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_kit", False)]:
-        root.removeHandler(h)
-        h.close()
-    handler = logging.FileHandler(run_dir / "livekit.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._kit = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    for name in ("livekit", "livekit.agents", "livekit.plugins"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-        logging.getLogger(name).propagate = True
-    logging.getLogger("kit").setLevel(logging.INFO)
-
-
-class Interrupted(Exception):
-    """The run was stopped by SIGINT or SIGTERM; what was measured so far is on disk."""
-
-    def __init__(self, signum: int, run_dir: Path) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-        self.run_dir = run_dir
 
 
 class _StopSignals:
@@ -268,25 +223,6 @@ def stop_helper_processes() -> None:
         forkserver._forkserver._stop()
 
 
-def unfinished_jobs(run_dir: Path, name: str, requests, started_only: bool = False) -> list[str]:
-    """A problem for each requested job that never started or died before its job_end.
-    `started_only` (live: jobs that ran elsewhere leave no events here): only jobs that started here."""
-    ev = read_events(run_dir)
-    ev = ev[ev["arch"] == name]
-    started, ended = set(ev.loc[ev["kind"] == "job_start", "job"]), set(ev.loc[ev["kind"] == "job_end", "job"])
-    return [
-        f"job {r.job} never started" if r.job not in started else f"job {r.job} ended without job_end (its process died)"
-        for r in requests
-        if r.job not in ended and (r.job in started or not started_only)
-    ]
-
-
-def job_errors(run_dir: Path, name: str) -> list[str]:
-    ev = read_events(run_dir)
-    errors = ev[(ev["arch"] == name) & (ev["kind"] == "error") & (ev["job"] != "runner")]
-    return [f"job {e.job}, {e.participant or 'job'}: {e.detail}" for e in errors.itertuples()]
-
-
 async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRun, stop: _StopSignals) -> None:
     """Until every launched job is ready for its first frame, or has died trying."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -304,25 +240,6 @@ async def _wait_ready(server, name: str, requests, run_dir: Path, result: ArchRu
             result.problems.append(f"job(s) {', '.join(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
             break
         await stop.sleep(0.05)
-
-
-def start_stt_service(config: RunConfig, run_dir: Path, record: RunRecord) -> tuple[ServiceProcess | None, RunConfig]:
-    """`--stt service` / `stream` / `stream-delay:S`: start the kit's STT service for the run (its
-    requests logged to <run_dir>/stt-service.jsonl, its stderr to stt-service.log; stream-delay: no
-    model, calibration answers) and return it with the config the jobs get ("service:<URL>" or
-    "stream:<URL>"); `--stt service:URL` / `stream:URL` is recorded as a service the run did not
-    start. Any other STT: (None, config)."""
-    if not config.stt.uses_service:
-        return None, config
-    if not config.stt.needs_service_start:
-        record.stt_service = {"url": config.stt.url, "pid": None, "started_by_kit": False, "log": None}
-        record.save(run_dir)
-        return None, config
-    service = ServiceProcess(config, log_path=run_dir / SERVICE_LOG, stderr_path=run_dir / "stt-service.log")
-    url = service.start()
-    record.stt_service = {"url": url, "pid": service.pid, "started_by_kit": True, "log": SERVICE_LOG}
-    record.save(run_dir)
-    return service, dataclasses.replace(config, stt=config.stt.served_at(url))
 
 
 def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None) -> Path:
@@ -344,30 +261,17 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     record = RunRecord.new(run_dir, config, sc, model, mode="console")
     record.cores = pin_to_cores(config.cpus)  # inherited by the AgentServer, forkserver and job processes
     record.save(run_dir)
-    sampler = ResourceSampler(run_dir / "resources.jsonl")
-    sampler.start()
-    interrupted = None
-    service = None
     try:
         # --stt service: one STT service for the whole run, a child of this process (so in the sampled
         # tree, pinned like the rest); the jobs get "service:<its URL>" in their config
-        service, jobs_config = start_stt_service(config, run_dir, record)
-        for name in config.archs:
-            progress = progress_factory(name, sc.duration_s) if progress_factory else None
-            result = asyncio.run(run_arch(name, jobs_config, sc, run_dir, sampler, progress))
-            record.archs[name] = result
-            record.save(run_dir)
-            if result.interrupted:
-                interrupted = result.interrupted
-                break
+        with RunFrame(run_dir, record, ResourceSampler(run_dir / "resources.jsonl"), config) as frame:
+            for name in config.archs:
+                progress = progress_factory(name, sc.duration_s) if progress_factory else None
+                frame.add(name, asyncio.run(run_arch(name, frame.jobs_config, sc, run_dir, frame.sampler, progress)))
+                if frame.interrupted:
+                    break
     finally:
-        if service is not None:
-            service.stop()
-        sampler.stop()
         stop_helper_processes()
         os.sched_setaffinity(0, unpinned)  # a notebook's next run starts unpinned
-        record.finish(run_dir, interrupted=interrupted is not None)
-    if interrupted is not None:
-        raise Interrupted(interrupted, run_dir)
     return run_dir
 

@@ -27,6 +27,7 @@ import pandas as pd
 from kit import metrics, runner, synth
 from kit.config import KitError, RunConfig
 from kit.record import RunRecord
+from kit.skeleton import Interrupted, new_run_dir
 
 GENERATED_DIR = synth.GENERATED_DIR
 LATENCY_THRESHOLD_S = 1.5
@@ -89,7 +90,7 @@ def run_sweep(
     half its utterances missed)."""
     if pattern not in PATTERNS:
         raise KitError(f"unknown --pattern {pattern!r}: use one of {', '.join(PATTERNS)}")
-    sweep_dir = runner.new_run_dir(config.results_dir)
+    sweep_dir = new_run_dir(config.results_dir)
     rows, stopped = [], set()
     for n in sorted(set(participants)):
         room = pattern_room(pattern, n, lines)
@@ -105,7 +106,7 @@ def run_sweep(
                 pd.DataFrame(rows, columns=SWEEP_COLUMNS).to_csv(sweep_dir / "sweep.csv", index=False)
                 stopped.add(arch)
                 continue
-            except runner.Interrupted as e:
+            except Interrupted as e:
                 _record(rows, pattern, e.run_dir, sweep_dir)
                 e.run_dir = sweep_dir
                 raise

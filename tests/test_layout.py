@@ -95,8 +95,8 @@ def test_the_spec_check_can_fail():
 
 MAX_LINES = 450
 # Modules still over the limit, each held at its size today until it is split (issue: modules by concern).
-OVERSIZED = {"kit/report.py": 634, "kit/stt_service.py": 529, "kit/plots.py": 526, "kit/cli.py": 471,
-             "kit/server.py": 468, "kit/live_driver.py": 452}  # fmt: skip
+OVERSIZED = {"kit/report.py": 634, "kit/stt_service.py": 529, "kit/plots.py": 526, "kit/cli.py": 469,
+             "kit/server.py": 468}  # fmt: skip
 
 
 def test_no_module_over_450_lines():
