@@ -95,7 +95,7 @@ def test_the_spec_check_can_fail():
 
 MAX_LINES = 450
 # Modules still over the limit, each held at its size today until it is split (issue: modules by concern).
-OVERSIZED = {"kit/report.py": 634, "kit/stt_service.py": 529, "kit/plots.py": 526, "kit/cli.py": 469,
+OVERSIZED = {"kit/stt_service.py": 529, "kit/plots.py": 526, "kit/cli.py": 469,
              "kit/server.py": 468}  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from html import escape
 import pytest
 
 from browser import chromium_path, inspect
-from kit import cost, lab, report, scenario
+from kit import cost, lab, reading, report, scenario
 from kit.cli import main
 from kit.config import REPO_ROOT, SCENARIOS_DIR
 from synthetic import make_run, rename_participant
@@ -27,7 +27,7 @@ def tables(tmp_path, **kw):
 
 def test_equal_designs_the_cheapest_is_shipped(tmp_path):
     t = tables(tmp_path, cpu=CHEAP_PE)
-    text = report.verdict(t)
+    text = reading.verdict(t)
     assert text.startswith("**Ship `participant_entrypoint` for this room.**")
     assert "equally accurate" in text and "cost decides" in text and "left out" not in text
     cpu = t.architectures.set_index("arch")["cpu_s_per_speaker"]
@@ -36,46 +36,46 @@ def test_equal_designs_the_cheapest_is_shipped(tmp_path):
 
 
 def test_the_verdict_follows_the_numbers(tmp_path):
-    text = report.verdict(tables(tmp_path, cpu={"participant_entrypoint": 12.0, "multi_session": 6.0, "multi_dispatch": 12.0}))
+    text = reading.verdict(tables(tmp_path, cpu={"participant_entrypoint": 12.0, "multi_session": 6.0, "multi_dispatch": 12.0}))
     assert text.startswith("**Ship `multi_session` for this room.**") and "either will do" not in text
 
 
 def test_a_close_runner_up_is_named(tmp_path):
-    text = report.verdict(tables(tmp_path, cpu={"participant_entrypoint": 6.0, "multi_session": 6.1, "multi_dispatch": 12.0}))
+    text = reading.verdict(tables(tmp_path, cpu={"participant_entrypoint": 6.0, "multi_session": 6.1, "multi_dispatch": 12.0}))
     assert text.startswith("**Ship `participant_entrypoint` for this room.**")
     assert "`multi_session` needs only 1 % more, within run-to-run noise: either will do." in text
 
 
 def test_a_design_that_misses_utterances_is_left_out_whatever_it_costs(tmp_path):
-    text = report.verdict(tables(tmp_path, cpu=CHEAP_PE, missed={"participant_entrypoint": [2]}))
+    text = reading.verdict(tables(tmp_path, cpu=CHEAP_PE, missed={"participant_entrypoint": [2]}))
     assert text.startswith("**Ship `multi_session`")
     assert "- `participant_entrypoint` is left out: it missed 1 of 4 utterances, the best missed 0." in text
     assert "**Speaker** `alice` with `participant_entrypoint`: 1 of 2 utterances missed" in text
 
 
 def test_latency_counts_only_beyond_the_tolerance(tmp_path):
-    slow = report.verdict(tables(tmp_path / "a", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.5}))
+    slow = reading.verdict(tables(tmp_path / "a", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.5}))
     assert "`participant_entrypoint` is left out: its p95 latency is 1.50 s against 1.00 s" in slow
-    close = report.verdict(tables(tmp_path / "b", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.05}))
+    close = reading.verdict(tables(tmp_path / "b", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.05}))
     assert close.startswith("**Ship `participant_entrypoint`")
 
 
 def test_an_incomplete_design_is_left_out(tmp_path):
-    text = report.verdict(tables(tmp_path, cpu=CHEAP_PE, failed={"participant_entrypoint": "job j1 never started"}))
+    text = reading.verdict(tables(tmp_path, cpu=CHEAP_PE, failed={"participant_entrypoint": "job j1 never started"}))
     assert "`participant_entrypoint` is left out: its run is incomplete" in text
 
 
 def test_nothing_transcribed_recommends_nothing(tmp_path):
     every = [0, 1, 2, 3]
-    text = report.verdict(tables(tmp_path, missed={a: every for a in ALL}))
+    text = reading.verdict(tables(tmp_path, missed={a: every for a in ALL}))
     assert text.startswith("**No design can be recommended from this run.**")
 
 
 def test_one_design_or_none(tmp_path):
-    assert report.verdict(tables(tmp_path, archs=("multi_dispatch",))).startswith("**Only `multi_dispatch` ran**")
+    assert reading.verdict(tables(tmp_path, archs=("multi_dispatch",))).startswith("**Only `multi_dispatch` ran**")
     empty = lab.load(make_run(tmp_path / "e")).tables
     empty.architectures = empty.architectures.iloc[0:0]
-    assert report.verdict(empty).startswith("**Nothing was measured**")
+    assert reading.verdict(empty).startswith("**Nothing was measured**")
 
 
 STREAMING = "stt_deepgram_nova3_streaming_minute"
@@ -97,11 +97,11 @@ def priced(t, share: dict | None, item: str | None = STREAMING):
 
 def test_the_verdict_shows_the_cloud_bill_in_its_parts(tmp_path):
     t = tables(tmp_path, cpu=CHEAP_PE)
-    text = report.verdict(t)
+    text = reading.verdict(t)
     assert "**cloud: $ per speaker-hour** (agent session + connection; STT not priced): `multi_session` $0.315 (0.3 + 0.015)" in text
     assert "STT bill" not in text
     # VAD-gated designs send 40 % of the room to the STT, multi_dispatch streams all of it
-    text = report.verdict(priced(t, {"participant_entrypoint": 0.4, "multi_session": 0.4, "multi_dispatch": 1.0}))
+    text = reading.verdict(priced(t, {"participant_entrypoint": 0.4, "multi_session": 0.4, "multi_dispatch": 1.0}))
     assert text.startswith("**Ship `participant_entrypoint` for this room.**") and "costs less" not in text
     # 2 speakers, 1 agent participant: 0.30 + 0.015 + 24 min x $0.0048 = $0.43
     assert "`participant_entrypoint` $0.43 (0.3 + 0.015 + 0.115)" in text
@@ -114,7 +114,7 @@ def test_the_verdict_shows_the_cloud_bill_in_its_parts(tmp_path):
 
 def test_the_verdict_says_when_the_stt_bill_favours_another_design(tmp_path):
     t = tables(tmp_path, cpu=CHEAP_PE)
-    text = report.verdict(priced(t, {"participant_entrypoint": 1.0, "multi_session": 0.4, "multi_dispatch": 1.0}))
+    text = reading.verdict(priced(t, {"participant_entrypoint": 1.0, "multi_session": 0.4, "multi_dispatch": 1.0}))
     assert text.startswith("**Ship `participant_entrypoint` for this room.**"), "the CPU still decides for your own cores"
     assert ("On the LiveKit Cloud bill with `stt_deepgram_nova3_streaming_minute` for the STT, `multi_session` costs less: "
             "$0.43 against $0.603 per speaker-hour (24.0 STT minutes per speaker-hour against 60.0); if you pay per "
@@ -123,7 +123,7 @@ def test_the_verdict_says_when_the_stt_bill_favours_another_design(tmp_path):
 
 
 def test_an_stt_price_without_measured_audio_is_not_a_bill(tmp_path):
-    text = report.verdict(priced(tables(tmp_path, cpu=CHEAP_PE), None))
+    text = reading.verdict(priced(tables(tmp_path, cpu=CHEAP_PE), None))
     assert "`multi_session` not measured (0.3 + 0.015 + n/a)" in text
     assert "**STT bill** (`stt_deepgram_nova3_streaming_minute`, $0.0048 per audio minute): not measured in this run" in text
     assert "costs less" not in text
@@ -145,8 +145,8 @@ def test_the_report_names_the_stt_price_row(tmp_path):
 
 
 def test_names_in_the_verdict_stay_text(tmp_path):
-    assert report.code("a`b") == "``a`b``" and report.code("`x") == "`` `x ``"
-    html = report.markdown_html(f"**Ship {report.code('x_y')}.**\n\n- {report.code(XSS)} and {report.code('**b**')}")
+    assert reading.code("a`b") == "``a`b``" and reading.code("`x") == "`` `x ``"
+    html = reading.markdown_html(f"**Ship {reading.code('x_y')}.**\n\n- {reading.code(XSS)} and {reading.code('**b**')}")
     assert html == ("<p><strong>Ship <code>x_y</code>.</strong></p>\n"
                     "<ul><li><code>&lt;script&gt;alert(1)&lt;/script&gt;</code> and <code>**b**</code></li></ul>")  # fmt: skip
 
@@ -189,7 +189,7 @@ def test_a_design_whose_jobs_never_started_still_reports(tmp_path):
     run_dir = make_run(tmp_path, dead=("multi_dispatch",), failed={"multi_dispatch": "job j1 could not be launched"})
     html = report.write(run_dir).read_text()
     assert "This run is partial" in html and html.count('src="data:image/png;base64,') == 5
-    assert "`multi_dispatch` is left out: its run is incomplete" in report.verdict(lab.load(run_dir).tables)
+    assert "`multi_dispatch` is left out: its run is incomplete" in reading.verdict(lab.load(run_dir).tables)
 
 
 def test_secrets_never_reach_the_report(tmp_path, monkeypatch):
