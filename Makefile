@@ -1,5 +1,5 @@
 # One entry point. `make demo` and `make test` set everything up first (a .venv with Python 3.11,
-# and livekit-server built by Go into ~/.cache/kit-go, installed into .venv/bin: kit/server.py).
+# and livekit-server built by Go into ~/.cache/kit-go, installed into .venv/bin: kit/live/server.py).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python

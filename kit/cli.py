@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit import lab, metrics, scenario
 from kit import config as config_mod
+from kit import lab
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
 from kit.progress import room_bar  # the one progress bar, shared with the notebooks
-from kit.skeleton import Interrupted
+from kit.results import metrics
+from kit.room import scenario
+from kit.run.skeleton import Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scenario", help="scenario tools: import real recordings")
     group = sc.add_subparsers(required=True, metavar="ACTION")
-    i = group.add_parser("import", help="build a scenario from one recording per participant (kit/importer.py)")
+    i = group.add_parser("import", help="build a scenario from one recording per participant (kit/room/importer.py)")
     i.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE",
                    help="a directory of recordings, or files; FILE@SECONDS starts that recording SECONDS into the room")
     i.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
@@ -74,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="scaling: run the designs on rooms of N participants")
     w.add_argument("--pattern", choices=("all-talk", "meeting"), default="all-talk",
                    help="all-talk: everyone talks at once (the worst case, default); meeting: one main speaker "
-                        "at a time, most never speak (kit/meeting.py)")
+                        "at a time, most never speak (kit/room/meeting.py)")
     w.add_argument("--participants", "--speakers", dest="speakers", default="1,2,4,8",
                    help="comma-separated N values (default: %(default)s)")
     w.add_argument("--arch", action="append", help="architecture (repeatable; default: all three)")
@@ -99,11 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_transcribe)
     _add_live_commands(sub)
 
-    ss = sub.add_parser("stt-service", help="serve the Whisper model on loopback with the OpenAI transcription API (kit/stt_service.py)")
+    ss = sub.add_parser("stt-service", help="serve the Whisper model on loopback with the OpenAI transcription API (kit/stt/service.py)")
     _stt_service_module().add_arguments(ss)
     ss.set_defaults(func=lambda args: _stt_service_module().main(args))
 
-    sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/server.py)")
+    sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/live/server.py)")
     sv.add_argument("--install", action="store_true", help="only install the pinned livekit-server into the virtualenv (needs Go)")
     sv.add_argument("--server-bin", default=None, metavar="PATH", help="use this livekit-server (default: the virtualenv's, else PATH)")
     sv.add_argument("--env-file", type=Path, default=None, metavar="PATH",
@@ -113,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _stt_service_module():
-    from kit import stt_service
+    from kit.stt import service as stt_service
 
     return stt_service
 
@@ -134,8 +136,8 @@ def _stt_bench(args) -> int:
 
 
 def _compare(args) -> int:
-    from kit import runner
     from kit.architectures import NAMES
+    from kit.run import console as runner
 
     archs = tuple(args.arch) if args.arch else NAMES
     config = RunConfig.from_args(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
@@ -166,8 +168,8 @@ def print_summary(tables: metrics.Tables) -> None:
 
 
 def _sweep(args) -> int:
-    from kit import cost, sweep
     from kit.architectures import NAMES
+    from kit.results import cost, sweep
 
     try:
         ns = [int(x) for x in args.speakers.split(",") if x.strip()]
@@ -222,7 +224,7 @@ def exit_code(complete: bool, reported: bool) -> int:
 def write_report(run: lab.Run, console: lab.Run | None = None) -> bool:
     """Write a measured run's report from its loaded tables; on failure one line naming the step, and
     False (the run's tables and run.json are already on disk, so nothing measured is lost)."""
-    from kit import report
+    from kit.results import report
 
     run_dir = run.run_dir
     try:
@@ -235,14 +237,14 @@ def write_report(run: lab.Run, console: lab.Run | None = None) -> bool:
 
 
 def _report(args) -> int:
-    from kit import report
+    from kit.results import report
 
     print(f"report: {report.write(args.results_dir, rooms=getattr(args, 'rooms', None) or [])}")
     return 0
 
 
 def _synth(args) -> int:
-    from kit.synth import synth
+    from kit.room.synth import synth
 
     path = synth(args.script, args.out)
     sc = scenario.load(path)
@@ -251,7 +253,7 @@ def _synth(args) -> int:
 
 
 def _scenario_import(args) -> int:
-    from kit.importer import import_room
+    from kit.room.importer import import_room
 
     result = import_room(args.inputs, args.out, args.name, args.min_silence, replace=args.force)
     sc = result.scenario
@@ -263,9 +265,9 @@ def _scenario_import(args) -> int:
 
 
 def _transcribe(args) -> int:
-    from kit.events import EventLog, read_events
-    from kit.pipeline import transcribe_participant
-    from kit.room import ConsoleRoom
+    from kit.architectures.pipeline import transcribe_participant
+    from kit.room.console import ConsoleRoom
+    from kit.run.events import EventLog, read_events
     from kit.stt import load_whisper, make_stt
 
     config = RunConfig.from_args(args)
@@ -312,7 +314,7 @@ def _print_table(df: pd.DataFrame) -> None:
         print(df.to_string(index=False, na_rep="n/a"))  # NaN = not measured (e.g. WER without reference text)
 
 
-# --- live mode (kit/live.py, kit/live_driver.py, kit/doctor.py) ---------------------------------------------
+# --- live mode (kit/live/common.py, kit/live/driver.py, kit/live/doctor.py) ---------------------------------------------
 
 
 def _add_live_commands(sub) -> None:
@@ -340,7 +342,7 @@ def _add_live_commands(sub) -> None:
     ag.set_defaults(func=_agent, scenario=DEFAULT_SCENARIO)
 
     nc = sub.add_parser("node-check", help="does @livekit/agents run two AgentSessions in one job (agents-js #1927)? "
-                        "One line; exit 0 either way (kit/node_check.py)")
+                        "One line; exit 0 either way (kit/live/node_check.py)")
     nc.add_argument("--version", default=None, help="@livekit/agents version (default: the one examples/node pins)")
     nc.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     nc.set_defaults(func=_node_check)
@@ -350,7 +352,8 @@ def _add_live_commands(sub) -> None:
 
 
 def _live(args) -> int:
-    from kit import agent_process, live_driver
+    from kit.live import agents as agent_process
+    from kit.live import driver as live_driver
 
     agent, dispatch = None, args.dispatch or "api"
     if args.agent is not None:
@@ -379,7 +382,8 @@ def _live(args) -> int:
 def _compare_live(args, config: RunConfig) -> int:
     """--mode live: the designs in a real room; --mode both: console first, then live, then the
     two side by side (console_vs_live.csv in the live run, and a section of its report)."""
-    from kit import live_driver, runner
+    from kit.live import driver as live_driver
+    from kit.run import console as runner
 
     console_dir, console = None, None
     if args.mode == "both":
@@ -433,7 +437,7 @@ CONSOLE_VS_LIVE = {
 
 def _add_server_args(p) -> None:
     p.add_argument("--local-server", action="store_true",
-                   help="live: start a private livekit-server on loopback for this run (kit/server.py); stopped afterwards")
+                   help="live: start a private livekit-server on loopback for this run (kit/live/server.py); stopped afterwards")
     p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
     p.add_argument("--dispatch", choices=("api", "token", "room", "participant", "auto"), default=None,
                    help="live: the kit's designs are dispatched by the server API (api, the default) or by the first "
@@ -443,25 +447,25 @@ def _add_server_args(p) -> None:
 
 
 def _agent(args) -> int:
-    from kit import agent
+    from kit.live import worker as agent
 
     return agent.serve_agent(args.arch, RunConfig.from_args(args, archs=(args.arch,)))
 
 
 def _node_check(args) -> int:
-    from kit import node_check
+    from kit.live import node_check
 
     return node_check.main(args.version, args.results)
 
 
 def _doctor(args) -> int:
-    from kit import doctor
+    from kit.live import doctor
 
     return doctor.main()
 
 
 def _server(args) -> int:
-    from kit import server
+    from kit.live import server
 
     if args.install:
         server.install()

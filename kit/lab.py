@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import metrics, scenario
 from kit.config import REPO_ROOT, KitError, RunConfig
-from kit.events import read_events
 from kit.progress import room_bar
-from kit.record import RunRecord
-from kit.resources import read_resources
-from kit.skeleton import Interrupted
+from kit.results import metrics
+from kit.results.resources import read_resources
+from kit.room import scenario
+from kit.run.events import read_events
+from kit.run.record import RunRecord
+from kit.run.skeleton import Interrupted
 
 
 @dataclass
@@ -160,8 +161,8 @@ def _say_where_the_partial_run_is(child, messages, timeout_s: float = 60.0) -> N
 
 
 def _child(config: dict, messages, sweep: dict | None) -> None:
-    from kit import runner
-    from kit import sweep as sweeps
+    from kit.results import sweep as sweeps
+    from kit.run import console as runner
 
     bars = itertools.count()
 
@@ -187,7 +188,7 @@ def _child(config: dict, messages, sweep: dict | None) -> None:
 def sweep(participants: list[int], archs, pattern: str = "all-talk", lines: int = 3, stt: str = "whisper",
           model: str | None = None, cpus: int | None = None, results_dir: Path | str | None = None,
           threshold_s: float = 1.5) -> tuple[Path, pd.DataFrame]:  # fmt: skip
-    """The scaling sweep (kit/sweep.py) from a notebook, in a child process: (its directory, sweep.csv)."""
+    """The scaling sweep (kit/results/sweep.py) from a notebook, in a child process: (its directory, sweep.csv)."""
     cfg = dataclasses.replace(config("pair-2", archs, stt=stt, model=model, results_dir=results_dir), cpus=cpus)
     sweep_dir = run(cfg, sweep={"participants": list(participants), "pattern": pattern, "lines": lines,
                                 "threshold_s": threshold_s})  # fmt: skip
@@ -200,7 +201,7 @@ class LiveComparison:
 
     console: Run | None
     live: Run | None
-    side_by_side: pd.DataFrame  # kit.metrics.console_vs_live; empty if either run is missing
+    side_by_side: pd.DataFrame  # kit.results.metrics.console_vs_live; empty if either run is missing
     printed: str  # what the command printed (no secret: the kit never prints one)
     exit_code: int
 

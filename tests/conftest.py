@@ -59,12 +59,12 @@ def no_leftover_processes():
 
 @pytest.fixture(scope="session")
 def livekit_server(tmp_path_factory):
-    """One private livekit-server on loopback for the whole session (kit/server.py); its log in a tmp dir.
+    """One private livekit-server on loopback for the whole session (kit/live/server.py); its log in a tmp dir.
     Started before any test's process check, so it is never counted as a leftover."""
     import os
 
     from kit.config import KitError
-    from kit.server import LocalServer
+    from kit.live.server import LocalServer
 
     try:
         srv = LocalServer(log_path=tmp_path_factory.mktemp("livekit-server") / "server.log")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kit import scenario as scenario_mod
 from kit.config import RunConfig
+from kit.room import scenario as scenario_mod
 
 PIDS = {"multi_session": 1100, "participant_entrypoint": 1200, "multi_dispatch": 1300}
 RUNNER_PID = 1000

@@ -7,11 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kit import metrics, scenario, stt
+from kit import stt
 from kit.config import KitError, RunConfig, pin_to_cores
-from kit.events import read_events
-from kit.record import RunRecord
-from kit.runner import run
+from kit.results import metrics
+from kit.room import scenario
+from kit.run.console import run
+from kit.run.events import read_events
+from kit.run.record import RunRecord
 
 
 def _pair_turns():
@@ -87,7 +89,7 @@ def test_the_vad_gate_drops_long_silences_but_keeps_speech_and_the_silence_that_
     import numpy as np
     from livekit import rtc
 
-    from kit.room import FRAME_SAMPLES, ROOM_RATE, gated
+    from kit.room.console import FRAME_SAMPLES, ROOM_RATE, gated
 
     loud = (np.sin(np.arange(FRAME_SAMPLES) / 5) * 8000).astype(np.int16)
     quiet = np.zeros(FRAME_SAMPLES, dtype=np.int16)

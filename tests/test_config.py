@@ -66,7 +66,7 @@ def test_flags_round_trip_every_inference_setting():
 
 def test_the_stt_service_takes_the_model_flags_of_the_same_config():
     """`python -m kit stt-service`, started by a run with `to_model_args`, loads the run's model settings."""
-    from kit import stt_service
+    from kit.stt import service as stt_service
 
     parser = argparse.ArgumentParser()
     stt_service.add_arguments(parser)

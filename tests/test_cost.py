@@ -4,8 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from kit import cost
 from kit.cli import main
+from kit.results import cost
 
 PRICES = cost.Pricing(agent_session_minute=0.01, connection_minute=0.0005, vcpu_hour=0.04, gb_hour=0.005, table=None)
 STT = pd.DataFrame([{"item": "stt_hand_streaming_minute", "price_usd": 0.0077, "unit": "USD per audio minute",

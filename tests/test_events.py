@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kit.events import COLUMNS, EventLog, read_events
+from kit.run.events import COLUMNS, EventLog, read_events
 
 
 def test_writer_flushes_every_line_and_reader_sorts(tmp_path):

@@ -1,5 +1,5 @@
-"""Fuzzing the two doors into the kit: the scenario loader (kit/scenario.py) and the importer
-(kit/importer.py). Every generated input must either be refused with the kit's one-line error
+"""Fuzzing the two doors into the kit: the scenario loader (kit/room/scenario.py) and the importer
+(kit/room/importer.py). Every generated input must either be refused with the kit's one-line error
 (exit 2 through the CLI, nothing written) or be accepted as a scenario that keeps every promise
 the rest of the kit relies on; a few accepted ones are then run end to end.
 
@@ -26,14 +26,15 @@ import soundfile as sf
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from kit import metrics, scenario
 from kit.cli import main
 from kit.config import RunConfig
-from kit.importer import RATE, RecordingError, import_room
-from kit.audio import resample
-from kit.runner import run
-from kit.scenario import ScenarioError
-from kit.synth import speak
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.audio import resample
+from kit.room.importer import RATE, RecordingError, import_room
+from kit.room.scenario import ScenarioError
+from kit.room.synth import speak
+from kit.run.console import run
 
 BUDGET = settings.default.max_examples  # 200 on CI (conftest.py), 8000 with --hypothesis-profile=long
 # pytest-timeout's 300 s per test holds for CI's budget; a long hunt (about 25 minutes in all) needs more.

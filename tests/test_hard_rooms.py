@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from kit import metrics, scenario
 from kit.cli import main
 from kit.config import DATA_DIR, RunConfig
-from kit.events import read_events
-from kit.runner import run
-from kit.synth import synth
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.synth import synth
+from kit.run.console import run
+from kit.run.events import read_events
 
 CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")
 

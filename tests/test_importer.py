@@ -1,4 +1,4 @@
-"""Bring your own room (kit/importer.py) and the speech detector behind its boundaries (kit/boundaries.py)."""
+"""Bring your own room (kit/room/importer.py) and the speech detector behind its boundaries (kit/room/boundaries.py)."""
 
 import json
 
@@ -7,11 +7,18 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from kit import boundaries, scenario
-from kit.audio import downsample, rational_resample, resample, upsample
 from kit.cli import main
-from kit.importer import RATE, TAIL_S, RecordingError, import_room, read_mono_16k, read_timed
-from kit.synth import speak
+from kit.room import boundaries, scenario
+from kit.room.audio import downsample, rational_resample, resample, upsample
+from kit.room.importer import (
+    RATE,
+    TAIL_S,
+    RecordingError,
+    import_room,
+    read_mono_16k,
+    read_timed,
+)
+from kit.room.synth import speak
 
 LEAD_S = 0.5  # silence before the speech in every generated recording
 

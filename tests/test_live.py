@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import re
 import logging
+import re
 import socket
 import threading
 import time
@@ -25,6 +25,7 @@ import jwt
 import nbformat
 import pytest
 from aiohttp import WSMsgType, web
+from conftest import edit_json
 from livekit import api, rtc
 from livekit.agents import JobContext, JobExecutorType, JobProcess
 from livekit.agents.job import JobAcceptArguments, RunningJobInfo, _JobContextVar
@@ -32,17 +33,21 @@ from livekit.protocol import agent, models
 from livekit.rtc.event_emitter import EventEmitter
 from nbclient import NotebookClient
 
-from conftest import edit_json
-from kit import agent as kit_agent
-from kit import live, live_api, live_driver, metrics, publishers, scenario
 from kit.architectures import NAMES
 from kit.cli import main
 from kit.config import REPO_ROOT, KitError, RunConfig
-from kit.events import EventLog, read_events
-from kit.jobs import JobSpec
-from kit.record import ArchRun, RunRecord
-from kit.room import ConsoleRoom
-from kit.runner import stop_helper_processes
+from kit.live import api as live_api
+from kit.live import common as live
+from kit.live import driver as live_driver
+from kit.live import publishers
+from kit.live import worker as kit_agent
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.console import ConsoleRoom
+from kit.run.console import stop_helper_processes
+from kit.run.events import EventLog, read_events
+from kit.run.jobs import JobSpec
+from kit.run.record import ArchRun, RunRecord
 
 KEY = "kit-test-key"
 SECRET = "kit-FAKE-SECRET-c0ffee-0123456789abcdef"  # recognisable: searched for in everything a run writes

@@ -1,4 +1,4 @@
-"""Live mode against a real livekit-server on loopback (kit/server.py builds and runs it): every design
+"""Live mode against a real livekit-server on loopback (kit/live/server.py builds and runs it): every design
 end to end over WebRTC/Opus, both dispatch paths, calibration, crosstalk between two developers'
 workers, a server that dies mid-run, Ctrl-C, and the secret nowhere.
 
@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -27,8 +27,8 @@ from livekit import api
 
 from kit.architectures import NAMES
 from kit.config import REPO_ROOT
-from kit.live import Credentials, server_api
-from kit.record import RunRecord
+from kit.live.common import Credentials, server_api
+from kit.run.record import RunRecord
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
 

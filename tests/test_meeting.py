@@ -1,4 +1,4 @@
-"""Meeting rooms (kit/meeting.py): deterministic scripts, the documented statistics, the statistics
+"""Meeting rooms (kit/room/meeting.py): deterministic scripts, the documented statistics, the statistics
 themselves on a hand-made room with known numbers, and one real synthesised room, cached."""
 
 import hashlib
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kit import meeting, scenario, sweep, synth
 from kit.config import KitError
+from kit.results import sweep
+from kit.room import meeting, scenario, synth
 
 
 def own_gaps(utterances) -> list[float]:

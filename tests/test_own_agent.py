@@ -8,13 +8,13 @@ import sys
 
 import pandas as pd
 import pytest
-
-from kit.config import KitError, REPO_ROOT
-from kit.agent_process import ExternalAgent
-from kit.metrics import utterances
-from kit.record import RunRecord
-from kit.scenario import load
 from test_live_server import kit, kit_env, leaks, mentions, only_run
+
+from kit.config import REPO_ROOT, KitError
+from kit.live.agents import ExternalAgent
+from kit.results.metrics import utterances
+from kit.room.scenario import load
+from kit.run.record import RunRecord
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
 

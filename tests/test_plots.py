@@ -5,11 +5,12 @@ import shutil
 
 import matplotlib.colors as mcolors
 import pytest
+from synthetic import make_run, rename_participant
 
-from kit import lab, plots
+from kit import lab
 from kit.architectures import BASELINES, NAMES
 from kit.config import REPO_ROOT, SCENARIOS_DIR
-from synthetic import make_run, rename_participant
+from kit.results import plots
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,8 @@ def _cloud_axis(fig):
 
 
 def test_the_cloud_bill_is_stacked_agent_connection_and_stt(run):
-    from kit import cost
-    from kit.metrics import Tables
+    from kit.results import cost
+    from kit.results.metrics import Tables
 
     # unpriced STT (the synthetic run has no stt_audio_s and no STT price): two parts, said so
     ax = _cloud_axis(plots.cost(run.tables))
@@ -117,7 +118,7 @@ def test_the_cloud_bill_is_stacked_agent_connection_and_stt(run):
 
 
 def _without_dollars(tables):
-    from kit.metrics import Tables
+    from kit.results.metrics import Tables
 
     drop = lambda df: df.drop(columns=plots.dollar_columns(df))  # noqa: E731
     return Tables(tables.utterances, drop(tables.speakers), drop(tables.architectures))

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from kit.config import REPO_ROOT
-from kit.events import read_events
+from kit.run.events import read_events
 
 
 def _start(results: Path, *args: str) -> subprocess.Popen:
@@ -101,9 +101,9 @@ def test_interrupting_a_compare_keeps_what_was_measured_and_leaves_no_process(tm
 
 @pytest.mark.replay
 def test_a_model_that_fails_to_load_in_one_process(tmp_path):
-    from kit import metrics
     from kit.config import RunConfig
-    from kit.runner import run
+    from kit.results import metrics
+    from kit.run.console import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=("multi_dispatch",), results_dir=tmp_path, fault="model:bob"))
     tables = metrics.compute(run_dir)

@@ -6,12 +6,14 @@ import shutil
 from html import escape
 
 import pytest
-
 from browser import chromium_path, inspect
-from kit import cost, lab, reading, report, scenario
+from synthetic import make_run, rename_participant
+
+from kit import lab
 from kit.cli import main
 from kit.config import REPO_ROOT, SCENARIOS_DIR
-from synthetic import make_run, rename_participant
+from kit.results import cost, reading, report
+from kit.room import scenario
 
 ALL = ("multi_session", "participant_entrypoint", "multi_dispatch")
 CHEAP_PE = {"participant_entrypoint": 6.0, "multi_session": 9.0, "multi_dispatch": 12.0}
@@ -305,7 +307,7 @@ def test_a_silent_participant_in_the_browser(tmp_path):
 
 
 def test_a_report_that_fails_after_a_measured_run_is_its_own_exit_code(tmp_path, monkeypatch, capsys):
-    from kit import runner
+    from kit.run import console as runner
 
     run_dir = make_run(tmp_path, scenario="comings-and-goings")
     monkeypatch.setattr(runner, "run", lambda config, progress_factory=None: run_dir)

@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from kit import scenario
-from kit.audio import downsample, to_float32
-from kit.room import FRAME_S, FRAME_SAMPLES, ROOM_RATE, ConsoleRoom
+from kit.room import scenario
+from kit.room.audio import downsample, to_float32
+from kit.room.console import FRAME_S, FRAME_SAMPLES, ROOM_RATE, ConsoleRoom
 
 
 @pytest.mark.replay

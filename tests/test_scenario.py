@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import edit_json
-from kit import scenario
+
 from kit.cli import main
-from kit.scenario import ScenarioError
+from kit.room import scenario
+from kit.room.scenario import ScenarioError
 
 
 def test_bundled_rooms_load():

@@ -1,4 +1,4 @@
-"""kit/server.py against the real livekit-server: install, start on loopback, credentials, logs, stop."""
+"""kit/live/server.py against the real livekit-server: install, start on loopback, credentials, logs, stop."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import urllib.request
 import psutil
 import pytest
 
-from kit import doctor, server
 from kit.config import KitError
+from kit.live import doctor, server
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
 
@@ -72,7 +72,7 @@ def test_secret_never_in_its_log_config_or_command_line(livekit_server):
 async def _join_and_leave(srv) -> None:
     from livekit import rtc
 
-    from kit import live
+    from kit.live import common as live
 
     creds = live.Credentials(srv.url, srv.api_key, srv.api_secret)
     room = rtc.Room()
@@ -85,7 +85,7 @@ def test_stop_leaves_no_process_even_with_a_participant_in(tmp_path):
     """The first SIGTERM waits for participants; stop() forces it then. Ports are free again afterwards."""
     from livekit import rtc
 
-    from kit import live
+    from kit.live import common as live
 
     srv = server.LocalServer(log_path=tmp_path / "server.log").start()
     pid, port = srv.pid, srv.port

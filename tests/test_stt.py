@@ -3,11 +3,13 @@ import time
 
 import pytest
 
-from kit import metrics, scenario, stt
+from kit import stt
+from kit.architectures.pipeline import transcribe_participant
 from kit.config import RunConfig
-from kit.events import EventLog, read_events
-from kit.pipeline import transcribe_participant
-from kit.room import ConsoleRoom
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.console import ConsoleRoom
+from kit.run.events import EventLog, read_events
 
 
 def test_bundled_model_is_pinned():

@@ -1,4 +1,4 @@
-"""The shared STT service (kit/stt_service.py): the OpenAI transcription API on loopback, its errors,
+"""The shared STT service (kit/stt/service.py): the OpenAI transcription API on loopback, its errors,
 its log, batching across clients, livekit-plugins-openai's STT against it, and a design end to end
 with `--stt service` on pair-2."""
 
@@ -19,13 +19,21 @@ import psutil
 import pytest
 import soundfile as sf
 
-from kit import metrics, scenario
-from kit.audio import resample, to_int16
 from kit.config import KitError, RunConfig
-from kit.events import EventLog, read_events
-from kit.record import RunRecord
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.audio import resample, to_int16
+from kit.run.events import EventLog, read_events
+from kit.run.record import RunRecord
 from kit.stt import SERVICE_HEADERS, ServiceSTT, make_stt
-from kit.stt_service import LOG_COLUMNS, MAX_UPLOAD_BYTES, ServiceProcess, check_loopback, make_app, read_log
+from kit.stt.service import (
+    LOG_COLUMNS,
+    MAX_UPLOAD_BYTES,
+    ServiceProcess,
+    check_loopback,
+    make_app,
+    read_log,
+)
 
 PAIR = scenario.load("pair-2")
 
@@ -158,7 +166,7 @@ def test_an_unexpected_failure_is_a_500_without_traceback(tmp_path):
         async def transcribe_async(self, audio):
             raise RuntimeError("secret internals")
 
-    from kit.stt_service import RequestLog
+    from kit.stt.service import RequestLog
 
     async def go() -> httpx.Response:
         log = RequestLog(tmp_path / "log.jsonl")
@@ -276,7 +284,7 @@ def test_a_design_runs_end_to_end_with_the_service(tmp_path):
     """`--stt service` on pair-2: the run starts one service (a child of the run, in the sampled
     tree), every job reaches it through livekit-plugins-openai, every utterance is matched, and the
     service's CPU is the design's cost."""
-    from kit.runner import run
+    from kit.run.console import run
 
     config = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="service", results_dir=tmp_path)
     run_dir = run(config)

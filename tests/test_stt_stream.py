@@ -1,4 +1,4 @@
-"""The streaming STT (kit/stt_stream.py, kit.stt.StreamingSTT): the service's WebSocket endpoint and
+"""The streaming STT (kit/stt/stream.py, kit.stt.StreamingSTT): the service's WebSocket endpoint and
 its errors, its calibration twin, and every design end to end with `--stt stream` on pair-2."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import aiohttp
 import numpy as np
 import pytest
 
-from kit import metrics, scenario
-from kit.audio import resample, to_int16
 from kit.config import RunConfig
-from kit.events import read_events
-from kit.record import RunRecord
-from kit.stt_service import ServiceProcess, read_log
+from kit.results import metrics
+from kit.room import scenario
+from kit.room.audio import resample, to_int16
+from kit.run.events import read_events
+from kit.run.record import RunRecord
+from kit.stt.service import ServiceProcess, read_log
 
 PAIR = scenario.load("pair-2")
 CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")
@@ -118,7 +119,7 @@ def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
     """`--stt stream`: every utterance matched by every design; each STT was sent the participant's
     whole connected time (what a per-minute streaming bill counts), not only its speech, and a
     session's 2 s close flush; interims came before the finals."""
-    from kit.runner import run
+    from kit.run.console import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=CONCURRENT, stt="stream", results_dir=tmp_path))
     record = RunRecord.load(run_dir)
@@ -143,7 +144,7 @@ def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
 @pytest.mark.replay
 def test_stream_delay_is_calibrated_for_every_design(tmp_path):
     """`--stt stream-delay:0.3`: each final 0.30 s ± 20 ms after its endpoint, for every design."""
-    from kit.runner import run
+    from kit.run.console import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=CONCURRENT, stt="stream-delay:0.3", results_dir=tmp_path))
     ref = metrics.compute(run_dir).utterances
@@ -158,7 +159,7 @@ def test_vad_gated_stt_audio_is_the_turns_it_was_given(tmp_path):
     """VAD-gated: stt_audio_s is the audio of the turns the STT was handed: each utterance, plus at most
     the VAD's prefix padding (0.5 s) and its end-of-turn silence (0.55 s) and a window or two — far less
     than the connected time a streaming STT is sent."""
-    from kit.runner import run
+    from kit.run.console import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="delay:0.1", results_dir=tmp_path))
     spk = metrics.compute(run_dir).speakers.set_index("participant")

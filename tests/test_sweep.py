@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import scenario, sweep
 from kit.cli import main
+from kit.results import sweep
+from kit.room import scenario
 
 
 def test_fit_recovers_a_known_line():
@@ -58,7 +59,7 @@ def test_tiny_sweep_end_to_end(tmp_path, capsys):
 
 
 def test_reading_and_scaling_figure_from_a_known_table():
-    from kit import plots
+    from kit.results import plots
 
     table = pd.DataFrame({
         "arch": ["a"] * 3 + ["b"] * 3, "participants": [1, 2, 4] * 2, "cpus": [2] * 6,

@@ -1,9 +1,9 @@
 import numpy as np
 import soundfile as sf
 
-from kit import scenario
 from kit.cli import main
 from kit.config import DATA_DIR, SCENARIOS_DIR
+from kit.room import scenario
 
 
 def test_synth_reproduces_committed_pair2(tmp_path, capsys):

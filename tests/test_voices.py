@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kit import metrics, scenario, stt
-from kit.config import DATA_DIR, SCENARIOS_DIR, RunConfig
+from kit import stt
 from kit.architectures import NAMES
 from kit.cli import main
+from kit.config import DATA_DIR, SCENARIOS_DIR, RunConfig
+from kit.results import metrics
+from kit.room import scenario
 
 ROOM = "voices-4"
 DEFAULT = RunConfig(scenario=ROOM)

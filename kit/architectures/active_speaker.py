@@ -7,9 +7,9 @@ the rule set_participant would follow, applied the same way in both modes."""
 from livekit.agents import JobContext
 
 from kit.architectures import Design
-from kit.jobs import Job, JobRequest, run_job
-from kit.pipeline import ActiveSpeakerSession
-from kit.scenario import Scenario
+from kit.architectures.pipeline import ActiveSpeakerSession
+from kit.room.scenario import Scenario
+from kit.run.jobs import Job, JobRequest, run_job
 
 _sessions: dict[str, ActiveSpeakerSession] = {}  # one per job (a job process runs one job)
 

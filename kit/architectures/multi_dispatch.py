@@ -4,9 +4,9 @@ participant; each job runs one AgentSession for the participant named in its met
 from livekit.agents import JobContext
 
 from kit.architectures import Design
-from kit.jobs import Job, JobRequest, run_job
-from kit.pipeline import run_session
-from kit.scenario import Scenario
+from kit.architectures.pipeline import run_session
+from kit.room.scenario import Scenario
+from kit.run.jobs import Job, JobRequest, run_job
 
 DESIGN = Design(
     color="#009E73", jobs="N", agent_participants="N",

@@ -4,9 +4,9 @@ Live, each session is linked to its participant with room_io.RoomOptions(partici
 from livekit.agents import JobContext
 
 from kit.architectures import Design
-from kit.jobs import Job, JobRequest, run_job
-from kit.pipeline import run_session
-from kit.scenario import Scenario
+from kit.architectures.pipeline import run_session
+from kit.room.scenario import Scenario
+from kit.run.jobs import Job, JobRequest, run_job
 
 DESIGN = Design(
     color="#0072B2", jobs="1", agent_participants="1",

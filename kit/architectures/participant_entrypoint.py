@@ -9,9 +9,9 @@ participant of the console room as it joins.
 from livekit.agents import JobContext
 
 from kit.architectures import Design
-from kit.jobs import Job, JobRequest, run_job
-from kit.pipeline import transcribe_participant
-from kit.scenario import Scenario
+from kit.architectures.pipeline import transcribe_participant
+from kit.room.scenario import Scenario
+from kit.run.jobs import Job, JobRequest, run_job
 
 DESIGN = Design(
     color="#E69F00", jobs="1", agent_participants="1",

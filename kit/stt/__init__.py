@@ -5,14 +5,40 @@
 The public names are re-exported here: `from kit.stt import make_stt`."""
 
 from kit.stt.bench import benchmark, parse_settings, room_turns
-from kit.stt.engine import Transcript, Whisper, inference_cpu_seconds, load_whisper, loaded_models, usable_cores
+from kit.stt.engine import (
+    Transcript,
+    Whisper,
+    inference_cpu_seconds,
+    load_whisper,
+    loaded_models,
+    usable_cores,
+)
 from kit.stt.model import (
-    BUNDLED_PACKAGE, BUNDLED_SHA256, SIZE_NAMES, WHISPER_RATE, WHISPER_WINDOW_S, ModelError, ModelInfo, resolve_model,
+    BUNDLED_PACKAGE,
+    BUNDLED_SHA256,
+    SIZE_NAMES,
+    WHISPER_RATE,
+    WHISPER_WINDOW_S,
+    ModelError,
+    ModelInfo,
+    resolve_model,
 )  # fmt: skip
 from kit.stt.plugins import (
-    SERVICE_API_KEY, SERVICE_HEADERS, SERVICE_MODEL, SERVICE_PARTICIPANT_HEADER, STREAM_PATH, STREAM_RATE, DelaySTT,
-    FasterWhisperSTT, Recognition, ServiceSpeechStream, ServiceSTT, StreamingSTT, calibration_text,
-    load_service_client, make_stt,
+    SERVICE_API_KEY,
+    SERVICE_HEADERS,
+    SERVICE_MODEL,
+    SERVICE_PARTICIPANT_HEADER,
+    STREAM_PATH,
+    STREAM_RATE,
+    DelaySTT,
+    FasterWhisperSTT,
+    Recognition,
+    ServiceSpeechStream,
+    ServiceSTT,
+    StreamingSTT,
+    calibration_text,
+    load_service_client,
+    make_stt,
 )  # fmt: skip
 
 __all__ = [

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from kit.audio import resample
 from kit.config import KitError, RunConfig
+from kit.room.audio import resample
 from kit.stt.engine import Whisper
 from kit.stt.model import WHISPER_RATE, resolve_model
 
@@ -26,7 +26,7 @@ def parse_settings(text: str) -> list[tuple[int, int, int]]:
 
 
 def room_turns(sc) -> list[np.ndarray]:
-    """Each utterance of a room (a kit.scenario.Scenario) as the VAD hands it to the STT, at 16 kHz:
+    """Each utterance of a room (a kit.room.scenario.Scenario) as the VAD hands it to the STT, at 16 kHz:
     its prefix padding before, the closing silence after."""
     tracks = {p.identity: sc.read_audio(p.identity) for p in sc.participants}
     rate = sc.sample_rate

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from kit.config import RunConfig
-from kit.stt.model import WHISPER_RATE, WHISPER_WINDOW_S, ModelError, ModelInfo, resolve_model
+from kit.stt.model import (
+    WHISPER_RATE,
+    WHISPER_WINDOW_S,
+    ModelError,
+    ModelInfo,
+    resolve_model,
+)
+
 
 @dataclass(frozen=True)
 class Transcript:

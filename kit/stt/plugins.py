@@ -18,11 +18,12 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
-from kit.audio import resample, to_float32
 from kit.config import KitError, RunConfig
-from kit.events import EventLog
+from kit.room.audio import resample, to_float32
+from kit.run.events import EventLog
 from kit.stt.engine import Transcript, load_whisper
 from kit.stt.model import WHISPER_RATE
+
 
 @dataclass(frozen=True)
 class Recognition:
@@ -107,7 +108,7 @@ class DelaySTT(FasterWhisperSTT):
         return Transcript(calibration_text(len(audio) / WHISPER_RATE), 0.0, self.delay, 0.0, 1)
 
 
-# --- the STT as a shared service (kit/stt_service.py, or any OpenAI-compatible transcription server) ---
+# --- the STT as a shared service (kit/stt/service.py, or any OpenAI-compatible transcription server) ---
 
 SERVICE_PARTICIPANT_HEADER = "X-Kit-Participant"  # who a request is for: the service logs it
 # the service's own numbers for one request, in its response headers
@@ -207,7 +208,7 @@ class ServiceSTT(FasterWhisperSTT):
         await super().aclose()
 
 
-# --- streaming: the STT service's WebSocket endpoint (kit/stt_stream.py) ---------------------------
+# --- streaming: the STT service's WebSocket endpoint (kit/stt/stream.py) ---------------------------
 
 STREAM_PATH = "/v1/audio/stream"  # the service's streaming endpoint (a WebSocket)
 STREAM_RATE = 16_000  # what the client streams (the base class resamples the room's 48 kHz to it)
@@ -265,7 +266,6 @@ class ServiceSpeechStream(stt.RecognizeStream):
 
     async def _run(self) -> None:
         import aiohttp
-
         from livekit.agents import APIConnectionError
 
         owner = self.owner

@@ -7,7 +7,7 @@ joins and early leaves are just timing. `load` validates everything and fails wi
 times not negative, each participant joining before its track ends and leaving after it joins,
 each utterance within its speaker's presence, at least one utterance, and every track decoded in
 full (readable, mono, at the declared rate, not empty, no NaN or infinite sample).
-An optional top-level `"reference": false` marks a room without reference text (kit/importer.py
+An optional top-level `"reference": false` marks a room without reference text (kit/room/importer.py
 without transcripts): its utterances are speech spans with empty text, and WER is not measured.
 """
 

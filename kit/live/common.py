@@ -18,7 +18,7 @@
   Each process maps it once onto its own monotonic clock (`mono_at`) and then measures as in
   console mode, in seconds since t0; every event also records `wall`, when it was written. Times
   from two machines agree to within their wall clocks' offset (NTP: a few ms).
-- **LiveRoom** is `kit.room.RoomView` over the job's real `rtc.Room`: the architectures' code is the
+- **LiveRoom** is `kit.room.console.RoomView` over the job's real `rtc.Room`: the architectures' code is the
   same in both modes; only this adapter differs.
 - **Finals.** In console mode a final goes into the job's event log. Live, the job publishes it
   to the room as a LiveKit transcription (an `lk.transcription` text stream, sender_identity = the
@@ -50,8 +50,8 @@ import aiohttp
 from livekit import api, rtc
 
 from kit.config import KitError
-from kit.events import EventLog
-from kit.room import FRAME_S, ROOM_RATE
+from kit.room.console import FRAME_S, ROOM_RATE
+from kit.run.events import EventLog
 
 ENV_VARS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 SUFFIX_ENV = "LIVEKIT_AGENT_SUFFIX"
@@ -241,7 +241,7 @@ def session_room_options(identity: str):
 
 
 class LiveRoom:
-    """kit.room.RoomView over a job's real rtc.Room (`ctx.room`).
+    """kit.room.console.RoomView over a job's real rtc.Room (`ctx.room`).
 
     It serves the participants its spec names (never an agent, never the kit's listener) and
     subscribes to their microphones only: a multi-dispatch job decodes its one participant, not all

@@ -1,5 +1,5 @@
 """One self-contained HTML report per run (`write(run_dir)` -> <run_dir>/report.html): the
-question, the reading (kit/reading.py), the room, the method, the results, each design, the record.
+question, the reading (kit/results/reading.py), the room, the method, the results, each design, the record.
 
 The report has no script and loads nothing: figures are inlined as base64 PNG, styles inline, and
 a Content-Security-Policy forbids scripts and network access. Every text that comes from a
@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import architectures, cost, metrics, plots
+from kit import architectures
+from kit.results import cost, metrics, plots
 from kit.lab import Run, load, pricing_path
-from kit.live import redact
-from kit.reading import CPU_TOLERANCE_PCT, LATENCY_TOLERANCE_S, WER_TOLERANCE, markdown_html, verdict
+from kit.live.common import redact
+from kit.results.reading import CPU_TOLERANCE_PCT, LATENCY_TOLERANCE_S, WER_TOLERANCE, markdown_html, verdict
 
 QUESTION = (
     "I must transcribe every participant of one LiveKit room with LiveKit Agents (Python). "
@@ -102,7 +103,7 @@ def jobs_frame(events: pd.DataFrame) -> pd.DataFrame:
 
 def event_counts(events: pd.DataFrame) -> pd.DataFrame:
     """How many events of each kind (columns, in schema order) each architecture (rows) logged."""
-    from kit.events import KINDS
+    from kit.run.events import KINDS
 
     counts = events.groupby(["arch", "kind"], sort=False).size().unstack(fill_value=0)
     return counts[[k for k in KINDS if k in counts.columns]]
@@ -226,7 +227,7 @@ def _status(run: Run) -> str:
 
 
 def _verdict_note() -> str:
-    return (f'<p class="note">Computed from the tables by <code>kit.reading.verdict</code>: designs within {WER_TOLERANCE} WER, '
+    return (f'<p class="note">Computed from the tables by <code>kit.results.reading.verdict</code>: designs within {WER_TOLERANCE} WER, '
             f"the fewest missed utterances and {LATENCY_TOLERANCE_S} s of the best p95 latency count as equal; "
             "among them the least CPU per speaker wins; with an STT price (<code>--stt-price</code>), it also names an equally "
             f"good design whose LiveKit Cloud bill is more than {CPU_TOLERANCE_PCT:.0f} % lower.</p>")  # fmt: skip

@@ -2,13 +2,13 @@
 
 Two patterns (`--pattern`): "all-talk", the worst case (`sweep_script`: every participant talks,
 each with its own espeak-ng voice, at the same time as the others, staggered starts), and
-"meeting" (kit/meeting.py: one main speaker at a time, a few people speak most, many never, short
+"meeting" (kit/room/meeting.py: one main speaker at a time, a few people speak most, many never, short
 backchannels and overlaps, late joiners). Rooms are cached under data/generated/.
 
 `sweep.csv`: one row per (N, arch): pattern, participants (N, connected), speakers (those who
 talk), stt_placement ("in-process", "service", "none" for a calibration STT), cpus (the cores the
 run could use: --cpus pins them), latency p50/p95, compute_bound_p95 and p95_over_bound (the best
-the CPU allows, kit.metrics.compute_bound_latencies), WER, missed, CPU seconds, cores busy, CPU per
+the CPU allows, kit.results.metrics.compute_bound_latencies), WER, missed, CPU seconds, cores busy, CPU per
 speaker and per participant, peak RSS/PSS, processes, agent participants, dollars per
 participant-hour (both ways), cold start, the run directory. `fits.csv`: per arch and resource
 (cores, pss_mb), the least-squares line fixed + marginal * participants and its r². `capacity`:
@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import metrics, runner, synth
+from kit.results import metrics
+from kit.run import console as runner
+from kit.room import synth
 from kit.config import KitError, RunConfig
-from kit.record import RunRecord
-from kit.skeleton import Interrupted, new_run_dir
+from kit.run.record import RunRecord
+from kit.run.skeleton import Interrupted, new_run_dir
 
 GENERATED_DIR = synth.GENERATED_DIR
 LATENCY_THRESHOLD_S = 1.5
@@ -71,11 +73,11 @@ PATTERNS = ("all-talk", "meeting")
 
 def pattern_room(pattern: str, n: int, lines: int = 3) -> Path:
     """The cached room of N participants: "all-talk" (every one talks at once, `lines` each) or
-    "meeting" (kit/meeting.py: one main speaker at a time, most never speak)."""
+    "meeting" (kit/room/meeting.py: one main speaker at a time, most never speak)."""
     if pattern == "all-talk":
         return sweep_room(n, lines)
     if pattern == "meeting":
-        from kit import meeting
+        from kit.room import meeting
 
         return meeting.meeting_room(n)
     raise KitError(f"unknown --pattern {pattern!r}: use one of {', '.join(PATTERNS)}")

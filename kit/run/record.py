@@ -84,7 +84,7 @@ class RunRecord:
 
     @classmethod
     def new(cls, run_dir: Path, config: RunConfig, sc: Any, model: Any = None, mode: str = "console", live: dict | None = None) -> RunRecord:
-        """The record of a run starting now in `run_dir`, on scenario `sc` (a kit.scenario.Scenario)."""
+        """The record of a run starting now in `run_dir`, on scenario `sc` (a kit.room.scenario.Scenario)."""
         ref = ScenarioRef(sc.name, str(sc.path), sc.content_hash(), sc.duration_s)
         return cls(run_id=Path(run_dir).name, config=config.to_dict(), scenario=ref, mode=mode,
                    model=asdict(model) if model else None, versions=versions(), machine=machine(), git_sha=git_sha(),

@@ -1,7 +1,7 @@
 """The skeleton every run stands on, console and live alike: its directory, its record, the STT
 service, the resource sampler, the job errors, and interruption (one `Interrupted` with its signal:
-exit 130 for SIGINT, 143 for SIGTERM in both modes). Console (kit/runner.py) and live
-(kit/live_driver.py) differ only in how the room is played and how the jobs are started."""
+exit 130 for SIGINT, 143 for SIGTERM in both modes). Console (kit/run/console.py) and live
+(kit/live/driver.py) differ only in how the room is played and how the jobs are started."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 from kit.config import KitError, RunConfig
-from kit.events import read_events
-from kit.record import ArchRun, RunRecord
-from kit.sampler import ResourceSampler
-from kit.stt_service import SERVICE_LOG, ServiceProcess
+from kit.run.events import read_events
+from kit.run.record import ArchRun, RunRecord
+from kit.run.sampler import ResourceSampler
+from kit.stt.service import SERVICE_LOG, ServiceProcess
 
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 

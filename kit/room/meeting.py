@@ -1,6 +1,6 @@
 """Meeting rooms: N participants, one main speaker at a time, a few people doing most of the talking.
 
-`meeting_script(n, duration_s, seed)` writes the synth script (kit/synth.py) of a meeting,
+`meeting_script(n, duration_s, seed)` writes the synth script (kit/room/synth.py) of a meeting,
 `meeting_room` synthesises it once into data/generated/, and `room_statistics` (a loaded room) or
 `script_statistics` (a script, without writing audio) measure a room from its ground truth, for a
 meeting and for the sweep's all-talk rooms alike. Every draw comes from `random.Random(seed)`:
@@ -49,9 +49,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit import synth
 from kit.config import KitError
-from kit.scenario import Scenario
+from kit.room import synth
+from kit.room.scenario import Scenario
 
 TARGET_OVERLAP = 0.13  # of the planned talk time; synthesised rooms come out at 11-14 % (docs/scenarios.md)
 LEAD_IN_S, TAIL_S = 1.0, 2.0

@@ -26,7 +26,7 @@ agent's processes — Opus, jitter buffer, network; NaN in console mode), latenc
     the CPU of the run), peak RSS/PSS, cold_start_s (slowest job: submission to ready for its first frame, forkserver
     warm), complete.
 Both `speakers` and `architectures` get dollars_cloud_per_speaker_hour and
-dollars_selfhost_per_speaker_hour from kit/cost.py.
+dollars_selfhost_per_speaker_hour from kit/results/cost.py.
 
 CPU is counted from t0 to the end of the run (the room's replay, steady state); start-up is
 reported separately as cold start, and the resource sampler's own CPU is left out of the runner's.
@@ -35,7 +35,7 @@ of the tree in proportion to its VAD inferences (the audio its pipelines process
 inference time": silero's timer is wall time, which under contention exceeds the CPU actually
 used, so it cannot be added to CPU seconds. For multi-dispatch: its own
 job process + an equal share of the rest (the worker process, forkserver).
-With the STT in a shared service (`--stt service`, kit/stt_service.py), the service process is part
+With the STT in a shared service (`--stt service`, kit/stt/service.py), the service process is part
 of the tree (stt_service_cpu_s, stt_service_pss_mb in `architectures`); each speaker's STT CPU is
 the service's inference CPU for its requests, and in multi-dispatch it is added to the speaker's own
 process (which no longer runs the model). A service the run did not start (`--stt service:URL`) is
@@ -52,12 +52,12 @@ import jiwer
 import numpy as np
 import pandas as pd
 
-from kit import cost
-from kit import scenario as scenario_mod
-from kit.events import read_events
-from kit.record import ArchRun, RunRecord
-from kit.resources import design_usage, read_resources
-from kit.scenario import Scenario
+from kit.results import cost
+from kit.room import scenario as scenario_mod
+from kit.run.events import read_events
+from kit.run.record import ArchRun, RunRecord
+from kit.results.resources import design_usage, read_resources
+from kit.room.scenario import Scenario
 
 UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run's stop is not counted
 

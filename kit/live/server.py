@@ -379,7 +379,7 @@ def _creds_env(creds: Any) -> dict[str, str]:
 
 def write_env_file(path: str | os.PathLike, creds: Any) -> Path:
     """The three LIVEKIT_* variables as `export NAME=value` lines, readable by this user only (0600).
-    `creds`: a LocalServer, kit.live.Credentials or a mapping of the three variables."""
+    `creds`: a LocalServer, kit.live.common.Credentials or a mapping of the three variables."""
     import shlex
 
     path = Path(path).expanduser()
@@ -437,7 +437,7 @@ def serve(server_bin: str | None = None, env_file: str | os.PathLike | None = No
         out(f"livekit-server {srv.version} (pid {srv.pid}) at {srv.url}, loopback only; API key {srv.api_key}\n"
             f"credentials: {env_path} (mode 0600, only you can read it; removed when the server stops)\n"
             f"  shell:    source {q}\n"
-            f"  notebook: import kit.server; kit.server.load_env_file({str(env_path)!r})"
+            f"  notebook: import kit.live.server; kit.live.server.load_env_file({str(env_path)!r})"
             f"   (or %env NAME=value for each line of the file)\n"
             f"log: {srv.log_path}\n"
             f"Ctrl-C to stop.", flush=True)  # fmt: skip

@@ -2,17 +2,15 @@
 (console) jobs in their own processes, a resource sampler outside them, and the run directory.
 
 results/<run_id>/
-    run.json          the run record (kit/record.py)
+    run.json          the run record (kit/run/record.py)
     events/*.jsonl    one file per job process (+ one per architecture from the runner)
-    resources.jsonl   CPU and memory of every process of the tree, every second (kit/sampler.py)
+    resources.jsonl   CPU and memory of every process of the tree, every second (kit/run/sampler.py)
     livekit.log       what livekit-agents logged (warnings and errors)
     stt-service.jsonl, stt-service.log   --stt service: the service's per-request log and its stderr
     utterances.csv, speakers.csv, architectures.csv
 """
 
 from __future__ import annotations
-
-
 
 import asyncio
 import contextlib
@@ -25,14 +23,22 @@ from pathlib import Path
 
 import psutil
 
-from kit import architectures, scenario
+from kit import architectures
 from kit.config import KitError, RunConfig, check_cpus, pin_to_cores
-from kit.cost import load_pricing
-from kit.events import EventLog
-from kit.jobs import JobSpec, prewarm, ready_path, t0_path
-from kit.record import ArchRun, RunRecord, write_atomically
-from kit.sampler import ResourceSampler
-from kit.skeleton import END_GRACE_S, RunFrame, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
+from kit.results.cost import load_pricing
+from kit.room import scenario
+from kit.run.events import EventLog
+from kit.run.jobs import JobSpec, prewarm, ready_path, t0_path
+from kit.run.record import ArchRun, RunRecord, write_atomically
+from kit.run.sampler import ResourceSampler
+from kit.run.skeleton import (
+    END_GRACE_S,
+    RunFrame,
+    job_errors,
+    new_run_dir,
+    quiet_livekit,
+    unfinished_jobs,
+)
 from kit.stt import resolve_model
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):

@@ -5,7 +5,7 @@
 
 Each input is one participant's whole track: wav, flac, ogg (libsndfile) or anything FFmpeg
 decodes through PyAV (mp3, m4a, webm, opus, ...), at any sample rate and channel count. Each is
-down-mixed (mean of the channels) and resampled once to 16 kHz mono (kit.audio), then all are
+down-mixed (mean of the channels) and resampled once to 16 kHz mono (kit.room.audio), then all are
 aligned on a common start: `FILE@SECONDS` places the recording SECONDS after the room's start
 (the participant joins then); a negative offset drops the recording's first seconds instead.
 Shorter tracks are padded with silence to the longest, and every track gets TAIL_S (1.5 s) of
@@ -18,7 +18,7 @@ it (or in the list of inputs): `alice.vtt` / `alice.srt` (WebVTT or SubRip: the 
 relative to the recording, are the utterance boundaries) or `alice.txt` (one utterance per
 line: the boundaries come from the speech detector, in order, and the counts must agree).
 Either every participant has a transcript (an empty one for a silent participant) or none
-does. Without transcripts the boundaries come from the speech detector (kit.boundaries), the
+does. Without transcripts the boundaries come from the speech detector (kit.room.boundaries), the
 text is empty and the scenario says `"reference": false`: latency and cost are measured, WER
 is not.
 
@@ -44,11 +44,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from kit import boundaries
-from kit import scenario as scenario_mod
-from kit.audio import resample, to_int16
 from kit.config import KitError
-from kit.scenario import Scenario, Utterance
+from kit.room import boundaries
+from kit.room import scenario as scenario_mod
+from kit.room.audio import resample, to_int16
+from kit.room.scenario import Scenario, Utterance
 
 RATE = 16_000
 TAIL_S = 1.5  # silence after the longest recording, so the VAD under test can close the last turn

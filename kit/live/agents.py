@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.config import KitError, RunConfig
-from kit.live import redact
-from kit.sampler import read_stat
+from kit.live.common import redact
+from kit.run.sampler import read_stat
 
 AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
 

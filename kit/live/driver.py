@@ -7,7 +7,7 @@ Per architecture, while its agent worker runs (`python -m kit agent --arch A`, o
    `lk.transcription` text streams;
 3. create the dispatch(es) to `kit-<arch>-<suffix>` (AgentDispatchService.CreateDispatch): one for a
    single-job design, one per participant for multi-dispatch, each with its JobSpec as metadata
-   and the run's start instant t0 = now + START_LEAD_S as wall time (kit/live.py, "The clock");
+   and the run's start instant t0 = now + START_LEAD_S as wall time (kit/live/common.py, "The clock");
 4. wait for the agents to join, until the publishers must connect; if none does, stop with a
    problem that says why;
 5. each publisher joins CONNECT_AHEAD_S before its scenario join time, publishes one microphone
@@ -19,7 +19,7 @@ Per architecture, while its agent worker runs (`python -m kit agent --arch A`, o
 
 The listener logs each final transcription as a `final` event of the runner's log, stamped when it
 arrives (latency includes the server), with the VAD span and STT cost from its `kit.*` attributes:
-the run directory has the console schema and kit.metrics.compute reads it unchanged. When the
+the run directory has the console schema and kit.results.metrics.compute reads it unchanged. When the
 worker runs on this machine its jobs write their own events into the same run directory, and their
 processes are sampled for CPU and memory (only the job processes: the worker's main process and
 forkserver, counted in console mode, are not); from another machine, cost columns are empty (NaN).
@@ -42,12 +42,17 @@ from pathlib import Path
 
 from livekit import api, rtc
 
-from kit import architectures, scenario
-from kit.agent_process import AgentWorker, ExternalAgent, local_agent
+from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus
-from kit.events import EventLog
-from kit.jobs import JobSpec
-from kit.live import (
+from kit.live.agents import AgentWorker, ExternalAgent, local_agent
+from kit.live.api import (
+    EMPTY_TIMEOUT_S,
+    close_room,
+    count_jobs,
+    create_dispatches,
+    create_room,
+)
+from kit.live.common import (
     ENV_VARS,
     TRANSCRIPTION_TOPIC,
     Credentials,
@@ -58,18 +63,26 @@ from kit.live import (
     sanitize_suffix,
     server_api,
 )  # fmt: skip
-from kit.live_api import (
-    EMPTY_TIMEOUT_S,
-    close_room,
-    count_jobs,
-    create_dispatches,
-    create_room,
+from kit.live.publishers import (
+    CONNECT_AHEAD_S,
+    Listener,
+    connect_publisher,
+    publish,
 )
-from kit.publishers import CONNECT_AHEAD_S, Listener, connect_publisher, publish
-from kit.record import ArchRun, RunRecord
-from kit.room import ConsoleRoom
-from kit.sampler import ResourceSampler
-from kit.skeleton import END_GRACE_S, RunFrame, job_errors, new_run_dir, quiet_livekit, unfinished_jobs
+from kit.room import scenario
+from kit.room.console import ConsoleRoom
+from kit.run.events import EventLog
+from kit.run.jobs import JobSpec
+from kit.run.record import ArchRun, RunRecord
+from kit.run.sampler import ResourceSampler
+from kit.run.skeleton import (
+    END_GRACE_S,
+    RunFrame,
+    job_errors,
+    new_run_dir,
+    quiet_livekit,
+    unfinished_jobs,
+)
 from kit.stt import resolve_model
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
@@ -86,7 +99,7 @@ def run(
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
     `local_agents`: start each architecture's agent worker on this machine for its turn.
-    `local_server`: start a private livekit-server (kit/server.py) for this run, stopped afterwards.
+    `local_server`: start a private livekit-server (kit/live/server.py) for this run, stopped afterwards.
     `dispatch`: "api" (AgentDispatchService.CreateDispatch) or "token" (a RoomConfiguration with
     RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins).
     `console_run`: the console run of the same room this one is compared with (compare --mode both).
@@ -173,7 +186,7 @@ def _restore_sigterm(previous) -> None:
 def _private_server(run_dir: Path, server_bin: str | None):
     """A livekit-server for this run only: its log in the run directory, its credentials in this
     process's environment (so the agent workers started here inherit them), both undone afterwards."""
-    from kit.server import LocalServer
+    from kit.live.server import LocalServer
 
     saved = {k: os.environ.get(k) for k in ENV_VARS}
     with LocalServer(server_bin, log_path=run_dir / "server.log") as srv:
@@ -220,7 +233,7 @@ def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
 
 
 def _redact_log_handlers(secret: str) -> None:
-    """livekit.log (set up by kit.skeleton.quiet_livekit) gets the secret and tokens scrubbed."""
+    """livekit.log (set up by kit.run.skeleton.quiet_livekit) gets the secret and tokens scrubbed."""
     for h in logging.getLogger().handlers:
         if getattr(h, "_kit", False):
             h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))

@@ -1,4 +1,4 @@
-"""Matplotlib figures from the metrics tables (columns documented in kit/metrics.py).
+"""Matplotlib figures from the metrics tables (columns documented in kit/results/metrics.py).
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot: no global figure
 registry, no backend switch, nothing shown; it works headless (Agg) and in notebooks (display it,
@@ -25,9 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from kit import architectures
-from kit import cost as cost_mod
-from kit.metrics import Tables
-from kit.scenario import Scenario
+from kit.results import cost as cost_mod
+from kit.results.metrics import Tables
+from kit.room.scenario import Scenario
 
 # Okabe-Ito colours (distinguishable with colour blindness): each design's own is in its module (its
 # DESIGN); a name that is not a design (your own agent's label) gets one of these, stable for that name.
@@ -297,13 +297,13 @@ def accuracy(tables: Tables) -> Figure:
 
 
 def dollar_columns(df: pd.DataFrame) -> list[str]:
-    """Pricing columns (kit/cost.py adds `dollars_*` columns); empty before pricing exists."""
+    """Pricing columns (kit/results/cost.py adds `dollars_*` columns); empty before pricing exists."""
     return [c for c in df.columns if str(c).startswith("dollars_")]
 
 
 def dollar_panels(df: pd.DataFrame) -> list[str]:
     """One dollars panel per price: the cloud bill once (its three parts stacked, when the table has
-    them: kit/cost.py CLOUD_PARTS), then every other `dollars_*` column (self-hosted)."""
+    them: kit/results/cost.py CLOUD_PARTS), then every other `dollars_*` column (self-hosted)."""
     columns = dollar_columns(df)
     if not all(c in columns for c in cost_mod.CLOUD_PARTS):
         return columns
@@ -438,7 +438,7 @@ def dollar_label(column: str) -> str:
 
 def console_vs_live(side_by_side: pd.DataFrame) -> Figure:
     """Per design: p50 and p95 latency in console mode (hatched) and live (solid): what the real
-    transport adds (kit.metrics.console_vs_live, the designs' own rows)."""
+    transport adds (kit.results.metrics.console_vs_live, the designs' own rows)."""
     rows = side_by_side[side_by_side["participant"] == "(all)"].reset_index(drop=True)
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -490,7 +490,7 @@ def save_pngs(figures: dict[str, Figure], out_dir: Path) -> list[Path]:
 
 
 def scaling(table: pd.DataFrame, fits: pd.DataFrame, threshold_s: float = 1.5) -> Figure:
-    """The sweep (kit/sweep.py): p95 latency (with its compute bound, dotted), cores busy and peak
+    """The sweep (kit/results/sweep.py): p95 latency (with its compute bound, dotted), cores busy and peak
     memory against the number of participants, one line per design, with each design's fitted
     fixed + marginal line."""
     fig = Figure(figsize=(12, 4), layout="constrained")

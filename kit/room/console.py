@@ -6,7 +6,7 @@ t0 + (k + 1) * 20 ms (the moment its last sample "happened"), so pacing never dr
 process given the same t0 replays in step with the others. A participant's frames run from its
 join time to its leave time (or the end of its track).
 
-Live mode (a real LiveKit room) implements the same interface: `kit.live.LiveRoom`. What differs
+Live mode (a real LiveKit room) implements the same interface: `kit.live.common.LiveRoom`. What differs
 between the modes is only here: where joins and audio come from, how an AgentSession is attached
 to one participant, and where a final transcript goes (console: the job's event log; live: the
 room, as a LiveKit transcription, logged by the room driver when it arrives).
@@ -24,10 +24,10 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice import io as voice_io
 
-from kit.audio import resample, to_int16
-from kit.events import EventLog
 from kit.config import VADSettings
-from kit.scenario import Scenario
+from kit.room.audio import resample, to_int16
+from kit.room.scenario import Scenario
+from kit.run.events import EventLog
 
 ROOM_RATE = 48_000
 FRAME_S = 0.020
@@ -47,7 +47,7 @@ class RoomView(Protocol):
         """Start an AgentSession listening to the participant; the event is set once it has left."""
 
     def deliver_final(self, log: EventLog, participant: str, text: str, **fields: Any) -> None:
-        """Hand a final transcript (and its timing fields, see kit.events.Event) to the application."""
+        """Hand a final transcript (and its timing fields, see kit.run.events.Event) to the application."""
 
     async def aclose(self) -> None:
         """Wait for anything still on its way out."""

@@ -7,7 +7,7 @@ the others carry on. The job ends (ctx.shutdown) when every participant it serve
 Console: the spec is in the room's metadata (`simulate_job` cannot set a job's own), the room is the
 replay, and the job says it is ready then waits for the runner's t0 (files in the run directory,
 one machine, one monotonic clock). Live: the spec is the dispatch's metadata (`ctx.job.metadata`),
-t0 is in it as wall time, and the room is the real one (kit/live.py).
+t0 is in it as wall time, and the room is the real one (kit/live/common.py).
 """
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
-import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from livekit.agents import JobContext, JobProcess
 
-from kit import live, scenario
 from kit.config import KitError, RunConfig, pin_to_cores
-from kit.events import EventLog
-from kit.record import write_atomically
-from kit.room import ConsoleRoom, RoomView
+from kit.live import common as live
+from kit.room import scenario
+from kit.room.console import ConsoleRoom, RoomView
+from kit.run.events import EventLog
+from kit.run.record import write_atomically
 from kit.stt import load_service_client, load_whisper, loaded_models
 
 
@@ -55,7 +56,7 @@ class JobSpec:
     config: dict
     t_submit: float  # when the job was submitted: time.monotonic() in console mode, time.time() live
     identities: list[str] | None = None  # live: the participants this job serves
-    t0_wall: float | None = None  # live: the run's start instant, time.time() (kit/live.py, "The clock")
+    t0_wall: float | None = None  # live: the run's start instant, time.time() (kit/live/common.py, "The clock")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -208,4 +209,4 @@ async def _guarded(job: Job, identity: str, on_participant: ParticipantHandler) 
         await on_participant(job, identity)
     except Exception as e:
         job.log.emit("error", participant=identity, detail=live.redact(f"{type(e).__name__}: {e}"))
-        logging.getLogger("kit.jobs").exception("participant %s failed", identity)
+        logging.getLogger("kit.run.jobs").exception("participant %s failed", identity)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from livekit import api
 
-from kit.live import Credentials, redact, server_api
+from kit.live.common import Credentials, redact, server_api
 
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 

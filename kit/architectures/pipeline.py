@@ -18,8 +18,8 @@ from livekit.agents.voice import io as voice_io
 from livekit.plugins import silero
 
 from kit.config import RunConfig, VADSettings
-from kit.events import EventLog
-from kit.room import RoomView, gate_hold_s, gated
+from kit.room.console import RoomView, gate_hold_s, gated
+from kit.run.events import EventLog
 from kit.stt import FasterWhisperSTT, StreamingSTT, make_stt
 
 

@@ -16,7 +16,7 @@ API (what livekit-plugins-openai's `STT(base_url=…)` and `@livekit/agents-plug
                                     temperature (0..1, accepted, not used), response_format
                                     (json | verbose_json | text)
     GET  /v1/audio/stream           a WebSocket: streaming STT with server-side endpointing, interim
-                                    and final results (kit/stt_stream.py has the protocol)
+                                    and final results (kit/stt/stream.py has the protocol)
     GET  /health, GET /v1/models    readiness
 
 Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: 400 for a bad
@@ -76,7 +76,7 @@ LOOPBACK_NAMES = ("localhost",)
 READY_TIMEOUT_S = 120.0  # model load on a busy 2-core machine
 STOP_TIMEOUT_S = 10.0
 
-logger = logging.getLogger("kit.stt_service")
+logger = logging.getLogger("kit.stt.service")
 
 
 class ApiError(Exception):
@@ -233,7 +233,7 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
 
 def prepare_audio(data: bytes) -> tuple[np.ndarray, int]:
     """Decoded, downmixed, resampled to Whisper's 16 kHz with the kit's resampler (as in-process)."""
-    from kit.audio import resample
+    from kit.room.audio import resample
     from kit.stt import WHISPER_RATE
 
     mono, rate = decode_audio(data)
@@ -256,11 +256,18 @@ def _response(web, fmt: str, text: str, audio_s: float, headers: dict):
 def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None = None):
     """The aiohttp application over a loaded `kit.stt.Whisper` (None with `calibration_delay`: no model,
     every answer a fixed text exactly that many seconds after the turn); with a silero `vad`, the
-    streaming endpoint too (kit/stt_stream.py)."""
+    streaming endpoint too (kit/stt/stream.py)."""
     from aiohttp import web
 
-    from kit.stt import SERVICE_HEADERS, SERVICE_PARTICIPANT_HEADER, STREAM_PATH, WHISPER_RATE, Transcript, calibration_text
-    from kit.stt_stream import stream_handler
+    from kit.stt import (
+        SERVICE_HEADERS,
+        SERVICE_PARTICIPANT_HEADER,
+        STREAM_PATH,
+        WHISPER_RATE,
+        Transcript,
+        calibration_text,
+    )
+    from kit.stt.stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
 
@@ -365,7 +372,7 @@ def serve(config: RunConfig, *, host: str = "127.0.0.1", port: int = 0, log_path
     host = check_loopback(host)
     if not 0 <= port <= 65535:
         raise KitError(f"--port must be between 0 and 65535, got {port}")
-    from kit.pipeline import load_vad
+    from kit.architectures.pipeline import load_vad
     from kit.stt import load_whisper
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,4 +1,4 @@
-"""CPU and memory from a run's resource log (kit/sampler.py): per process, per design's process tree,
+"""CPU and memory from a run's resource log (kit/run/sampler.py): per process, per design's process tree,
 and attributed to each speaker (definitions in docs/method.md)."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.scenario import Scenario
+from kit.room.scenario import Scenario
 
 
 def read_resources(run_dir: Path) -> pd.DataFrame:
     """resources.jsonl as a DataFrame: mono, arch, pid, ppid, name, cpu_s, rss_mb, pss_mb, sampler_cpu_s,
-    threads (live: thread name -> CPU s so far; kit/sampler.py) (cpu_s has the sampler's own CPU taken out)."""
+    threads (live: thread name -> CPU s so far; kit/run/sampler.py) (cpu_s has the sampler's own CPU taken out)."""
     path = Path(run_dir) / "resources.jsonl"
     cols = ["mono", "arch", "pid", "ppid", "name", "cpu_s", "rss_mb", "pss_mb", "sampler_cpu_s", "threads"]
     if not path.exists():

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.config import REPO_ROOT, KitError, RunConfig
-from kit.record import RunRecord
+from kit.run.record import RunRecord
 
 NODE_DIR = REPO_ROOT / "examples" / "node"
 EXAMPLE = "multi-session.mjs"
@@ -51,7 +51,7 @@ def prepare(version: str | None, log=None) -> tuple[Path, str]:
             log(f"installing {NODE_DIR} (npm ci, as `make node` does)")
             _npm(["ci"], NODE_DIR)
         return NODE_DIR, pinned_version()
-    from kit.server import kit_cache_dir
+    from kit.live.server import kit_cache_dir
 
     work = kit_cache_dir() / f"node-check-{re.sub(r'[^0-9A-Za-z.-]', '-', version)}"
     work.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,9 @@ def verdict(version: str, agent_log: str, speakers: pd.DataFrame) -> str:
 
 
 def main(version: str | None = None, results: Path = Path("results")) -> int:
-    from kit import agent_process, live_driver, metrics
+    from kit.live import agents as agent_process
+    from kit.live import driver as live_driver
+    from kit.results import metrics
 
     try:
         where, version = prepare(version)

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from kit.audio import resample, to_float32
+from kit.room.audio import resample, to_float32
 from kit.stt import WHISPER_RATE, calibration_text
 
 STREAM_RATES = (8_000, 48_000)  # accepted range of a stream's sample rate

@@ -1,5 +1,5 @@
 """The kit's agent worker, `python -m kit agent --arch A`: one design's entrypoint served by a
-production-like AgentServer, registered under its crosstalk-safe name (kit/live.py), explicit
+production-like AgentServer, registered under its crosstalk-safe name (kit/live/common.py), explicit
 dispatch only. It runs wherever the user runs agents; `kit live --local-agents` starts it here.
 """
 
@@ -12,8 +12,8 @@ from functools import partial
 
 from kit import architectures
 from kit.config import RunConfig, pin_to_cores
-from kit.jobs import prewarm
-from kit.live import Credentials, RedactingFormatter, agent_name
+from kit.live.common import Credentials, RedactingFormatter, agent_name
+from kit.run.jobs import prewarm
 
 
 def make_agent_server(arch: str, config: RunConfig, creds: Credentials):

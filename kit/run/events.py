@@ -77,7 +77,7 @@ class EventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.t0 = t0
-        self.wall_clock = wall_clock  # live mode: every event also records `wall` (kit/live.py, "The clock")
+        self.wall_clock = wall_clock  # live mode: every event also records `wall` (kit/live/common.py, "The clock")
         self.arch = arch
         self.job = job
         self._file = open(path, "a", encoding="utf-8")

@@ -18,7 +18,13 @@ import aiohttp
 from livekit import api
 
 from kit.config import KitError
-from kit.live import Credentials, agent_suffix, credential_problems, redact, server_api
+from kit.live.common import (
+    Credentials,
+    agent_suffix,
+    credential_problems,
+    redact,
+    server_api,
+)
 
 REACH_TIMEOUT_S = 3.0
 

@@ -8,8 +8,7 @@ import time
 
 from livekit import api, rtc
 
-from kit.events import EventLog
-from kit.live import (
+from kit.live.common import (
     TRANSCRIPTION_TOPIC,
     Credentials,
     final_fields,
@@ -17,7 +16,8 @@ from kit.live import (
     publisher_token,
     redact,
 )
-from kit.room import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
+from kit.room.console import FRAME_S, ROOM_RATE, ConsoleRoom, sleep_until
+from kit.run.events import EventLog
 
 
 def final_event(text: str, attributes: dict[str, str], sender: str, track_owner: dict[str, str]) -> dict | None:
