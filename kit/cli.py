@@ -137,7 +137,7 @@ def _stt_bench(args) -> int:
 
 def _compare(args) -> int:
     from kit.architectures import NAMES
-    from kit.run import console as runner
+    from kit.run import runner
 
     archs = tuple(args.arch) if args.arch else NAMES
     config = RunConfig.from_args(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
@@ -383,7 +383,7 @@ def _compare_live(args, config: RunConfig) -> int:
     """--mode live: the designs in a real room; --mode both: console first, then live, then the
     two side by side (console_vs_live.csv in the live run, and a section of its report)."""
     from kit.live import driver as live_driver
-    from kit.run import console as runner
+    from kit.run import runner
 
     console_dir, console = None, None
     if args.mode == "both":

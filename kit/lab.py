@@ -162,7 +162,7 @@ def _say_where_the_partial_run_is(child, messages, timeout_s: float = 60.0) -> N
 
 def _child(config: dict, messages, sweep: dict | None) -> None:
     from kit.results import sweep as sweeps
-    from kit.run import console as runner
+    from kit.run import runner
 
     bars = itertools.count()
 

@@ -13,7 +13,7 @@ from kit.cli import main
 from kit.config import RunConfig
 from kit.results import metrics
 from kit.room import scenario
-from kit.run.console import run
+from kit.run.runner import run
 from kit.run.events import read_events
 from kit.run.record import RunRecord
 
@@ -129,7 +129,7 @@ def test_results_dir_that_is_a_file_or_unwritable(tmp_path, capsys):
 def test_memory_guard_refuses_a_run_that_does_not_fit(tmp_path, monkeypatch, capsys):
     import psutil
 
-    from kit.run import console as runner
+    from kit.run import runner
 
     class Tiny:
         available = 600 * 2**20

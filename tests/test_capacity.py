@@ -11,7 +11,7 @@ from kit import stt
 from kit.config import KitError, RunConfig, pin_to_cores
 from kit.results import metrics
 from kit.room import scenario
-from kit.run.console import run
+from kit.run.runner import run
 from kit.run.events import read_events
 from kit.run.record import RunRecord
 

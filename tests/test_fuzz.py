@@ -34,7 +34,7 @@ from kit.room.audio import resample
 from kit.room.importer import RATE, RecordingError, import_room
 from kit.room.scenario import ScenarioError
 from kit.room.synth import speak
-from kit.run.console import run
+from kit.run.runner import run
 
 BUDGET = settings.default.max_examples  # 200 on CI (conftest.py), 8000 with --hypothesis-profile=long
 # pytest-timeout's 300 s per test holds for CI's budget; a long hunt (about 25 minutes in all) needs more.

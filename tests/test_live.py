@@ -44,7 +44,7 @@ from kit.live import worker as kit_agent
 from kit.results import metrics
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
-from kit.run.console import stop_helper_processes
+from kit.run.runner import stop_helper_processes
 from kit.run.events import EventLog, read_events
 from kit.run.jobs import JobSpec
 from kit.run.record import ArchRun, RunRecord

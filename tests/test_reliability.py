@@ -103,7 +103,7 @@ def test_interrupting_a_compare_keeps_what_was_measured_and_leaves_no_process(tm
 def test_a_model_that_fails_to_load_in_one_process(tmp_path):
     from kit.config import RunConfig
     from kit.results import metrics
-    from kit.run.console import run
+    from kit.run.runner import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=("multi_dispatch",), results_dir=tmp_path, fault="model:bob"))
     tables = metrics.compute(run_dir)

@@ -307,7 +307,7 @@ def test_a_silent_participant_in_the_browser(tmp_path):
 
 
 def test_a_report_that_fails_after_a_measured_run_is_its_own_exit_code(tmp_path, monkeypatch, capsys):
-    from kit.run import console as runner
+    from kit.run import runner
 
     run_dir = make_run(tmp_path, scenario="comings-and-goings")
     monkeypatch.setattr(runner, "run", lambda config, progress_factory=None: run_dir)

@@ -284,7 +284,7 @@ def test_a_design_runs_end_to_end_with_the_service(tmp_path):
     """`--stt service` on pair-2: the run starts one service (a child of the run, in the sampled
     tree), every job reaches it through livekit-plugins-openai, every utterance is matched, and the
     service's CPU is the design's cost."""
-    from kit.run.console import run
+    from kit.run.runner import run
 
     config = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="service", results_dir=tmp_path)
     run_dir = run(config)

@@ -119,7 +119,7 @@ def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
     """`--stt stream`: every utterance matched by every design; each STT was sent the participant's
     whole connected time (what a per-minute streaming bill counts), not only its speech, and a
     session's 2 s close flush; interims came before the finals."""
-    from kit.run.console import run
+    from kit.run.runner import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=CONCURRENT, stt="stream", results_dir=tmp_path))
     record = RunRecord.load(run_dir)
@@ -144,7 +144,7 @@ def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
 @pytest.mark.replay
 def test_stream_delay_is_calibrated_for_every_design(tmp_path):
     """`--stt stream-delay:0.3`: each final 0.30 s ± 20 ms after its endpoint, for every design."""
-    from kit.run.console import run
+    from kit.run.runner import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=CONCURRENT, stt="stream-delay:0.3", results_dir=tmp_path))
     ref = metrics.compute(run_dir).utterances
@@ -159,7 +159,7 @@ def test_vad_gated_stt_audio_is_the_turns_it_was_given(tmp_path):
     """VAD-gated: stt_audio_s is the audio of the turns the STT was handed: each utterance, plus at most
     the VAD's prefix padding (0.5 s) and its end-of-turn silence (0.55 s) and a window or two — far less
     than the connected time a streaming STT is sent."""
-    from kit.run.console import run
+    from kit.run.runner import run
 
     run_dir = run(RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="delay:0.1", results_dir=tmp_path))
     spk = metrics.compute(run_dir).speakers.set_index("participant")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from kit.results import metrics
-from kit.run import console as runner
+from kit.run import runner
 from kit.room import synth
 from kit.config import KitError, RunConfig
 from kit.run.record import RunRecord

@@ -1,6 +1,6 @@
 """The skeleton every run stands on, console and live alike: its directory, its record, the STT
 service, the resource sampler, the job errors, and interruption (one `Interrupted` with its signal:
-exit 130 for SIGINT, 143 for SIGTERM in both modes). Console (kit/run/console.py) and live
+exit 130 for SIGINT, 143 for SIGTERM in both modes). Console (kit/run/runner.py) and live
 (kit/live/driver.py) differ only in how the room is played and how the jobs are started."""
 
 from __future__ import annotations
