@@ -10,7 +10,7 @@ from synthetic import make_run, rename_participant
 from kit import lab
 from kit.architectures import BASELINES, NAMES
 from kit.config import REPO_ROOT, SCENARIOS_DIR
-from kit.results import plots
+from kit.results import plots, style
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_the_cloud_bill_is_stacked_agent_connection_and_stt(run):
     bars = [p for p in ax.patches if p.get_height() > 0]
     assert len(bars) == 3 * len(run.archs)
     total = archs.set_index("arch")["dollars_cloud_per_speaker_hour"]
-    for i, arch in enumerate(plots._archs(Tables(run.tables.utterances, spk, archs))):
+    for i, arch in enumerate(style.archs_of(Tables(run.tables.utterances, spk, archs))):
         heights = sum(p.get_height() for p in bars if abs(p.get_x() + p.get_width() / 2 - i) < 0.01)
         assert heights == pytest.approx(total[arch])
         # the STT part: 60 min per speaker-hour at $0.0048 = $0.288

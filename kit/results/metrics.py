@@ -53,11 +53,11 @@ import numpy as np
 import pandas as pd
 
 from kit.results import cost
+from kit.results.resources import design_usage, read_resources
 from kit.room import scenario as scenario_mod
+from kit.room.scenario import Scenario
 from kit.run.events import read_events
 from kit.run.record import ArchRun, RunRecord
-from kit.results.resources import design_usage, read_resources
-from kit.room.scenario import Scenario
 
 UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run's stop is not counted
 

@@ -11,7 +11,6 @@ import pandas as pd
 from kit.results import cost, plots
 from kit.results.metrics import Tables
 
-
 LATENCY_TOLERANCE_S = 0.1  # p95 differences below this are within run-to-run noise on one machine
 
 

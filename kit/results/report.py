@@ -19,10 +19,16 @@ import numpy as np
 import pandas as pd
 
 from kit import architectures
-from kit.results import cost, metrics, plots
 from kit.lab import Run, load, pricing_path
 from kit.live.common import redact
-from kit.results.reading import CPU_TOLERANCE_PCT, LATENCY_TOLERANCE_S, WER_TOLERANCE, markdown_html, verdict
+from kit.results import cost, metrics, plots
+from kit.results.reading import (
+    CPU_TOLERANCE_PCT,
+    LATENCY_TOLERANCE_S,
+    WER_TOLERANCE,
+    markdown_html,
+    verdict,
+)
 
 QUESTION = (
     "I must transcribe every participant of one LiveKit room with LiveKit Agents (Python). "

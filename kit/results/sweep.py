@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.results import metrics
-from kit.run import runner
-from kit.room import synth
 from kit.config import KitError, RunConfig
+from kit.results import metrics
+from kit.room import synth
+from kit.run import runner
 from kit.run.record import RunRecord
 from kit.run.skeleton import Interrupted, new_run_dir
 
