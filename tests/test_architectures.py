@@ -13,9 +13,9 @@ from kit.cli import main
 from kit.config import RunConfig
 from kit.results import metrics
 from kit.room import scenario
-from kit.run.runner import run
 from kit.run.events import read_events
 from kit.run.record import RunRecord
+from kit.run.runner import run
 
 
 @pytest.fixture(scope="module")

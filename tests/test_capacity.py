@@ -11,9 +11,9 @@ from kit import stt
 from kit.config import KitError, RunConfig, pin_to_cores
 from kit.results import metrics
 from kit.room import scenario
-from kit.run.runner import run
 from kit.run.events import read_events
 from kit.run.record import RunRecord
+from kit.run.runner import run
 
 
 def _pair_turns():

@@ -9,8 +9,8 @@ from kit.config import DATA_DIR, RunConfig
 from kit.results import metrics
 from kit.room import scenario
 from kit.room.synth import synth
-from kit.run.runner import run
 from kit.run.events import read_events
+from kit.run.runner import run
 
 CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")
 

@@ -95,7 +95,7 @@ def test_the_spec_check_can_fail():
 
 MAX_LINES = 450
 # Modules still over the limit, each held at its size today until it is split (issue: modules by concern).
-OVERSIZED = {"kit/stt/service.py": 522, "kit/cli.py": 473,
+OVERSIZED = {"kit/cli.py": 473,
              "kit/live/server.py": 468}  # fmt: skip
 
 

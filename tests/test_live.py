@@ -44,10 +44,10 @@ from kit.live import worker as kit_agent
 from kit.results import metrics
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
-from kit.run.runner import stop_helper_processes
 from kit.run.events import EventLog, read_events
 from kit.run.jobs import JobSpec
 from kit.run.record import ArchRun, RunRecord
+from kit.run.runner import stop_helper_processes
 
 KEY = "kit-test-key"
 SECRET = "kit-FAKE-SECRET-c0ffee-0123456789abcdef"  # recognisable: searched for in everything a run writes

@@ -26,10 +26,10 @@ from kit.room.audio import resample, to_int16
 from kit.run.events import EventLog, read_events
 from kit.run.record import RunRecord
 from kit.stt import SERVICE_HEADERS, ServiceSTT, make_stt
+from kit.stt.process import ServiceProcess
 from kit.stt.service import (
     LOG_COLUMNS,
     MAX_UPLOAD_BYTES,
-    ServiceProcess,
     check_loopback,
     make_app,
     read_log,

@@ -16,7 +16,8 @@ from kit.room import scenario
 from kit.room.audio import resample, to_int16
 from kit.run.events import read_events
 from kit.run.record import RunRecord
-from kit.stt.service import ServiceProcess, read_log
+from kit.stt.process import ServiceProcess
+from kit.stt.service import read_log
 
 PAIR = scenario.load("pair-2")
 CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")

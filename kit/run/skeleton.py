@@ -16,7 +16,8 @@ from kit.config import KitError, RunConfig
 from kit.run.events import read_events
 from kit.run.record import ArchRun, RunRecord
 from kit.run.sampler import ResourceSampler
-from kit.stt.service import SERVICE_LOG, ServiceProcess
+from kit.stt.process import ServiceProcess
+from kit.stt.service import SERVICE_LOG
 
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 
