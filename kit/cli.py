@@ -14,6 +14,8 @@ import pandas as pd
 from kit import config as config_mod
 from kit import lab
 from kit.config import DEFAULT_SCENARIO, KitError, RunConfig
+from kit.live.commands import add_live_commands, add_server_args, compare_live
+from kit.output import exit_code, print_summary, print_table, write_report
 from kit.progress import room_bar  # the one progress bar, shared with the notebooks
 from kit.results import metrics
 from kit.room import scenario
@@ -63,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--mode", choices=("console", "live", "both"), default="console",
                        help="console (simulated room, default), live (a real LiveKit room, the kit's agents started "
                             "here) or both, side by side")
-        _add_server_args(c)
+        add_server_args(c)
         config_mod.add_arguments(c)
         c.set_defaults(func=_compare)
 
@@ -99,18 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     config_mod.add_arguments(t)
     t.set_defaults(func=_transcribe)
-    _add_live_commands(sub)
+    add_live_commands(sub)
 
     ss = sub.add_parser("stt-service", help="serve the Whisper model on loopback with the OpenAI transcription API (kit/stt/service.py)")
     _stt_service_module().add_arguments(ss)
     ss.set_defaults(func=lambda args: _stt_service_module().main(args))
 
-    sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/live/server.py)")
-    sv.add_argument("--install", action="store_true", help="only install the pinned livekit-server into the virtualenv (needs Go)")
-    sv.add_argument("--server-bin", default=None, metavar="PATH", help="use this livekit-server (default: the virtualenv's, else PATH)")
-    sv.add_argument("--env-file", type=Path, default=None, metavar="PATH",
-                    help="where to write the LIVEKIT_* variables, mode 0600 (default: ~/.cache/livekit-transcription-kit/livekit.env)")
-    sv.set_defaults(func=_server)
     return p
 
 
@@ -129,7 +125,7 @@ def _stt_bench(args) -> int:
     table = stt.benchmark(RunConfig.from_args(args), turns, settings)
     print(f"{len(turns)} turns of {sc.name}, model {args.model or 'bundled tiny.en'} {args.compute_type}, "
           f"{stt.usable_cores()} cores")
-    _print_table(table.round(1))
+    print_table(table.round(1))
     if args.out:
         table.to_csv(args.out, index=False)
     return 0
@@ -142,7 +138,7 @@ def _compare(args) -> int:
     archs = tuple(args.arch) if args.arch else NAMES
     config = RunConfig.from_args(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
     if args.mode != "console":
-        return _compare_live(args, config)
+        return compare_live(args, config)
     try:
         run_dir, interrupted = runner.run(config, progress_factory=room_bar), None
     except Interrupted as e:
@@ -158,13 +154,6 @@ def _compare(args) -> int:
         print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
         return 128 + interrupted.signum
     return exit_code(complete, reported)
-
-
-def print_summary(tables: metrics.Tables) -> None:
-    print("\nper architecture")
-    _print_table(tables.architectures[list(metrics.ARCH_COLUMNS)].rename(columns=metrics.ARCH_COLUMNS))
-    print("\nper speaker")
-    _print_table(tables.speakers[list(metrics.SPEAKER_COLUMNS)].rename(columns=metrics.SPEAKER_COLUMNS))
 
 
 def _sweep(args) -> int:
@@ -188,11 +177,11 @@ def _sweep(args) -> int:
         sweep_dir, interrupted = e.run_dir, e
         table = pd.read_csv(sweep_dir / "sweep.csv")  # written before Interrupted is raised
     print("\nscaling")
-    _print_table(table[list(SWEEP_TABLE)].rename(columns=SWEEP_TABLE))
+    print_table(table[list(SWEEP_TABLE)].rename(columns=SWEEP_TABLE))
     print("\ncost = fixed + marginal x participants")
-    _print_table(sweep.fits(table))
+    print_table(sweep.fits(table))
     print(f"\nlargest N with p95 latency <= {args.threshold} s on this machine")
-    _print_table(sweep.capacity(table, args.threshold))
+    print_table(sweep.capacity(table, args.threshold))
     print(f"\nresults: {sweep_dir}/sweep.csv")
     if interrupted is not None:
         print(f"{interrupted}: sweep.csv holds the runs measured until then", file=sys.stderr)
@@ -207,33 +196,6 @@ SWEEP_TABLE = {
     "peak_pss_mb": "PSS MB", "processes": "procs", "agent_participants": "agents",
     "dollars_cloud_per_speaker_hour": "$/spk-h cloud", "dollars_selfhost_per_speaker_hour": "$/spk-h self",
 }  # fmt: skip
-
-
-# Exit codes of compare, run and live (docs/usage.md): the run measured everything and wrote it,
-# but its report could not be written (the tables and run.json are on disk).
-REPORT_FAILED = 3
-
-
-def exit_code(complete: bool, reported: bool) -> int:
-    """0 complete and reported; 1 incomplete (whatever the report did); 3 measured, report failed."""
-    if not complete:
-        return 1
-    return 0 if reported else REPORT_FAILED
-
-
-def write_report(run: lab.Run, console: lab.Run | None = None) -> bool:
-    """Write a measured run's report from its loaded tables; on failure one line naming the step, and
-    False (the run's tables and run.json are already on disk, so nothing measured is lost)."""
-    from kit.results import report
-
-    run_dir = run.run_dir
-    try:
-        print(f"report: {report.write(run_dir, run=run, console=console)}")
-        return True
-    except Exception as e:  # noqa: BLE001 - any fault of a later step must not hide the measured run
-        print(f"error: writing the report failed ({type(e).__name__}: {e}); the tables and run.json are in {run_dir}",
-              file=sys.stderr)  # fmt: skip
-        return False
 
 
 def _report(args) -> int:
@@ -257,7 +219,7 @@ def _scenario_import(args) -> int:
 
     result = import_room(args.inputs, args.out, args.name, args.min_silence, replace=args.force)
     sc = result.scenario
-    _print_table(result.participants)
+    print_table(result.participants)
     reference = "yes" if sc.reference else "none (boundaries from the speech detector; WER will be n/a)"
     print(f"\nwrote {args.out / 'scenario.json'}: {len(sc.participants)} participants, {len(sc.utterances)} utterances, "
           f"{sc.duration_s:.1f} s, reference text: {reference}")  # fmt: skip
@@ -289,7 +251,7 @@ def _transcribe(args) -> int:
         events = read_events(Path(tmp))
     utts = metrics.utterances(sc, events, config.vad.min_silence_duration)
     table = metrics.speakers(utts)
-    _print_table(table[["participant", "utterances", "matched", "wer", "latency_p50", "transcript"]])
+    print_table(table[["participant", "utterances", "matched", "wer", "latency_p50", "transcript"]])
     print(f"\nroom {sc.duration_s:.1f} s, wall {time.monotonic() - started:.1f} s, STT real-time factor "
           f"{events['infer_s'][events['kind'] == 'recognized'].sum() / events['audio_s'][events['kind'] == 'recognized'].sum():.3f}")  # fmt: skip
     return 0
@@ -309,165 +271,6 @@ async def _progress(work: asyncio.Future, duration_s: float, t0: float, label: s
     await work
 
 
-def _print_table(df: pd.DataFrame) -> None:
-    with pd.option_context("display.max_colwidth", 200, "display.width", 200, "display.float_format", "{:.2f}".format):
-        print(df.to_string(index=False, na_rep="n/a"))  # NaN = not measured (e.g. WER without reference text)
-
-
 # --- live mode (kit/live/common.py, kit/live/driver.py, kit/live/doctor.py) ---------------------------------------------
 
 
-def _add_live_commands(sub) -> None:
-    lv = sub.add_parser("live", help="run architectures in a real LiveKit room (LIVEKIT_URL/_API_KEY/_API_SECRET)")
-    lv.add_argument("--arch", action="append", default=None,
-                    help="architecture (repeatable); its agent must be running (or --local-agents)")
-    lv.add_argument("--agent", default=None, metavar="CMD",
-                    help="your own agent worker, started here by the shell and measured after the kit's designs "
-                         "(its environment: LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL, KIT_AGENT_NAME; docs/own-agent.md)")
-    lv.add_argument("--agent-name", default=None, metavar="NAME",
-                    help="--agent: the agent name it registers with (explicit dispatch to NAME)")
-    lv.add_argument("--label", default="agent", help="--agent: its name in the tables (default: %(default)s)")
-    lv.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
-    lv.add_argument("--room", default=None, help="room name (default: kit-<arch>-<suffix>-<run id>)")
-    lv.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
-    lv.add_argument("--local-agents", action="store_true", help="start each architecture's agent worker here, for its turn")
-    lv.add_argument("--no-report", dest="report", action="store_false", help="skip <run>/report.html")
-    _add_server_args(lv)
-    config_mod.add_arguments(lv)
-    lv.set_defaults(func=_live)
-
-    ag = sub.add_parser("agent", help="run an architecture's agent worker, named kit-<arch>-<suffix>, explicit dispatch only")
-    ag.add_argument("--arch", required=True, help="architecture whose entrypoint the worker runs")
-    config_mod.add_arguments(ag)
-    ag.set_defaults(func=_agent, scenario=DEFAULT_SCENARIO)
-
-    nc = sub.add_parser("node-check", help="does @livekit/agents run two AgentSessions in one job (agents-js #1927)? "
-                        "One line; exit 0 either way (kit/live/node_check.py)")
-    nc.add_argument("--version", default=None, help="@livekit/agents version (default: the one examples/node pins)")
-    nc.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
-    nc.set_defaults(func=_node_check)
-
-    dr = sub.add_parser("doctor", help="check the live-mode configuration and the server: exit 0 if usable, 2 if not")
-    dr.set_defaults(func=_doctor)
-
-
-def _live(args) -> int:
-    from kit.live import agents as agent_process
-    from kit.live import driver as live_driver
-
-    agent, dispatch = None, args.dispatch or "api"
-    if args.agent is not None:
-        agent = agent_process.ExternalAgent(args.agent, label=args.label, name=args.agent_name,
-                                          dispatch=args.dispatch or ("room" if args.agent_name else "auto"))  # fmt: skip
-        dispatch = "api"  # the kit's designs beside it
-        if agent.dispatch == "auto" and not args.local_server:
-            print("note: --dispatch auto: the agent joins every new room of this server; only do this on a private "
-                  "server (--local-server)", file=sys.stderr)  # fmt: skip
-    elif args.arch is None:
-        raise KitError("live needs --arch (one of the kit's designs, repeatable) or --agent CMD (your own agent)")
-    elif dispatch not in live_driver.DISPATCH_PATHS:
-        raise KitError(f"--dispatch {dispatch} is for --agent; the kit's designs are dispatched by 'api' or 'token'")
-    archs = tuple(args.arch or ())
-    config = RunConfig.from_args(args, archs=archs, results_dir=args.results)
-    try:
-        run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=room_bar, local_agents=args.local_agents,
-                                               local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin,
-                                               agent=agent), None  # fmt: skip
-    except Interrupted as e:
-        run_dir, interrupted = e.run_dir, e
-    return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report,
-                         interrupted=interrupted)  # fmt: skip
-
-
-def _compare_live(args, config: RunConfig) -> int:
-    """--mode live: the designs in a real room; --mode both: console first, then live, then the
-    two side by side (console_vs_live.csv in the live run, and a section of its report)."""
-    from kit.live import driver as live_driver
-    from kit.run import runner
-
-    console_dir, console = None, None
-    if args.mode == "both":
-        try:
-            console_dir = runner.run(config, progress_factory=room_bar)
-        except Interrupted as e:
-            lab.load(e.run_dir).tables.save(e.run_dir)
-            print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
-            return 128 + e.signum
-        console = lab.load(console_dir)
-        console.tables.save(console_dir)
-    try:
-        run_dir, interrupted = live_driver.run(config, progress_factory=room_bar, local_agents=True, local_server=args.local_server,
-                                               dispatch=args.dispatch or "api", server_bin=args.server_bin,
-                                               console_run=console_dir), None  # fmt: skip
-    except Interrupted as e:
-        run_dir, interrupted = e.run_dir, e
-    return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted, console=console)
-
-
-def _live_summary(run_dir: Path, archs, report: bool, interrupted=None, console: lab.Run | None = None) -> int:
-    """Tables, problems, the side-by-side table of a --mode both run, the report; the exit code."""
-    run = lab.load(run_dir)  # the tables, computed once: saved, printed and reported
-    tables, record = run.tables, run.record
-    tables.save(run_dir)
-    if len(tables.architectures):
-        print_summary(tables)
-    if console is not None and len(tables.architectures):
-        both = metrics.console_vs_live(console.tables, tables)
-        both.to_csv(run_dir / "console_vs_live.csv", index=False)
-        print("\nconsole vs live (latency s; the difference is the transport: Opus, jitter buffer, server, text stream)")
-        _print_table(both[list(CONSOLE_VS_LIVE)].rename(columns=CONSOLE_VS_LIVE))
-    complete = len(tables.architectures) == len(archs) and bool(tables.architectures["complete"].all())
-    for arch, problem in record.problems():
-        print(f"{arch}: {problem}", file=sys.stderr)
-    print(f"\nresults: {run_dir}" + ("" if complete else "  (INCOMPLETE: see the problems above, livekit.log and server.log)"))
-    reported = not (report and len(tables.architectures)) or write_report(run, console)
-    if interrupted is not None:
-        print(f"{interrupted}: the tables hold what was measured until then", file=sys.stderr)
-        return 128 + interrupted.signum
-    return exit_code(complete, reported)
-
-
-CONSOLE_VS_LIVE = {
-    "arch": "architecture", "participant": "speaker", "latency_p50_console": "p50 console", "latency_p50_live": "p50 live",
-    "latency_p95_console": "p95 console", "latency_p95_live": "p95 live", "missed_console": "missed c",
-    "missed_live": "missed l", "cpu_s_console": "CPU s c", "cpu_s_live": "CPU s l", "transport_cpu_s_live": "WebRTC CPU s",
-    "pss_mb_console": "PSS MB c", "pss_mb_live": "PSS MB l", "agent_participants_live": "agents l",
-}  # fmt: skip
-
-
-def _add_server_args(p) -> None:
-    p.add_argument("--local-server", action="store_true",
-                   help="live: start a private livekit-server on loopback for this run (kit/live/server.py); stopped afterwards")
-    p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
-    p.add_argument("--dispatch", choices=("api", "token", "room", "participant", "auto"), default=None,
-                   help="live: the kit's designs are dispatched by the server API (api, the default) or by the first "
-                        "publisher's token (token); --agent: one dispatch per room (room, the default with --agent-name), "
-                        "one per participant with {\"participant_identity\": ...} as metadata (participant), or none "
-                        "(auto: the worker joins every room; the default without --agent-name)")
-
-
-def _agent(args) -> int:
-    from kit.live import worker as agent
-
-    return agent.serve_agent(args.arch, RunConfig.from_args(args, archs=(args.arch,)))
-
-
-def _node_check(args) -> int:
-    from kit.live import node_check
-
-    return node_check.main(args.version, args.results)
-
-
-def _doctor(args) -> int:
-    from kit.live import doctor
-
-    return doctor.main()
-
-
-def _server(args) -> int:
-    from kit.live import server
-
-    if args.install:
-        server.install()
-        return 0
-    return server.serve(server_bin=args.server_bin, env_file=args.env_file)

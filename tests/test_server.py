@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from kit.config import KitError
-from kit.live import doctor, server
+from kit.live import doctor, install, server
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
 
@@ -184,18 +184,18 @@ def test_find_binary(tmp_path, monkeypatch):
 
 
 def test_install_is_idempotent_and_needs_go_only_to_build(tmp_path, monkeypatch):
-    built = server.go_cache_dir() / "bin" / "server"
+    built = install.go_cache_dir() / "bin" / "server"
     if server._version_or_none(built) != server.PINNED_VERSION:
         pytest.skip("no cached build (make setup builds it)")
-    dest = server.install(bin_dir=tmp_path, go="/nonexistent/go", log=lambda *_: None)  # a copy of the cache: no Go run
+    dest = install.install(bin_dir=tmp_path, go="/nonexistent/go", log=lambda *_: None)  # a copy of the cache: no Go run
     assert server.server_version(dest) == server.PINNED_VERSION
     mtime = dest.stat().st_mtime_ns
     said = []
-    assert server.install(bin_dir=tmp_path, log=said.append) == dest and dest.stat().st_mtime_ns == mtime
+    assert install.install(bin_dir=tmp_path, log=said.append) == dest and dest.stat().st_mtime_ns == mtime
     assert "is installed" in said[0]
     # No cache and no Go: one line that names the fix.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(server, "find_go", lambda: None)
     with pytest.raises(KitError, match="Go is not installed") as e:
-        server.install(bin_dir=tmp_path / "other", log=lambda *_: None)
+        install.install(bin_dir=tmp_path / "other", log=lambda *_: None)
     assert "\n" not in str(e.value) and "go.dev" in str(e.value)

@@ -1,6 +1,6 @@
 """The one place that owns a local LiveKit server's life: install it, start it, wait until it is ready, stop it.
 
-- **Install** (`install`, `python -m kit server --install`): the server is the Go module
+- **Install** (kit/live/install.py, `python -m kit server --install`): the server is the Go module
   `github.com/livekit/livekit-server`, pinned to v1.13.5 (v1.13.0/.1 and later main carry `replace`
   lines in go.mod, which `go install pkg@version` refuses). `CGO_ENABLED=0 go install` builds it
   into a cache (GOMODCACHE, GOCACHE, GOBIN under GO_CACHE_DIR, so later builds are instant) and the
@@ -48,7 +48,6 @@ from typing import Any
 from kit.config import KitError
 
 PINNED_VERSION = "1.13.5"
-GO_PACKAGE = "github.com/livekit/livekit-server/cmd/server"
 BINARY_NAME = "livekit-server"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 8.0  # per stage: SIGTERM (drain), second SIGTERM (forced), SIGKILL
@@ -58,18 +57,13 @@ ENV_VARS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 _SERVER_ENV = re.compile(r"^(LIVEKIT_|REDIS_|NODE_IP$|UDP_PORT$)")
 
 
-def _cache_home() -> Path:
+def cache_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-
-
-def go_cache_dir() -> Path:
-    """GOMODCACHE (mod/), GOCACHE (build/), GOBIN (bin/) of the server build: ~/.cache/kit-go."""
-    return _cache_home() / "kit-go"
 
 
 def kit_cache_dir() -> Path:
     """Where `kit server` keeps its env file and logs: ~/.cache/livekit-transcription-kit."""
-    return _cache_home() / "livekit-transcription-kit"
+    return cache_home() / "livekit-transcription-kit"
 
 
 def venv_bin_dir() -> Path:
@@ -77,52 +71,6 @@ def venv_bin_dir() -> Path:
 
 
 # --- install -------------------------------------------------------------------------------------------
-
-
-def find_go() -> str | None:
-    return shutil.which("go") or next((g for g in ("/usr/local/go/bin/go",) if os.access(g, os.X_OK)), None)
-
-
-def install(version: str = PINNED_VERSION, bin_dir: Path | None = None, go: str | None = None, log=print) -> Path:
-    """Install livekit-server `version` into `bin_dir` (default: the virtualenv's bin/); returns its path.
-    Skips the build when the cached one reports that version, and everything when the installed one does."""
-    dest = Path(bin_dir or venv_bin_dir()) / BINARY_NAME
-    if dest.exists() and _version_or_none(dest) == version:
-        log(f"{BINARY_NAME} {version} is installed: {dest}")
-        return dest
-    cache = go_cache_dir()
-    built = cache / "bin" / "server"
-    if _version_or_none(built) != version:
-        go = go or find_go()
-        if not go:
-            raise KitError(f"Go is not installed: install Go 1.24 or newer (https://go.dev/dl/) and put it on PATH, "
-                           f"or put any {BINARY_NAME} on PATH and pass --server-bin")  # fmt: skip
-        _go_install(go, version, cache, log)
-        if _version_or_none(built) != version:
-            raise KitError(f"go install built {built}, but it does not report version {version}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{BINARY_NAME}.{os.getpid()}.tmp")
-    shutil.copy2(built, tmp)
-    os.replace(tmp, dest)  # atomic, and fine while an older copy is running
-    log(f"installed {BINARY_NAME} {version}: {dest}")
-    return dest
-
-
-def _go_install(go: str, version: str, cache: Path, log) -> None:
-    env = {**os.environ, "CGO_ENABLED": "0", "GOMODCACHE": str(cache / "mod"), "GOCACHE": str(cache / "build"),
-           "GOBIN": str(cache / "bin")}  # fmt: skip
-    env.pop("GOFLAGS", None)
-    cache.mkdir(parents=True, exist_ok=True)
-    build_log = cache / "install.log"
-    log(f"building {BINARY_NAME} {version} with {go} (the first build takes a few minutes; log: {build_log})")
-    with open(build_log, "wb") as out:
-        try:
-            rc = subprocess.run([go, "install", f"{GO_PACKAGE}@v{version}"], env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-        except OSError as e:
-            raise KitError(f"cannot run {go}: {e.strerror}: install Go 1.24 or newer (https://go.dev/dl/)") from None
-    if rc != 0:
-        tail = [ln for ln in build_log.read_text(errors="replace").splitlines() if ln.strip()][-1:] or ["no output"]
-        raise KitError(f"go install {GO_PACKAGE}@v{version} failed (exit {rc}): {tail[0][:200]} (full log: {build_log})")
 
 
 # --- the binary ---------------------------------------------------------------------------------------
@@ -164,7 +112,7 @@ def server_version(binary: str | os.PathLike) -> str:
     return _versions[key]
 
 
-def _version_or_none(binary: Path) -> str | None:
+def version_or_none(binary: Path) -> str | None:
     try:
         return server_version(binary) if binary.is_file() else None
     except KitError:
