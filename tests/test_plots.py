@@ -142,6 +142,7 @@ def test_figures_save_as_png(figures, tmp_path):
 
 
 def test_kit_plots_never_touch_pyplot():
-    source = (REPO_ROOT / "kit" / "plots.py").read_text()
-    assert not re.search(r"^\s*(import matplotlib\.pyplot|from matplotlib import pyplot)", source, re.M)
-    assert "plt." not in source and ".show(" not in source
+    for name in ("plots.py", "cost_plots.py", "style.py"):
+        source = (REPO_ROOT / "kit" / "results" / name).read_text()
+        assert not re.search(r"^\s*(import matplotlib\.pyplot|from matplotlib import pyplot)", source, re.M), name
+        assert "plt." not in source and ".show(" not in source, name
