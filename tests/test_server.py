@@ -185,7 +185,7 @@ def test_find_binary(tmp_path, monkeypatch):
 
 def test_install_is_idempotent_and_needs_go_only_to_build(tmp_path, monkeypatch):
     built = install.go_cache_dir() / "bin" / "server"
-    if server._version_or_none(built) != server.PINNED_VERSION:
+    if server.version_or_none(built) != server.PINNED_VERSION:
         pytest.skip("no cached build (make setup builds it)")
     dest = install.install(bin_dir=tmp_path, go="/nonexistent/go", log=lambda *_: None)  # a copy of the cache: no Go run
     assert server.server_version(dest) == server.PINNED_VERSION
@@ -195,7 +195,7 @@ def test_install_is_idempotent_and_needs_go_only_to_build(tmp_path, monkeypatch)
     assert "is installed" in said[0]
     # No cache and no Go: one line that names the fix.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(server, "find_go", lambda: None)
+    monkeypatch.setattr(install, "find_go", lambda: None)
     with pytest.raises(KitError, match="Go is not installed") as e:
         install.install(bin_dir=tmp_path / "other", log=lambda *_: None)
     assert "\n" not in str(e.value) and "go.dev" in str(e.value)

@@ -19,13 +19,13 @@ How the room is made, so that it rebuilds byte-identically:
 1. Download the archives (`apt-get download NAME=VERSION`, `pip download --no-binary :all:`)
    into a cache (default ~/.cache/livekit-transcription-kit/voices), check their sha256, and read
    the recordings and texts straight out of them (.deb = ar + data.tar.xz; sdist = tar.gz).
-2. Cut each recording to its speech, found by the kit's own detector (kit/boundaries.py) against
+2. Cut each recording to its speech, found by the kit's own detector (kit/room/boundaries.py) against
    the recording's own noise floor: a recording's lead-in and tail are its own room noise, and
    between turns a track is silent, so what the room's detector later calls speech is speech.
 3. Lay each person's turns on their track at the times of LINES (gap after the previous turn of
    the room; negative overlaps it), at the recording's own rate and sample values, write one
    WAV and one `.txt` (one line per turn, the package's text) per person.
-4. `python -m kit scenario import` (kit/importer.py) builds the scenario from them: resampling to
+4. `python -m kit scenario import` (kit/room/importer.py) builds the scenario from them: resampling to
    16 kHz, the late joiner through FILE@SECONDS, the utterance boundaries from the speech detector
    (`--min-silence 1.0`: a pause inside a sentence does not split it), then SOURCES.md is written
    beside it: one row per turn with package, version, path inside it, speaker, licence, text.
@@ -54,10 +54,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # run as a script: the kit is the repo's own
     sys.path.insert(0, str(REPO_ROOT))
 
-from kit import boundaries  # noqa: E402
-from kit.audio import resample, to_int16  # noqa: E402
 from kit.config import SCENARIOS_DIR, KitError  # noqa: E402
-from kit.importer import decode  # noqa: E402
+from kit.room import boundaries  # noqa: E402
+from kit.room.audio import resample, to_int16  # noqa: E402
+from kit.room.importer import decode  # noqa: E402
 
 NAME = "voices-4"
 CACHE = Path.home() / ".cache" / "livekit-transcription-kit" / "voices"
@@ -457,7 +457,7 @@ LICENCES = """
 
 def build(out: Path, cache: Path = CACHE, quiet: bool = False):
     """Fetch, cut, lay out, import; returns the loaded scenario."""
-    from kit import scenario as scenario_mod
+    from kit.room import scenario as scenario_mod
     from kit.cli import main as kit_main
 
     archives = {name: fetch(pkg, cache) for name, pkg in PACKAGES.items()}
