@@ -149,8 +149,9 @@ def test_the_report_names_the_stt_price_row(tmp_path):
 def test_names_in_the_verdict_stay_text(tmp_path):
     assert reading.code("a`b") == "``a`b``" and reading.code("`x") == "`` `x ``"
     html = reading.markdown_html(f"**Ship {reading.code('x_y')}.**\n\n- {reading.code(XSS)} and {reading.code('**b**')}")
-    assert html == ("<p><strong>Ship <code>x_y</code>.</strong></p>\n"
-                    "<ul><li><code>&lt;script&gt;alert(1)&lt;/script&gt;</code> and <code>**b**</code></li></ul>")  # fmt: skip
+    assert html.startswith("<p><strong>Ship <code>x_y</code>.</strong></p>")
+    assert "<li><code>&lt;script&gt;alert(1)&lt;/script&gt;</code> and <code>**b**</code></li>" in html
+    assert "<script" not in html
 
 
 # --- the report ----------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The comparison, read: `verdict(tables)`, markdown computed from the numbers (which design to ship
-for this room, and why), and `markdown_html`, the few markdown forms it uses as escaped HTML."""
+for this room, and why), and `markdown_html`, that markdown as HTML for the report."""
 
 from __future__ import annotations
 
-import html
 import re
 
 import pandas as pd
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from kit.results import cost, plots
 from kit.results.metrics import Tables
@@ -202,35 +203,8 @@ def _speaker_problems(tables: Tables) -> list[str]:
 
 
 def markdown_html(text: str) -> str:
-    """The verdict's markdown (paragraphs, '- ' lists, **bold**, `code`) as HTML; escaped first."""
-    out, items = [], []
-    for block in html.escape(text).split("\n"):
-        if block.startswith("- "):
-            items.append(f"<li>{_inline(block[2:])}</li>")
-            continue
-        if items:
-            out.append("<ul>" + "".join(items) + "</ul>")
-            items = []
-        if block.strip():
-            out.append(f"<p>{_inline(block)}</p>")
-    if items:
-        out.append("<ul>" + "".join(items) + "</ul>")
-    return "\n".join(out)
+    """The verdict's markdown as HTML (CommonMark, by markdown-it-py); raw HTML in it is escaped, never passed on."""
+    return Markup(_MARKDOWN.render(text))
 
 
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-
-
-def _inline(text: str) -> str:
-    """Code spans (content verbatim) and **bold**; code spans are set aside first so that bold may
-    contain them and their content is never read as markup."""
-    spans: list[str] = []
-
-    def keep(m: re.Match) -> str:
-        body = m.group(2)
-        spans.append(body[1:-1] if len(body) > 2 and body[0] == body[-1] == " " else body)
-        return f"\ue000{len(spans) - 1}\ue001"
-
-    text = _CODE_SPAN.sub(keep, text.replace("\ue000", "").replace("\ue001", ""))
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub("\ue000(\\d+)\ue001", lambda m: f"<code>{spans[int(m.group(1))]}</code>", text)
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})

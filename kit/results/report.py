@@ -9,14 +9,15 @@ scenario, an event or run.json is HTML-escaped; secrets are never written.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from kit import architectures
 from kit.lab import Run, load, pricing_path
@@ -74,9 +75,6 @@ METRICS = pd.DataFrame(
 )  # fmt: skip
 
 
-# --- the verdict ---------------------------------------------------------------------------------
-
-
 # --- tables for notebooks and the report ---------------------------------------------------------
 
 
@@ -127,8 +125,6 @@ def room_frame(scenario) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["identity", "join_s", "leave_s", "utterances", "speech_s", "words"])
 
 
-# --- the HTML report -----------------------------------------------------------------------------
-
 
 def rooms_frame(runs: list[Run]) -> pd.DataFrame:
     """Several rooms side by side (hard rooms): one row per (room, participant), and for each design
@@ -165,160 +161,135 @@ def write(run_dir: Path | str, run: Run | None = None, rooms: list[Path | str] =
 
 
 def render(run: Run, pngs: dict[str, bytes], others: list[Run] = (), console: Run | None = None) -> str:
-    """The whole report as one HTML string."""
-    sections = [
-        _section("question", "The question", f"<p>{_e(QUESTION)}</p>" + _status(run)),
-        _section("verdict", "The reading", markdown_html(verdict(run.tables)) + _verdict_note()),
-        _section("room", "The room", _room(run, pngs)),
-        _section("method", "Method and metrics", _method(run)),
-        _section("results", "Results", _results(run, pngs)),
-        _section("architectures", "Each architecture", "".join(_arch_section(run, a) for a in run.archs)),
-        _section("record", "Run record", _record(run)),
-        _section("caveats", "Caveats", _caveats(run)),
-    ]
-    if others:
-        sections.insert(6, _section("rooms", "Other rooms", _other_rooms([run, *others])))
+    """The whole report as one HTML string (kit/results/templates/report.html)."""
     console_run = (run.record.live or {}).get("console_run")
     if console is None and console_run and Path(console_run, "run.json").is_file():
         console = load(console_run)
-    if console is not None:
-        sections.insert(5, _section("modes", "Console and live", _console_vs_live(run, console)))
     title = f"{run.scenario.name}: which design transcribes every participant — run {run.record.run_id}"
-    page = redact(_PAGE.format(title=_e(title), style=_STYLE, toc=_toc(), body="\n".join(sections)))
+    page = _TEMPLATES.get_template("report.html").render(
+        title=title, question=QUESTION, run=run, mode=run.record.mode, config=run.record.run_config,
+        problems=list(run.problems().itertuples()), verdict=markdown_html(verdict(run.tables)),
+        tolerance=Tolerances(WER_TOLERANCE, LATENCY_TOLERANCE_S, CPU_TOLERANCE_PCT),
+        figures=set(pngs), tables=_tables(run, console), stt_price=_stt_price(run),
+        console=console, server_version=(run.record.live or {}).get("server_version") or "(version unknown)",
+        arch_sections=[_arch_section(run, a) for a in run.archs],
+        other_rooms=_other_rooms([run, *others]) if others else [],
+        config_json=json.dumps(redact(asdict(run.record)).get("config"), indent=1), machine=run.record.machine or {},
+    )  # fmt: skip
+    page = redact(page)
     # Images go in last, so that scrubbing text can never touch their base64.
     return re.sub(r"@@png:(\w+)@@", lambda m: base64.b64encode(pngs[m.group(1)]).decode("ascii"), page)
 
 
-def _other_rooms(runs: list[Run]) -> str:
-    """One subsection per room: missed utterances and latency per speaker per design, side by side."""
-    frame = rooms_frame(runs)
-    parts = ['<p>Each room run separately (its own run directory); per speaker and design: missed utterances '
-             "and p50 / p95 latency in seconds.</p>"]  # fmt: skip
-    for run in runs:
-        part = frame[frame["room"] == run.scenario.name].drop(columns="room")
-        parts.append(f'<section class="room" id="room-{_e(run.record.run_id)}"><h3>{_e(run.scenario.name)} '
-                     f'<small>(run {_e(run.record.run_id)})</small></h3>{_table(part)}</section>')  # fmt: skip
-    return "".join(parts)
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+)  # fmt: skip
 
 
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+@dataclass(frozen=True)
+class Tolerances:
+    """The verdict's tolerances, as its note states them."""
+
+    wer: float
+    latency_s: float
+    cpu_pct: float
 
 
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>\n{body}\n</section>'
+@dataclass(frozen=True)
+class ReportTables:
+    """Every table of the report, as escaped HTML (pandas' own to_html)."""
+
+    room: Markup
+    ground_truth: Markup
+    designs: Markup
+    metrics: Markup
+    architectures: Markup
+    speakers: Markup
+    prices: Markup
+    console_vs_live: Markup
+    record: Markup
+    versions: Markup
 
 
-def _console_vs_live(run: Run, console: Run) -> str:
-    """The same room run by each design in console mode and live: what the real transport adds."""
-    frame = metrics.console_vs_live(console.tables, run.tables)
-    return (f"<p>The same room, each design run in console mode (run {_e(console.record.run_id)}) and live through "
-            f"livekit-server {_e((run.record.live or {}).get('server_version') or '(version unknown)')} (this run). The latency "
-            "added live is the transport: Opus coding, the jitter buffer, the server, and the text stream that carries each "
-            "final back. CPU and PSS are the agent side only (live: the agent worker's process tree; WebRTC CPU: its "
-            "transport threads); the kit's publishers and listener are not counted.</p>" + _table(frame))  # fmt: skip
+def _tables(run: Run, console: Run | None) -> ReportTables:
+    dollars = _dollar_columns(run)
+    return ReportTables(
+        room=_table(room_frame(run.scenario)),
+        ground_truth=_table(run.scenario.utterances_frame()),
+        designs=_table(designs(run.archs).rename(columns={"arch": "architecture"})),
+        metrics=_table(METRICS),
+        architectures=_table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars}),
+        speakers=_table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars}),
+        prices=_table(cost.load_pricing(pricing_path(run.record)).table) if dollars else Markup(""),
+        console_vs_live=_table(metrics.console_vs_live(console.tables, run.tables)) if console else Markup(""),
+        record=_table(_record_facts(run)),
+        versions=_table(pd.DataFrame(sorted((run.record.versions or {}).items()), columns=["package", "version"])),
+    )
 
 
-def _toc() -> str:
-    names = [("question", "Question"), ("verdict", "Reading"), ("room", "Room"), ("method", "Method"), ("results", "Results"),
-             ("architectures", "Architectures"), ("record", "Run record"), ("caveats", "Caveats")]  # fmt: skip
-    return " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in names)
+def _dollar_columns(run: Run) -> dict[str, str]:
+    """The dollar columns of this run's tables -> their headers (with the STT minutes first when priced)."""
+    dollars = {c: plots.dollar_label(c) for c in plots.dollar_columns(run.tables.architectures)}
+    if dollars and cost.STT_MINUTES in run.tables.architectures:
+        dollars = {cost.STT_MINUTES: "STT min/spk-h", **dollars}
+    return dollars
 
 
-def _status(run: Run) -> str:
-    if run.complete:
-        return '<p class="ok">This run is complete: every architecture ran to the end without an error.</p>'
-    items = "".join(f"<li>{_e(r.arch)}: {_e(r.problem)}</li>" for r in run.problems().itertuples())
-    return f'<div class="partial"><strong>This run is partial.</strong> Read its numbers with care:<ul>{items}</ul></div>'
-
-
-def _verdict_note() -> str:
-    return (f'<p class="note">Computed from the tables by <code>kit.results.reading.verdict</code>: designs within {WER_TOLERANCE} WER, '
-            f"the fewest missed utterances and {LATENCY_TOLERANCE_S} s of the best p95 latency count as equal; "
-            "among them the least CPU per speaker wins; with an STT price (<code>--stt-price</code>), it also names an equally "
-            f"good design whose LiveKit Cloud bill is more than {CPU_TOLERANCE_PCT:.0f} % lower.</p>")  # fmt: skip
-
-
-def _table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> str:
+def _table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> Markup:
     if columns:
         df = df[[c for c in columns if c in df.columns]].rename(columns=columns)
-    return df.to_html(index=False, escape=True, na_rep="–", float_format=_number, border=0, classes="data")
+    return Markup(df.to_html(index=False, escape=True, na_rep="–", float_format=_number, border=0, classes="data"))
 
 
 def _number(v: float) -> str:
     return f"{v:.3g}" if v != 0 and abs(v) < 0.1 else f"{v:.2f}"
 
 
-def _figure(pngs: dict[str, bytes], name: str, caption: str) -> str:
-    if name not in pngs:
-        return ""
-    return (f'<figure><img src="data:image/png;base64,@@png:{name}@@" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
+@dataclass(frozen=True)
+class SttPrice:
+    """The STT price row the cloud bill's STT part used; item None: none was chosen (then `choices`
+    says how many there are); source_url None: the row is no longer in the pricing file."""
+
+    item: str | None
+    price_usd: float = float("nan")
+    source_url: str | None = None
+    read_on: str = ""
+    note: str = ""
+    measured: bool = False
+    choices: int = 0
 
 
-def _room(run: Run, pngs) -> str:
-    sc = run.scenario
-    intro = (f"<p>Room <strong>{_e(sc.name)}</strong>: {len(sc.participants)} participants, {len(sc.utterances)} utterances, "
-             f"{sc.duration_s:.1f} s, replayed in real time from one mono track per participant.</p>")  # fmt: skip
-    utts = sc.utterances_frame()
-    return (intro + _table(room_frame(sc))
-            + _figure(pngs, "timeline", "Who speaks when (grey); for each design, the VAD turn sent to the STT and the final's arrival")
-            + "<h3>Utterances (ground truth)</h3>" + _table(utts))  # fmt: skip
-
-
-def _method(run: Run) -> str:
-    config = run.record.run_config
-    return (
-        f"<p>Mode: <strong>{_e(_mode(run))}</strong>. "
-        "Every design runs on the same room (same audio, same timing), with the same STT and VAD settings, "
-        "through a real livekit-agents <code>AgentServer</code> with process job executors, one design after the other. "
-        f"STT: <code>{_e(config.stt)}</code>; VAD: silero, silence threshold {_e(config.vad.min_silence_duration)} s.</p>"
-        + _table(designs(run.archs).rename(columns={"arch": "architecture"}))
-        + "<h3>Metric definitions</h3>" + _table(METRICS)
-    )  # fmt: skip
-
-
-def _results(run: Run, pngs) -> str:
-    dollars = {c: plots.dollar_label(c) for c in plots.dollar_columns(run.tables.architectures)}
-    if dollars and cost.STT_MINUTES in run.tables.architectures:
-        dollars = {cost.STT_MINUTES: "STT min/spk-h", **dollars}
-    return (
-        "<h3>Per architecture</h3>" + _table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars})
-        + _figure(pngs, "tradeoff", "Which design: CPU per speaker against p95 latency; marker area grows with peak memory")
-        + _figure(pngs, "latency", "Latency per utterance, per speaker and design, with the floor")
-        + _figure(pngs, "accuracy", "Word error rate and missed utterances per speaker")
-        + _figure(pngs, "cost", "Cost per speaker: CPU, memory and dollars (the cloud bill stacked: agent session, "
-                                "connection and STT minutes)")
-        + "<h3>Per speaker</h3>" + _table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars})
-        + _pricing(run, dollars)
-    )  # fmt: skip
-
-
-def _pricing(run: Run, dollars: dict) -> str:
-    if not dollars:
-        return ""
+def _stt_price(run: Run) -> SttPrice | None:
+    """Which STT price row the cloud bill's STT part used, or that none was; None: no dollars at all."""
+    if not _dollar_columns(run):
+        return None
     pricing = cost.load_pricing(pricing_path(run.record))
-    return "<h3>Prices used</h3>" + _stt_price(run, pricing) + _table(pricing.table)
-
-
-def _stt_price(run: Run, pricing: cost.Pricing) -> str:
-    """Which STT price row the cloud bill's STT part used (item, price, source, date), or that none was."""
     item = cost.stt_item_of(run.tables.architectures)
     if item is None:
-        return ('<p class="stt-price">STT: not priced. The cloud bill is agent session + connection minutes only; '
-                "choose an STT price row with <code>--stt-price ITEM</code> to add the minutes sent to the STT "
-                f"({len(pricing.stt_items())} STT prices in the table below).</p>")  # fmt: skip
+        return SttPrice(item=None, choices=len(pricing.stt_items()))
     try:
         row = pricing.stt_row(item)
     except cost.PricingError:  # the tables were priced with a row this pricing file no longer has
-        price = run.tables.architectures["stt_price_usd_per_minute"].iloc[0]
-        return f'<p class="stt-price">STT: <code>{_e(item)}</code>, ${_e(f"{price:.4g}")} per audio minute (not in the pricing file any more).</p>'
-    measured = cost.STT_MINUTES in run.tables.architectures and run.tables.architectures[cost.STT_MINUTES].notna().any()
-    return (f'<p class="stt-price">STT: <code>{_e(item)}</code>, ${_e(f"{row.price_usd:.4g}")} per audio minute, '
-            f"from {_e(row.source_url)}, read on {_e(row.read_on)}. {_e(row.note)}"
-            + ("" if measured else " The audio sent to the STT was not measured in this run: the STT part and the "
-                                   "cloud bill are empty.")
-            + "</p>")  # fmt: skip
+        return SttPrice(item=item, price_usd=float(run.tables.architectures["stt_price_usd_per_minute"].iloc[0]))
+    arch = run.tables.architectures
+    measured = bool(cost.STT_MINUTES in arch and arch[cost.STT_MINUTES].notna().any())
+    return SttPrice(item, row.price_usd, row.source_url, row.read_on, row.note, measured)
+
+
+@dataclass(frozen=True)
+class OtherRoom:
+    """One more room's section: per speaker and design, missed utterances and latency."""
+
+    name: str
+    run_id: str
+    table: Markup
+
+
+def _other_rooms(runs: list[Run]) -> list[OtherRoom]:
+    frame = rooms_frame(runs)
+    return [OtherRoom(run.scenario.name, run.record.run_id, _table(frame[frame["room"] == run.scenario.name].drop(columns="room")))
+            for run in runs]  # fmt: skip
 
 
 UTTERANCE_COLUMNS = {
@@ -327,29 +298,38 @@ UTTERANCE_COLUMNS = {
 }  # fmt: skip
 
 
-def _arch_section(run: Run, arch: str) -> str:
+@dataclass(frozen=True)
+class ArchSection:
+    """One design's section: what it ran, its problems, its jobs and its transcripts."""
+
+    arch: str
+    per_participant: str
+    jobs: int
+    processes: int
+    agent_participants: int
+    complete: bool
+    problems: list[str]
+    jobs_table: Markup
+    transcripts_table: Markup
+
+
+def _arch_section(run: Run, arch: str) -> ArchSection:
     design = architectures.design(arch)
-    what = _e(design.per_participant) if design else "(no description)"
     row = run.tables.architectures.set_index("arch").loc[arch]
-    utts = run.tables.utterances[run.tables.utterances["arch"] == arch]
     problems = run.problems()
-    problems = problems[problems["arch"] == arch]
-    return (
-        f'<section class="arch" id="arch-{_e(arch)}" data-arch="{_e(arch)}"><h3>{_e(arch)}</h3>'
-        f"<p>Per participant: {what}. Ran {int(row['jobs'])} job(s) in {int(row['processes'])} process(es), with "
-        f"{int(row['agent_participants'])} agent participant(s); complete: {_e(bool(row['complete']))}.</p>"
-        + "".join(f'<p class="problem">{_e(p)}</p>' for p in problems["problem"])
-        + "<h4>Jobs</h4>" + _table(jobs_frame(run.events[run.events["arch"] == arch]))
-        + "<h4>Transcripts</h4>" + _table(utts, UTTERANCE_COLUMNS)
-        + "</section>"
+    return ArchSection(
+        arch=arch, per_participant=design.per_participant if design else "(no description)",
+        jobs=int(row["jobs"]), processes=int(row["processes"]), agent_participants=int(row["agent_participants"]),
+        complete=bool(row["complete"]), problems=list(problems.loc[problems["arch"] == arch, "problem"]),
+        jobs_table=_table(jobs_frame(run.events[run.events["arch"] == arch])),
+        transcripts_table=_table(run.tables.utterances[run.tables.utterances["arch"] == arch], UTTERANCE_COLUMNS),
     )  # fmt: skip
 
 
-def _record(run: Run) -> str:
+def _record_facts(run: Run) -> pd.DataFrame:
     rec = redact(asdict(run.record))
     model = rec.get("model") or {}
-    versions = pd.DataFrame(sorted((rec.get("versions") or {}).items()), columns=["package", "version"])
-    facts = pd.DataFrame(
+    return pd.DataFrame(
         [("run id", rec.get("run_id")), ("started", rec.get("started")), ("ended", rec.get("ended")),
          ("complete", rec.get("complete")), ("git sha", rec.get("git_sha")),
          ("scenario", f"{rec['scenario']['name']} (sha256 {rec['scenario']['sha256']})"),
@@ -358,65 +338,3 @@ def _record(run: Run) -> str:
          *((f"machine: {k}", v) for k, v in (rec.get("machine") or {}).items())],
         columns=["", "value"],
     )  # fmt: skip
-    config = json.dumps(rec.get("config"), indent=1)
-    return _table(facts) + "<h3>Versions</h3>" + _table(versions) + f"<h3>Configuration</h3><pre>{_e(config)}</pre>"
-
-
-def _caveats(run: Run) -> str:
-    items = []
-    if not run.complete:
-        problems = "; ".join(_e(f"{r.arch}: {r.problem}") for r in run.problems().itertuples())
-        items.append(f"This run is <strong>partial</strong>: {problems}")
-    if _mode(run) == "console":
-        items.append("Console mode: the room is simulated on one machine. There is no LiveKit server, no network, no WebRTC "
-                     "jitter buffer and no Opus coding, so latency in a real room will be somewhat higher; the designs' "
-                     "relative costs carry over.")  # fmt: skip
-    else:
-        items.append(f"Mode {_e(_mode(run))}: a real LiveKit room; latency includes the trip through the server, and "
-                     "CPU and memory are those of the machine that ran the agents.")  # fmt: skip
-    if run.record.run_config.stt.calibration:
-        items.append("The STT is the calibration STT (a fixed delay, no model): latency here measures the instrument, "
-                     "and WER is meaningless.")  # fmt: skip
-    n = len(run.scenario.utterances)
-    items.append(f"{n} utterances in all: percentiles per speaker rest on a handful of values (p95 is close to the maximum).")
-    machine = run.record.machine or {}
-    items.append(f"CPU and memory were measured on this machine ({_e(machine.get('cpu_count'))} cores, "
-                 f"{_e(machine.get('cpu_model'))}); PSS includes the worker's main process, the same fixed cost for every design.")  # fmt: skip
-    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
-
-
-def _mode(run: Run) -> str:
-    """console (the simulated room) unless the run records another mode."""
-    return run.record.mode
-
-
-_STYLE = """
-body { font: 15px/1.5 system-ui, sans-serif; max-width: 1200px; margin: 1em auto; padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; margin-top: 2em; } h3 { margin-top: 1.5em; }
-nav { margin-bottom: 1em; } code, pre { background: #f4f4f4; padding: 0 .2em; } pre { padding: .6em; overflow-x: auto; }
-table.data { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
-table.data th, table.data td { border: 1px solid #ddd; padding: .2em .5em; text-align: left; vertical-align: top; }
-table.data th { background: #f4f4f4; }
-figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: 13px; color: #555; }
-.partial { border: 2px solid #c00; background: #fff0f0; padding: .5em 1em; }
-.ok { color: #060; } .note { font-size: 13px; color: #555; } .problem { color: #c00; }
-section.arch { border-left: 4px solid #ddd; padding-left: 1em; }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body>
-<h1>{title}</h1>
-<nav>{toc}</nav>
-{body}
-</body>
-</html>
-"""
