@@ -111,7 +111,8 @@ def make_session(config: RunConfig, stt: FasterWhisperSTT | StreamingSTT, vad: s
             turn_detection="vad", interruption={"enabled": False}, preemptive_generation={"enabled": False}
         ),
         user_away_timeout=None,
-        session_close_transcript_timeout=1.0,
+        # session_close_transcript_timeout: livekit's default (2 s), as the design ships: a participant who
+        # leaves within it of their last words still gets that final
     )
 
 
