@@ -23,6 +23,7 @@ def _pair_turns():
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_a_batch_returns_the_same_text_as_one_by_one():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))
     turns = _pair_turns()[:4]
@@ -31,6 +32,7 @@ def test_a_batch_returns_the_same_text_as_one_by_one():
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_waiting_turns_are_batched_and_each_gets_its_own_text_and_cost():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))
     turns = _pair_turns()[:4]

@@ -28,6 +28,7 @@ def _every_utterance_matched(tables: metrics.Tables, max_wer: float, archs=CONCU
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
     sc = scenario.load("crosstalk")
     assert any(not i.isascii() for i in sc.identities) and any("-" in i for i in sc.identities)
@@ -38,6 +39,7 @@ def test_crosstalk_every_overlapped_utterance_is_transcribed(tmp_path):
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_comings_and_goings(tmp_path, capsys):
     """Through `compare` as a user runs it: with a silent participant (mo) it exits 0 and writes the report."""
     sc = scenario.load("comings-and-goings")
@@ -65,6 +67,7 @@ def test_comings_and_goings(tmp_path, capsys):
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_noisy_room(tmp_path):
     """A short noisy room (pair-2 with pink noise at 10 dB SNR), so the test stays quick."""
     script = tmp_path / "noisy-pair.toml"

@@ -47,6 +47,7 @@ def test_unknown_stt_kind():
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_pair2_through_stream_adapter_with_silero(tmp_path):
     """Every utterance of pair-2 transcribed by livekit's StreamAdapter + silero + FasterWhisperSTT."""
     config = RunConfig(scenario="pair-2")

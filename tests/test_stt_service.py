@@ -209,6 +209,7 @@ def test_a_service_that_cannot_start_says_why(tmp_path):
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_concurrent_requests_are_all_answered_and_batched(service):
     """Turns from several clients that arrive together wait for the one worker and are decoded
     together (--max-batch 4): the log shows batches of more than one."""
@@ -280,6 +281,7 @@ def test_the_livekit_openai_plugin_transcribes_through_it(service, tmp_path):
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_a_design_runs_end_to_end_with_the_service(tmp_path):
     """`--stt service` on pair-2: the run starts one service (a child of the run, in the sampled
     tree), every job reaches it through livekit-plugins-openai, every utterance is matched, and the

@@ -116,6 +116,7 @@ def test_the_calibration_stream_answers_exactly_its_delay_after_the_endpoint(tmp
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_every_design_streams_pair_2_and_sends_its_connected_time(tmp_path):
     """`--stt stream`: every utterance matched by every design; each STT was sent the participant's
     whole connected time (what a per-minute streaming bill counts), not only its speech, and a

@@ -39,6 +39,7 @@ def test_capacity_is_the_largest_n_under_threshold():
 
 
 @pytest.mark.replay
+@pytest.mark.whisper
 def test_tiny_sweep_end_to_end(tmp_path, capsys):
     code = main(["sweep", "--participants", "1,2", "--lines", "1", "--arch", "participant_entrypoint", "--results",
                  str(tmp_path), "--cpus", "1"])  # fmt: skip
