@@ -115,3 +115,9 @@ def _start_order(item) -> int:
         return int(group.args[0].split("-")[1])
     tiers = ("server", "node", "replay", "slow")  # the longest first, so that none is left to run alone at the end
     return 3 + next((i for i, t in enumerate(tiers) if item.get_closest_marker(t)), len(tiers))
+
+
+def _has_module_fixture(item) -> bool:
+    """The test uses a fixture of module or package scope (it must run on the worker that made it)."""
+    defs = getattr(item, "_fixtureinfo", None)
+    return bool(defs) and any(d.scope in ("module", "package") for ds in defs.name2fixturedefs.values() for d in ds)
