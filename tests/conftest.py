@@ -82,42 +82,9 @@ FIXTURE_TIERS = {"whisper_run": ("replay", "whisper"), "voices_compare": ("repla
                  "room_turns": ("whisper",), "livekit_server": ("server",), "whisper_live": ("server", "whisper"),
                  "examples_measured": ("server", "whisper")}  # fmt: skip
 
-# Lanes (`make test` runs the suite on four pytest-xdist workers, `--dist loadgroup`): the tests that keep a
-# core busy with Whisper are split between two lanes, each run in order on one worker, so that at most two
-# of them run at once beside the wall-clock-bound rest (a replay with the calibration STT uses little CPU).
-# A module is in one lane, so its module fixtures run once; WHISPER_LANES balances the lanes' measured times
-# (docs/design.md). The other tests of a module with a module fixture stay together on one worker too.
-WHISPER_LANES = {
-    "test_live_server.py": 1, "test_voices.py": 1, "test_stt_stream.py": 1, "test_capacity.py": 1, "test_sweep.py": 1,
-    "test_stt_service.py": 1, "test_own_agent.py": 2, "test_hard_rooms.py": 2, "test_architectures.py": 2, "test_stt.py": 2,
-}  # fmt: skip
-
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture in set(item.fixturenames) & set(FIXTURE_TIERS):
             for tier in FIXTURE_TIERS[fixture]:
                 item.add_marker(tier)
-        module, lane = item.path.name, WHISPER_LANES.get(item.path.name)
-        if item.get_closest_marker("whisper"):
-            assert lane, f"{item.nodeid} runs Whisper: give its module a lane in tests/conftest.py WHISPER_LANES"
-            item.add_marker(pytest.mark.xdist_group(f"whisper-{lane}"))
-        elif _has_module_fixture(item):  # beside the module's Whisper tests, which may share the fixture
-            item.add_marker(pytest.mark.xdist_group(f"whisper-{lane}" if lane else module))
-    # The lanes first, then the other slow tiers, then the quick tests: xdist hands out work in this order
-    # (`--no-loadscope-reorder`), so the longest chains start at once and the quick tests fill the gaps.
-    items.sort(key=_start_order)
-
-
-def _start_order(item) -> int:
-    group = item.get_closest_marker("xdist_group")
-    if group and group.args[0].startswith("whisper-"):
-        return int(group.args[0].split("-")[1])
-    tiers = ("server", "node", "replay", "slow")  # the longest first, so that none is left to run alone at the end
-    return 3 + next((i for i, t in enumerate(tiers) if item.get_closest_marker(t)), len(tiers))
-
-
-def _has_module_fixture(item) -> bool:
-    """The test uses a fixture of module or package scope (it must run on the worker that made it)."""
-    defs = getattr(item, "_fixtureinfo", None)
-    return bool(defs) and any(d.scope in ("module", "package") for ds in defs.name2fixturedefs.values() for d in ds)
