@@ -27,13 +27,8 @@ from kit.run.events import EventLog, read_events
 from kit.run.record import RunRecord
 from kit.stt import SERVICE_HEADERS, ServiceSTT, make_stt
 from kit.stt.process import ServiceProcess
-from kit.stt.service import (
-    LOG_COLUMNS,
-    MAX_UPLOAD_BYTES,
-    check_loopback,
-    make_app,
-    read_log,
-)
+from kit.stt.request_log import LOG_COLUMNS, read_log
+from kit.stt.service import MAX_UPLOAD_BYTES, check_loopback, make_app
 
 PAIR = scenario.load("pair-2")
 
@@ -166,7 +161,7 @@ def test_an_unexpected_failure_is_a_500_without_traceback(tmp_path):
         async def transcribe_async(self, audio):
             raise RuntimeError("secret internals")
 
-    from kit.stt.service import RequestLog
+    from kit.stt.request_log import RequestLog
 
     async def go() -> httpx.Response:
         log = RequestLog(tmp_path / "log.jsonl")

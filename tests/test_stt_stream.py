@@ -17,7 +17,7 @@ from kit.room.audio import resample, to_int16
 from kit.run.events import read_events
 from kit.run.record import RunRecord
 from kit.stt.process import ServiceProcess
-from kit.stt.service import read_log
+from kit.stt.request_log import read_log
 
 PAIR = scenario.load("pair-2")
 CONCURRENT = ("multi_session", "participant_entrypoint", "multi_dispatch")

@@ -17,7 +17,7 @@ from kit.run.events import read_events
 from kit.run.record import ArchRun, RunRecord
 from kit.run.sampler import ResourceSampler
 from kit.stt.process import ServiceProcess
-from kit.stt.service import SERVICE_LOG
+from kit.stt.request_log import SERVICE_LOG
 
 END_GRACE_S = 30.0  # after the room's last sample, how long jobs may take to finish
 

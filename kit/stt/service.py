@@ -17,6 +17,10 @@ API (what livekit-plugins-openai's `STT(base_url=…)` and `@livekit/agents-plug
                                     (json | verbose_json | text)
     GET  /v1/audio/stream           a WebSocket: streaming STT with server-side endpointing, interim
                                     and final results (kit/stt/stream.py has the protocol)
+    GET  /v1/stt, /stt              a WebSocket: LiveKit Inference's STT protocol, what an unmodified
+                                    agent's `inference.STT(...)` speaks with LIVEKIT_INFERENCE_URL set
+                                    to the service's base URL (kit/stt/inference_api.py); the same
+                                    endpointing; tokens verified against LIVEKIT_API_KEY/SECRET
     GET  /health, GET /v1/models    readiness
 
 Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: 400 for a bad
@@ -25,12 +29,7 @@ is not audio, 404/405 for other paths and methods, 500 (`server_error`, no trace
 unexpected. Each response carries the service's own numbers for the request in headers
 (`X-Kit-Queue-S`, `X-Kit-Infer-S`, `X-Kit-CPU-S`, `X-Kit-Batch`, `X-Kit-Audio-S`; `x-request-id`).
 
-The per-request log (`--log`, JSONL, one line per request to the transcription route, errors too):
-mono (time.monotonic() at arrival, comparable with the run's events on one machine), wall,
-request_id, participant (the `X-Kit-Participant` header), status, error, response_format, model,
-bytes (of the file), sample_rate, audio_s, queue_s (waiting for an inference worker), infer_s
-(the inference itself, wall), cpu_s (its inference CPU), batch (turns decoded together),
-handle_s (arrival to response).
+The per-request log (`--log`): kit/stt/request_log.py.
 
 The service binds loopback only (127.0.0.1, ::1, localhost); any other host is refused.
 `ServiceProcess` starts it as a child process for a run (its CPU and memory are then in the
@@ -49,7 +48,6 @@ import logging
 import os
 import secrets
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -57,12 +55,12 @@ import numpy as np
 
 from kit import config as config_mod
 from kit.config import KitError, RunConfig
+from kit.stt.request_log import RequestLog
 
 # kit.stt (livekit-agents, seconds to import) is imported where it is used: `python -m kit` builds
 # this command's parser without it
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
-SERVICE_LOG = "stt-service.jsonl"  # in a run directory: the per-request log of the run's service
 MAX_UPLOAD_BYTES = 25 * 2**20  # OpenAI's limit for this endpoint
 MAX_FIELD_BYTES = 64 * 1024  # any form field but the file
 DRAIN_LIMIT_BYTES = 4 * MAX_UPLOAD_BYTES  # an oversized body is read (and dropped) this far, so the client gets its 413
@@ -95,43 +93,6 @@ def check_loopback(host: str) -> str:
     except ValueError:
         pass
     raise KitError(f"the STT service binds loopback only (127.0.0.1, ::1 or localhost), not {host!r}")
-
-
-class RequestLog:
-    """The per-request JSONL log (module docstring), a flushed line per request; None path: no log."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._file = None
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def write(self, row: dict) -> None:
-        if self._file is None:
-            return
-        with self._lock:
-            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def read_log(path: Path):
-    """The per-request log as a DataFrame (a truncated last line, from a killed service, skipped)."""
-    import pandas as pd
-
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            rows.append(json.loads(line))
-    return pd.DataFrame(rows, columns=LOG_COLUMNS)
-
-
-LOG_COLUMNS = ["mono", "wall", "request_id", "participant", "status", "error", "response_format", "model", "bytes",
-               "sample_rate", "audio_s", "queue_s", "infer_s", "cpu_s", "batch", "handle_s"]  # fmt: skip
 
 
 # --- the request ------------------------------------------------------------------------------------
@@ -247,10 +208,12 @@ def _response(web, fmt: str, text: str, audio_s: float, headers: dict):
     return web.json_response(body, headers=headers)
 
 
-def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None = None):
+def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None = None,
+             credentials: tuple[str, str] | None = None):
     """The aiohttp application over a loaded `kit.stt.Whisper` (None with `calibration_delay`: no model,
     every answer a fixed text exactly that many seconds after the turn); with a silero `vad`, the
-    streaming endpoint too (kit/stt/stream.py)."""
+    streaming endpoints too (kit/stt/stream.py, and LiveKit Inference's, kit/stt/inference_api.py,
+    whose tokens must be signed with `credentials`, (key, secret); None: any token)."""
     from aiohttp import web
 
     from kit.stt import (
@@ -261,6 +224,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         Transcript,
         calibration_text,
     )
+    from kit.stt.inference_api import INFERENCE_PATHS, inference_handler
     from kit.stt.stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
@@ -298,7 +262,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         arrival, wall = time.monotonic(), time.time()
         rid = "req_" + secrets.token_hex(8)
         row = request[kit_log] = {"mono": arrival, "wall": wall, "request_id": rid,
-                                    "participant": request.headers.get(SERVICE_PARTICIPANT_HEADER)}  # fmt: skip
+                                    "participant": request.headers.get(SERVICE_PARTICIPANT_HEADER), "api": "openai"}  # fmt: skip
         try:
             response = await handler(request)
         except ApiError as e:
@@ -327,6 +291,9 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
     app.router.add_post(TRANSCRIPTIONS, transcriptions)
     if vad is not None:
         app.router.add_get(STREAM_PATH, stream_handler(vad, whisper, calibration_delay, log, SERVICE_PARTICIPANT_HEADER))
+        inference = inference_handler(vad, whisper, calibration_delay, log, credentials)
+        for path in INFERENCE_PATHS:
+            app.router.add_get(path, inference)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     return app
@@ -374,10 +341,19 @@ def serve(config: RunConfig, *, host: str = "127.0.0.1", port: int = 0, log_path
     vad = load_vad(config.vad)  # the streaming endpoint finds turns as the VAD-gated designs do
     log = RequestLog(log_path)
     try:
-        asyncio.run(_serve(make_app(whisper, log, vad, calibration_delay), host, port, parent_pid))
+        app = make_app(whisper, log, vad, calibration_delay, inference_credentials())
+        asyncio.run(_serve(app, host, port, parent_pid))
     finally:
         log.close()
     return 0
+
+
+def inference_credentials() -> tuple[str, str] | None:
+    """The (key, secret) LiveKit Inference tokens must be signed with, as the client finds its own:
+    LIVEKIT_INFERENCE_API_KEY/SECRET, else LIVEKIT_API_KEY/SECRET (a run sets them); None if unset."""
+    key = os.environ.get("LIVEKIT_INFERENCE_API_KEY") or os.environ.get("LIVEKIT_API_KEY")
+    secret = os.environ.get("LIVEKIT_INFERENCE_API_SECRET") or os.environ.get("LIVEKIT_API_SECRET")
+    return (key, secret) if key and secret else None
 
 
 async def _serve(app, host: str, port: int, parent_pid: int | None) -> None:

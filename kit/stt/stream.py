@@ -69,7 +69,8 @@ class StreamTurns:
     service's per-request log). `whisper` None with `delay` set: the calibration stream."""
 
     def __init__(self, vad, whisper, *, delay: float | None, sample_rate: int, interim: bool, send, log,
-                 participant: str | None) -> None:  # fmt: skip
+                 participant: str | None, model: str | None = None, api: str = "kit-stream",
+                 job: str | None = None) -> None:  # fmt: skip
         from livekit.agents import vad as agents_vad
 
         self.kinds = agents_vad.VADEventType
@@ -77,6 +78,7 @@ class StreamTurns:
         self.whisper, self.delay = whisper, delay
         self.rate, self.interim = sample_rate, interim
         self.send, self.log, self.participant = send, log, participant
+        self.model, self.api, self.job = model or "whisper-1", api, job  # as the client named them (logged)
         self.stream_id = "stream_" + secrets.token_hex(6)
         self.received = 0  # samples
         self.turn: list[np.ndarray] = []  # the current turn's audio so far (float32 at the stream's rate)
@@ -106,13 +108,20 @@ class StreamTurns:
             elif ev.type == self.kinds.INFERENCE_DONE and ev.speaking and self.turn:
                 self.turn.extend(_pcm(f) for f in ev.frames)
                 self._maybe_interim(ev.samples_index)
-            elif ev.type == self.kinds.END_OF_SPEECH:
+            elif ev.type == self.kinds.END_OF_SPEECH and self.turn:  # (a turn flushed early has ended already)
                 self._end_turn(np.concatenate([_pcm(f) for f in ev.frames]), ev.samples_index)
         if self.turn:  # the input ended inside a turn: it is final now
             self._end_turn(np.concatenate(self.turn), self.received)
 
     def end_input(self) -> None:
         self.vad_stream.end_input()
+
+    async def flush(self) -> None:
+        """The client says the turn under way is over (LiveKit Inference's `session.finalize`): it is
+        final now, without waiting for the silence that would end it; returns once every final is out."""
+        if self.turn:
+            self._end_turn(np.concatenate(self.turn), self.received)
+        await asyncio.gather(*self.finals, return_exceptions=True)
 
     async def finish(self) -> None:
         """Wait for every final still being transcribed, then say how much audio was received."""
@@ -177,7 +186,8 @@ class StreamTurns:
     def _log(self, kind: str, audio: np.ndarray, result) -> None:
         self.log({
             "mono": time.monotonic(), "wall": time.time(), "request_id": self.stream_id, "participant": self.participant,
-            "status": 200, "error": None, "response_format": f"stream-{kind}", "model": "whisper-1", "bytes": 2 * len(audio),
+            "status": 200, "error": None, "response_format": f"stream-{kind}", "model": self.model, "api": self.api, "job": self.job,
+            "bytes": 2 * len(audio),
             "sample_rate": self.rate, "audio_s": len(audio) / self.rate,
             "queue_s": result.queue_s if result else None, "infer_s": result.infer_s if result else None,
             "cpu_s": result.cpu_s if result else None, "batch": result.batch if result else None, "handle_s": None,

@@ -1,0 +1,56 @@
+"""The STT service's per-request log: a JSONL line per request to the transcription route (errors
+too) and one per interim or final of a stream; `RequestLog` writes it, `read_log` reads it.
+
+Columns: mono (time.monotonic() at arrival, comparable with the run's events on one machine), wall,
+request_id, participant (the `X-Kit-Participant` header), status, error, response_format, model (as
+the client named it), api (openai, kit-stream or inference), job (LiveKit Inference: the client's
+X-LiveKit-Job-ID header, sent inside a job), bytes (of the file), sample_rate, audio_s, queue_s
+(waiting for an inference worker), infer_s (the inference itself, wall), cpu_s (its inference CPU),
+batch (turns decoded together), handle_s (arrival to response).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from pathlib import Path
+
+SERVICE_LOG = "stt-service.jsonl"  # in a run directory: the per-request log of the run's service
+
+
+class RequestLog:
+    """The per-request JSONL log (module docstring), a flushed line per request; None path: no log."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, row: dict) -> None:
+        if self._file is None:
+            return
+        with self._lock:
+            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def read_log(path: Path):
+    """The per-request log as a DataFrame (a truncated last line, from a killed service, skipped)."""
+    import pandas as pd
+
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            rows.append(json.loads(line))
+    return pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+
+LOG_COLUMNS = ["mono", "wall", "request_id", "participant", "status", "error", "response_format", "model", "api", "job",
+               "bytes", "sample_rate", "audio_s", "queue_s", "infer_s", "cpu_s", "batch", "handle_s"]  # fmt: skip

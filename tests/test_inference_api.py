@@ -1,0 +1,106 @@
+"""The LiveKit Inference stand-in (kit/stt/inference_api.py), driven by the real client class,
+`livekit.agents.inference.STT`, exactly as an unmodified agent builds it: the turns of pair-2 come
+back as one final each, in order; a token signed with another secret is a 401 the client does not
+retry; a bad session.create is an `error` message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import jwt
+import pytest
+from livekit import rtc
+from livekit.agents import APIConnectOptions, APIStatusError, inference
+from livekit.agents import stt as agents_stt
+
+from kit.config import RunConfig
+from kit.room import scenario
+from kit.room.audio import resample, to_int16
+from kit.stt.process import ServiceProcess
+from kit.stt.request_log import read_log
+
+PAIR = scenario.load("pair-2")
+KEY, SECRET = "kit-test-key", "kit-test-secret-0123456789abcdef0123"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """One service with the Whisper model; tokens must be signed with KEY/SECRET."""
+    log = tmp_path_factory.mktemp("inference") / "requests.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIVEKIT_API_KEY", KEY)
+        mp.setenv("LIVEKIT_API_SECRET", SECRET)
+        with ServiceProcess(RunConfig(), log_path=log) as svc:
+            yield svc
+
+
+def alice_frames() -> list[rtc.AudioFrame]:
+    """alice's track of pair-2 up to 1 s after her last utterance, as 20 ms frames at 48 kHz (what a room gives)."""
+    end = max(u.end_s for u in PAIR.utterances if u.participant == "alice") + 1.0
+    track = PAIR.read_audio("alice")[: round(end * PAIR.sample_rate)]
+    pcm = to_int16(resample(track, PAIR.sample_rate, 48_000))
+    return [rtc.AudioFrame(pcm[i : i + 960].tobytes(), 48_000, 1, 960) for i in range(0, len(pcm) - 959, 960)]
+
+
+async def transcribe(url: str, frames, *, secret: str = SECRET, model: str = "deepgram/nova-3") -> list:
+    """Every speech event of one inference.STT stream over these frames (pushed at 10x real time)."""
+    async with aiohttp.ClientSession() as http:
+        stt = inference.STT(model, base_url=url, api_key=KEY, api_secret=secret, http_session=http)
+        stream = stt.stream(conn_options=APIConnectOptions(max_retry=0, timeout=10))
+        events = []
+
+        async def push():
+            for f in frames:
+                stream.push_frame(f)
+                await asyncio.sleep(0.002)
+            stream.end_input()
+
+        pusher = asyncio.create_task(push())
+        async for ev in stream:
+            events.append(ev)
+        await pusher
+        await stream.aclose()
+        return events
+
+
+@pytest.mark.whisper
+def test_every_turn_comes_back_as_one_final_through_the_real_client(service):
+    events = asyncio.run(transcribe(service.url, alice_frames()))
+    kinds = [e.type for e in events if e.type != agents_stt.SpeechEventType.RECOGNITION_USAGE]
+    finals = [e.alternatives[0].text for e in events if e.type == agents_stt.SpeechEventType.FINAL_TRANSCRIPT]
+    alice = [u.text for u in PAIR.utterances if u.participant == "alice"]
+    assert len(finals) == len(alice), finals
+    assert kinds.count(agents_stt.SpeechEventType.START_OF_SPEECH) == kinds.count(agents_stt.SpeechEventType.END_OF_SPEECH) == len(alice)
+    for text, ref in zip(finals, alice):
+        assert set(ref.lower().split()[:3]) & set(text.lower().replace(",", "").replace(".", "").split()), (text, ref)
+    starts = [e.alternatives[0].start_time for e in events if e.type == agents_stt.SpeechEventType.FINAL_TRANSCRIPT]
+    assert starts == sorted(starts) and starts[0] >= 0
+    log = read_log(service.log_path)
+    rows = log[log["api"] == "inference"]
+    assert (rows["model"] == "deepgram/nova-3").all() and (rows["response_format"] == "stream-final").sum() >= len(alice)
+
+
+def test_a_token_signed_with_another_secret_is_a_401_not_retried(service):
+    with pytest.raises(APIStatusError) as e:
+        asyncio.run(transcribe(service.url, alice_frames()[:50], secret="not-the-run-secret-0123456789abcdef"))
+    assert e.value.status_code == 401 and not e.value.retryable
+
+
+def test_a_bad_session_is_an_error_message(service):
+    async def send(first: dict) -> dict:
+        ws_url = service.url.replace("http", "ws", 1) + "/stt?model=x"
+        token = jwt.encode({"iss": KEY, "sub": "agent", "exp": time.time() + 60, "inference": {"perform": True}}, SECRET)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, headers=headers) as ws:
+            await ws.send_str(json.dumps(first))
+            msg = await ws.receive(timeout=10)
+            return json.loads(msg.data)
+
+    bad = asyncio.run(send({"type": "session.create", "settings": {"sample_rate": "16000", "encoding": "opus"}}))
+    assert bad["type"] == "error" and "pcm_s16le" in bad["message"]
+    bad = asyncio.run(send({"type": "input_audio", "audio": ""}))
+    assert bad["type"] == "error" and "session.create" in bad["message"]
+
