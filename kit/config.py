@@ -23,19 +23,22 @@ class KitError(Exception):
 
 # --- the STT spec ------------------------------------------------------------------------------------
 
-STT_SPECS = ("'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service', 'service:URL', 'stream', 'stream:URL' "
-             "or 'stream-delay:SECONDS'")  # fmt: skip
+STT_SPECS = ("'whisper', 'delay:SECONDS' (e.g. delay:0.5), 'service', 'service:URL', 'stream', 'stream:URL', "
+             "'stream-delay:SECONDS' or 'inference[:MODEL]' (e.g. inference:deepgram/nova-3)")  # fmt: skip
+INFERENCE_MODEL = "deepgram/nova-3"  # --stt inference: the model LiveKit's own examples ask LiveKit Inference for
 
 
 @dataclass(frozen=True)
 class SttSpec:
-    """What --stt names: kind "whisper" | "delay" | "service" | "stream" | "stream-delay"; the service's
-    base URL (service/stream: "" when the run starts the service); the calibration delay, s.
+    """What --stt names: kind "whisper" | "delay" | "service" | "stream" | "stream-delay" | "inference";
+    the service's base URL (service/stream/inference: "" when the run starts the service); the
+    calibration delay, s; the model a LiveKit Inference client asks for (inference).
     `str(spec)` is its --stt form; `SttSpec.parse(text)` the one parser."""
 
     kind: str
     url: str | None = None
     delay: float | None = None
+    model: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> SttSpec:
@@ -43,6 +46,13 @@ class SttSpec:
         kind, sep, value = str(text).partition(":")
         if text == "whisper":
             return cls("whisper")
+        if kind == "inference":  # inference[:MODEL][@URL] (the URL: the form a run hands its jobs)
+            model, _, url = value.partition("@")
+            if url and not url.startswith(("http://", "https://")):
+                raise KitError(f"--stt inference:MODEL@URL needs an http(s) base URL, got {text!r}")
+            if (sep and not model) or any(c.isspace() for c in model):
+                raise KitError(f"--stt inference:MODEL needs a model name such as {INFERENCE_MODEL}, got {text!r}")
+            return cls("inference", url=url, model=model or INFERENCE_MODEL)
         if kind in ("service", "stream") and not sep:
             return cls(kind, url="")
         if kind in ("service", "stream"):
@@ -61,11 +71,13 @@ class SttSpec:
     def __str__(self) -> str:
         if self.kind in ("delay", "stream-delay"):
             return f"{self.kind}:{self.delay:g}"
+        if self.kind == "inference":
+            return f"inference:{self.model}" + (f"@{self.url}" if self.url else "")
         return f"{self.kind}:{self.url}" if self.url else self.kind
 
     @property
     def streaming(self) -> bool:
-        return self.kind in ("stream", "stream-delay")
+        return self.kind in ("stream", "stream-delay", "inference")
 
     @property
     def calibration(self) -> bool:
@@ -86,18 +98,20 @@ class SttSpec:
     def run_loads_model(self) -> bool:
         """The run's own processes load the model: the job processes (whisper) or the service the
         run starts (service, stream); not a calibration STT nor a service given by URL."""
-        return self.kind == "whisper" or (self.kind in ("service", "stream") and self.url == "")
+        return self.kind == "whisper" or (self.kind in ("service", "stream", "inference") and self.url == "")
 
     @property
     def placement(self) -> str:
         """Where inference runs: "service" (a shared STT service, batch or streaming), "in-process"
         (each job process's own model) or "none" (a calibration STT)."""
-        if self.kind in ("service", "stream"):
+        if self.kind in ("service", "stream", "inference"):
             return "service"
         return "in-process" if self.kind == "whisper" else "none"
 
     def served_at(self, url: str) -> SttSpec:
         """This spec once the run's service is up at `url`: what the jobs are given."""
+        if self.kind == "inference":
+            return SttSpec("inference", url=url, model=self.model)
         return SttSpec("stream" if self.streaming else "service", url=url)
 
 

@@ -17,8 +17,11 @@ from livekit.agents import APIConnectOptions, APIStatusError, inference
 from livekit.agents import stt as agents_stt
 
 from kit.config import RunConfig
+from kit.results import metrics
 from kit.room import scenario
 from kit.room.audio import resample, to_int16
+from kit.run.record import RunRecord
+from kit.run.runner import run
 from kit.stt.process import ServiceProcess
 from kit.stt.request_log import read_log
 
@@ -104,3 +107,23 @@ def test_a_bad_session_is_an_error_message(service):
     bad = asyncio.run(send({"type": "input_audio", "audio": ""}))
     assert bad["type"] == "error" and "session.create" in bad["message"]
 
+
+
+@pytest.mark.replay
+@pytest.mark.whisper
+def test_designs_on_the_production_client_match_every_utterance(tmp_path):
+    """`--stt inference` on pair-2: the designs transcribe through livekit-agents' own inference.STT
+    against the run's stand-in; every utterance matched, and the service log attributes each stream
+    to its participant with the model the client asked for."""
+    archs = ("multi_session", "participant_entrypoint")
+    run_dir = run(RunConfig(scenario="pair-2", archs=archs, stt="inference", results_dir=tmp_path))
+    tables = metrics.compute(run_dir)
+    ref = tables.utterances[tables.utterances["kind"] == "reference"]
+    assert set(ref["arch"]) == set(archs) and not ref["missed"].any(), ref[["arch", "participant", "hyp_text"]]
+    assert metrics.wer(list(ref["ref_text"]), list(ref["hyp_text"])) <= 0.35
+    record = RunRecord.load(run_dir)
+    assert record.config["stt"] == "inference:deepgram/nova-3" and record.stt_service["started_by_kit"]
+    log = read_log(run_dir / record.stt_service["log"])
+    ends = log[log["response_format"] == "stream-end"]
+    assert set(ends["participant"]) == {"alice", "bob"} and (ends["api"] == "inference").all()
+    assert (ends["model"] == "deepgram/nova-3").all() and (ends["audio_s"] > 10).all()

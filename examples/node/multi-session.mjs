@@ -9,11 +9,12 @@
 //
 //   node multi-session.mjs start      # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 //
-// Environment: KIT_STT_URL (an OpenAI-compatible transcription API, e.g. http://127.0.0.1:PORT/v1),
-// KIT_AGENT_NAME (the name to register; explicit dispatch only), OPENAI_API_KEY (any string for a
-// self-hosted API).
-import { AutoSubscribe, ServerOptions, cli, defineAgent, log, voice } from '@livekit/agents';
-import * as openai from '@livekit/agents-plugin-openai';
+// Its STT is the #1927 reporter's and LiveKit's examples': inference.STT({ model: 'deepgram/nova-3' }),
+// LiveKit Inference, no base URL. Nothing here knows of the kit: under `kit live --agent`,
+// LIVEKIT_INFERENCE_URL points the client at the kit's local stand-in.
+//
+// Environment: KIT_AGENT_NAME (the name to register; explicit dispatch only).
+import { AutoSubscribe, ServerOptions, cli, defineAgent, inference, log, voice } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import { ParticipantKind, RoomEvent, TrackSource } from '@livekit/rtc-node';
 import { fileURLToPath } from 'node:url';
@@ -30,18 +31,12 @@ export default defineAgent({
 
     const startSession = async (participant) => {
       if (participant.kind === ParticipantKind.AGENT || sessions.has(participant.identity)) return;
-      // Transcription only: STT + VAD, no LLM, no TTS. AgentSession wraps the non-streaming
-      // whisper-1 in a StreamAdapter with this VAD, and its room output publishes every final
-      // to lk.transcription on the participant's behalf.
+      // Transcription only: STT + VAD, no LLM, no TTS. The streaming STT finds each turn's end
+      // itself; the session's room output publishes every final to lk.transcription on the
+      // participant's behalf.
       const session = new voice.AgentSession({
         vad: ctx.proc.userData.vad,
-        stt: new openai.STT({
-          baseURL: process.env.KIT_STT_URL,
-          apiKey: process.env.OPENAI_API_KEY || 'unused', // a self-hosted API may ignore it
-          model: 'whisper-1',
-          language: 'en',
-          useRealtime: false, // 1.9.0 defaults to the realtime websocket API, even for whisper-1
-        }),
+        stt: new inference.STT({ model: 'deepgram/nova-3', language: 'en' }),
         // Turns end at the VAD: the default audio turn detector only matters for replying.
         turnHandling: { turnDetection: 'vad' },
         userAwayTimeout: null,

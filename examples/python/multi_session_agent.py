@@ -1,14 +1,14 @@
 """Transcribe every participant of a room from ONE job, one AgentSession per participant.
 
 The pattern of LiveKit's multi-user-transcriber example (livekit/agents, examples/other/transcription),
-with an OpenAI-compatible transcription API instead of Deepgram:
+with its STT as LiveKit's examples write it: `inference.STT("deepgram/nova-3")`, LiveKit Inference,
+no base URL. Nothing here knows of the kit: under `kit live --agent`, LIVEKIT_INFERENCE_URL points
+the client at the kit's local stand-in; deployed, the same line reaches LiveKit Cloud.
 
     python multi_session_agent.py start      # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 
-Environment: KIT_STT_URL (an OpenAI-compatible transcription API, e.g. http://127.0.0.1:PORT/v1),
-KIT_AGENT_NAME (the name to register; explicit dispatch only), OPENAI_API_KEY (any string for a
-self-hosted API). Unlike agents-js 1.9.0 (issue #1927), livekit-agents runs several AgentSessions
-in one room.
+Environment: KIT_AGENT_NAME (the name to register; explicit dispatch only). Unlike agents-js 1.9.0
+(issue #1927), livekit-agents runs several AgentSessions in one room.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from livekit.agents import (
     StopResponse,
     TurnHandlingOptions,
     cli,
+    inference,
     room_io,
 )
-from livekit.plugins import openai, silero
+from livekit.plugins import silero
 
 logger = logging.getLogger("multi-session-transcriber")
 
@@ -78,17 +79,12 @@ async def entrypoint(ctx: JobContext) -> None:
             or participant.identity in sessions
         ):
             return
-        # Transcription only: STT + VAD, no LLM, no TTS. AgentSession wraps the non-streaming
-        # whisper-1 in a StreamAdapter with this VAD, and its room output publishes every final
-        # to lk.transcription on the participant's behalf.
+        # Transcription only: STT + VAD, no LLM, no TTS. The streaming STT finds each turn's end
+        # itself; the session's room output publishes every final to lk.transcription on the
+        # participant's behalf.
         session = AgentSession(
             vad=ctx.proc.userdata["vad"],
-            stt=openai.STT(
-                base_url=os.environ.get("KIT_STT_URL"),
-                api_key=os.environ.get("OPENAI_API_KEY") or "unused",  # a self-hosted API may ignore it
-                model="whisper-1",
-                language="en",
-            ),
+            stt=inference.STT("deepgram/nova-3", language="en"),
             turn_handling=TurnHandlingOptions(turn_detection="vad"),  # the audio turn detector only matters for replying
             user_away_timeout=None,
         )

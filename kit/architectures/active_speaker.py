@@ -135,6 +135,7 @@ class ActiveSpeakerSession:
                 self.input.end()
                 await self.started
                 await self.session.aclose()
+                await self.stt.aclose()
 
 
 ACTIVE = "(active speaker)"  # the label of the one STT/VAD, which serve whoever is selected

@@ -82,6 +82,7 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
     finally:
         pusher.cancel()
         await stream.aclose()
+        await stt.aclose()
         log.emit("participant_left", participant=identity)
 
 
@@ -158,4 +159,5 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
         await left.wait()
     finally:
         await session.aclose()
+        await stt.aclose()
         log.emit("participant_left", participant=identity)

@@ -21,6 +21,8 @@ from kit.config import KitError, RunConfig
 from kit.live.common import redact
 from kit.run.sampler import read_stat
 
+STT_URL_ENV = "KIT_STT_URL"  # an --agent's STT: the base URL of the run's shared STT service
+STAND_IN_KEY = "kit-local-stand-in"  # the API key an agent's OpenAI/Deepgram client sends the kit (never checked)
 AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of a worker
 
 
@@ -213,3 +215,13 @@ def _log_message(line: str, limit: int = 240) -> str:
         line = f"{rec.get('level', '')} {rec.get('message') or rec.get('msg') or line}".strip()
     line = line.strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def stand_in_env(url: str) -> dict[str, str]:
+    """What points an unmodified agent's STT clients at the run's STT service (docs/own-agent.md):
+    LiveKit Inference (`inference.STT`, Python and Node) reads LIVEKIT_INFERENCE_URL; the OpenAI SDK
+    under `openai.STT()` reads OPENAI_BASE_URL and needs some OPENAI_API_KEY; `deepgram.STT()` needs
+    some DEEPGRAM_API_KEY (its base URL has no variable: the agent passes KIT_STT_URL's as base_url).
+    Inference keys: LIVEKIT_INFERENCE_API_* would win over the server's, so they are cleared."""
+    return {STT_URL_ENV: url, "LIVEKIT_INFERENCE_URL": url, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": STAND_IN_KEY,
+            "DEEPGRAM_API_KEY": STAND_IN_KEY, "LIVEKIT_INFERENCE_API_KEY": "", "LIVEKIT_INFERENCE_API_SECRET": ""}  # fmt: skip

@@ -21,7 +21,7 @@ def add_live_commands(sub) -> None:
                     help="architecture (repeatable); its agent must be running (or --local-agents)")
     lv.add_argument("--agent", default=None, metavar="CMD",
                     help="your own agent worker, started here by the shell and measured after the kit's designs "
-                         "(its environment: LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_STT_URL, KIT_AGENT_NAME; docs/own-agent.md)")
+                         "(its environment: LIVEKIT_URL/_API_KEY/_API_SECRET, KIT_AGENT_NAME, and its STT clients pointed at the kit: LIVEKIT_INFERENCE_URL, OPENAI_BASE_URL, KIT_STT_URL; docs/own-agent.md)")
     lv.add_argument("--agent-name", default=None, metavar="NAME",
                     help="--agent: the agent name it registers with (explicit dispatch to NAME)")
     lv.add_argument("--label", default="agent", help="--agent: its name in the tables (default: %(default)s)")

@@ -44,7 +44,7 @@ from livekit import api, rtc
 
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus
-from kit.live.agents import AgentWorker, ExternalAgent, local_agent
+from kit.live.agents import AgentWorker, ExternalAgent, local_agent, stand_in_env
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
     close_room,
@@ -88,7 +88,6 @@ from kit.stt import resolve_model
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
 AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
-STT_URL_ENV = "KIT_STT_URL"  # an --agent's STT: the base URL of the run's shared STT service
 AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch), when it is given one
 
 
@@ -208,7 +207,7 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     its agent name), wait for it to register, replay the room to it, stop it. A worker that never
     registers, exits or publishes nothing is a problem of its row, not the end of the run."""
     env = {**os.environ, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
-           STT_URL_ENV: config.stt.url or ""}  # fmt: skip
+           **stand_in_env(config.stt.url)}  # fmt: skip
     if agent.name:
         env[AGENT_NAME_ENV] = agent.name
     log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"

@@ -170,6 +170,7 @@ def inference_handler(vad, whisper, delay: float | None, log, credentials: tuple
             turns.end_input()
             await endpointing
             await turns.finish()
+            turns.log_stream_end()
             if problem:
                 await wire.send({"type": "error", "message": problem, "code": 4000})
             else:

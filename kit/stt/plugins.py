@@ -10,12 +10,14 @@ import bisect
 import contextvars
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import numpy as np
 from livekit import rtc
-from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents import APIConnectOptions, inference, stt, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
 from kit.config import KitError, RunConfig
@@ -265,7 +267,6 @@ class ServiceSpeechStream(stt.RecognizeStream):
         return self._sent_at[i] if i >= 0 else self.owner.log.now()
 
     async def _run(self) -> None:
-        import aiohttp
         from livekit.agents import APIConnectionError
 
         owner = self.owner
@@ -326,7 +327,43 @@ class ServiceSpeechStream(stt.RecognizeStream):
             logging.getLogger("kit.stt").error("the STT stream of %s: %s", owner.participant, m.get("message"))
 
 
-def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT | StreamingSTT:
+# --- LiveKit Inference: livekit-agents' own client against the service (kit/stt/inference_api.py) ---
+
+
+CONSOLE_CREDENTIALS = ("kit-console", "kit-console-secret-not-a-livekit-secret")  # no LiveKit server, no key
+
+
+def inference_credentials() -> tuple[str, str] | None:
+    """The (key, secret) LiveKit Inference tokens are signed with, found as the client finds its own:
+    LIVEKIT_INFERENCE_API_KEY/SECRET, else LIVEKIT_API_KEY/SECRET; None if neither pair is set
+    (then the kit's clients sign with CONSOLE_CREDENTIALS and the service accepts any token)."""
+    for prefix in ("LIVEKIT_INFERENCE_API_", "LIVEKIT_API_"):
+        key, secret = os.environ.get(prefix + "KEY"), os.environ.get(prefix + "SECRET")
+        if key and secret:
+            return key, secret
+    return None
+
+
+class InferenceSTT(inference.STT):
+    """`inference.STT(model)`, livekit-agents' own LiveKit Inference client exactly as LiveKit's examples
+    build it, pointed at the run's STT service (`--stt inference[:MODEL]`), for one participant. It
+    knows nothing of the calls behind its finals (`last` stays None: no VAD span, no STT CPU per
+    turn; the service log has them), as with an agent measured unmodified. Its HTTP session names
+    the participant (X-Kit-Participant), so the service log attributes each stream to its speaker."""
+
+    def __init__(self, config: RunConfig, *, participant: str, log: EventLog) -> None:
+        key, secret = inference_credentials() or CONSOLE_CREDENTIALS
+        self._http = aiohttp.ClientSession(headers={SERVICE_PARTICIPANT_HEADER: participant})
+        super().__init__(config.stt.model, base_url=config.stt.url, api_key=key, api_secret=secret, http_session=self._http)
+        self.participant, self.log = participant, log
+        self.last: Recognition | None = None
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._http.close()
+
+
+def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhisperSTT | StreamingSTT | InferenceSTT:
     """The STT a config asks for, for one participant: "whisper", "delay:SECONDS", "service:URL" or
     "stream:URL" ("service", "stream", "stream-delay:S" are resolved to a URL by the run that starts
     the service)."""
@@ -334,6 +371,8 @@ def make_stt(config: RunConfig, *, participant: str, log: EventLog) -> FasterWhi
     if spec.needs_service_start:
         raise KitError(f"--stt {spec}: no service URL here (a run starts the service and gives its jobs the URL); "
                        "start one with `python -m kit stt-service` and use --stt service:URL or stream:URL")  # fmt: skip
+    if spec.kind == "inference":
+        return InferenceSTT(config, participant=participant, log=log)
     if spec.kind == "stream":
         return StreamingSTT(config, participant=participant, log=log, url=spec.url)
     if spec.kind == "service":

@@ -341,19 +341,13 @@ def serve(config: RunConfig, *, host: str = "127.0.0.1", port: int = 0, log_path
     vad = load_vad(config.vad)  # the streaming endpoint finds turns as the VAD-gated designs do
     log = RequestLog(log_path)
     try:
+        from kit.stt.plugins import inference_credentials
+
         app = make_app(whisper, log, vad, calibration_delay, inference_credentials())
         asyncio.run(_serve(app, host, port, parent_pid))
     finally:
         log.close()
     return 0
-
-
-def inference_credentials() -> tuple[str, str] | None:
-    """The (key, secret) LiveKit Inference tokens must be signed with, as the client finds its own:
-    LIVEKIT_INFERENCE_API_KEY/SECRET, else LIVEKIT_API_KEY/SECRET (a run sets them); None if unset."""
-    key = os.environ.get("LIVEKIT_INFERENCE_API_KEY") or os.environ.get("LIVEKIT_API_KEY")
-    secret = os.environ.get("LIVEKIT_INFERENCE_API_SECRET") or os.environ.get("LIVEKIT_API_SECRET")
-    return (key, secret) if key and secret else None
 
 
 async def _serve(app, host: str, port: int, parent_pid: int | None) -> None:

@@ -183,6 +183,13 @@ class StreamTurns:
         result = await self.whisper.transcribe_async(resample(audio, self.rate, WHISPER_RATE))
         return result.text, result
 
+    def log_stream_end(self) -> None:
+        """One row for the whole stream: every second of audio the client sent (what a streaming STT bills)."""
+        self.log({"mono": time.monotonic(), "wall": time.time(), "request_id": self.stream_id, "participant": self.participant,
+                  "status": 200, "error": None, "response_format": "stream-end", "model": self.model, "api": self.api,
+                  "job": self.job, "bytes": 2 * self.received, "sample_rate": self.rate,
+                  "audio_s": self.received / self.rate})  # fmt: skip
+
     def _log(self, kind: str, audio: np.ndarray, result) -> None:
         self.log({
             "mono": time.monotonic(), "wall": time.time(), "request_id": self.stream_id, "participant": self.participant,
