@@ -28,6 +28,19 @@ def test_the_stt_spec():
         make_stt(RunConfig(stt="service"), participant="a", log=None)
 
 
+def test_the_inference_spec_names_a_model_and_is_served_by_the_run():
+    spec = SttSpec.parse("inference")
+    assert spec == SttSpec("inference", url="", model="deepgram/nova-3") and spec.needs_service_start and spec.streaming
+    assert spec.placement == "service" and not spec.calibration and spec.run_loads_model
+    served = SttSpec.parse("inference:deepgram/nova-3:en").served_at("http://h:1/v1")
+    assert served == SttSpec("inference", url="http://h:1/v1", model="deepgram/nova-3:en") and not served.needs_service_start
+    for text in ("inference:deepgram/nova-3", "inference:openai/gpt-4o-transcribe@http://h:1/v1", "inference:x:en@http://h:1/v1"):
+        assert str(SttSpec.parse(text)) == text
+    for bad in ("inference:", "inference:a b", "inference:x@ftp://h", "inferences"):
+        with pytest.raises(KitError):
+            SttSpec.parse(bad)
+
+
 def test_a_string_stt_is_parsed_once_as_the_config_is_made():
     assert RunConfig(stt="delay:0.3").stt == SttSpec("delay", delay=0.3)
     with pytest.raises(KitError, match="unknown STT"):
