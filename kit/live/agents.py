@@ -222,6 +222,15 @@ def stand_in_env(url: str) -> dict[str, str]:
     LiveKit Inference (`inference.STT`, Python and Node) reads LIVEKIT_INFERENCE_URL; the OpenAI SDK
     under `openai.STT()` reads OPENAI_BASE_URL and needs some OPENAI_API_KEY; `deepgram.STT()` needs
     some DEEPGRAM_API_KEY (its base URL has no variable: the agent passes KIT_STT_URL's as base_url).
-    Inference keys: LIVEKIT_INFERENCE_API_* would win over the server's, so they are cleared."""
+    The token of LiveKit Inference is signed with the server's key (LIVEKIT_API_KEY/SECRET): agent_env
+    leaves out LIVEKIT_INFERENCE_API_KEY/SECRET, which the client would prefer (even empty)."""
     return {STT_URL_ENV: url, "LIVEKIT_INFERENCE_URL": url, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": STAND_IN_KEY,
-            "DEEPGRAM_API_KEY": STAND_IN_KEY, "LIVEKIT_INFERENCE_API_KEY": "", "LIVEKIT_INFERENCE_API_SECRET": ""}  # fmt: skip
+            "DEEPGRAM_API_KEY": STAND_IN_KEY}  # fmt: skip
+
+
+def agent_env(base: dict[str, str], url: str, creds) -> dict[str, str]:
+    """An --agent's environment: `base` (the kit's own) without other Inference keys, the server's
+    credentials, and the stand-in's variables (stand_in_env)."""
+    env = {k: v for k, v in base.items() if k not in ("LIVEKIT_INFERENCE_API_KEY", "LIVEKIT_INFERENCE_API_SECRET")}
+    return {**env, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
+            **stand_in_env(url)}  # fmt: skip

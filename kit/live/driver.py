@@ -44,7 +44,7 @@ from livekit import api, rtc
 
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus
-from kit.live.agents import AgentWorker, ExternalAgent, local_agent, stand_in_env
+from kit.live.agents import AgentWorker, ExternalAgent, agent_env, local_agent
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
     close_room,
@@ -206,8 +206,7 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     """Your agent's turn: start it (its environment: the server's credentials, the STT service's URL,
     its agent name), wait for it to register, replay the room to it, stop it. A worker that never
     registers, exits or publishes nothing is a problem of its row, not the end of the run."""
-    env = {**os.environ, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
-           **stand_in_env(config.stt.url)}  # fmt: skip
+    env = agent_env(dict(os.environ), config.stt.url, creds)
     if agent.name:
         env[AGENT_NAME_ENV] = agent.name
     log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"
