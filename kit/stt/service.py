@@ -21,6 +21,8 @@ API (what livekit-plugins-openai's `STT(base_url=…)` and `@livekit/agents-plug
                                     agent's `inference.STT(...)` speaks with LIVEKIT_INFERENCE_URL set
                                     to the service's base URL (kit/stt/inference_api.py); the same
                                     endpointing; tokens verified against LIVEKIT_API_KEY/SECRET
+    GET  /v1/listen, /listen        a WebSocket: Deepgram's live protocol, what `deepgram.STT(base_url=
+                                    <this base URL>/listen)` speaks (kit/stt/deepgram_api.py)
     GET  /health, GET /v1/models    readiness
 
 Errors are OpenAI-shaped JSON, `{"error": {"message", "type", "param", "code"}}`: 400 for a bad
@@ -224,6 +226,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         Transcript,
         calibration_text,
     )
+    from kit.stt.deepgram_api import DEEPGRAM_PATHS, deepgram_handler
     from kit.stt.inference_api import INFERENCE_PATHS, inference_handler
     from kit.stt.stream import stream_handler
 
@@ -294,6 +297,9 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         inference = inference_handler(vad, whisper, calibration_delay, log, credentials)
         for path in INFERENCE_PATHS:
             app.router.add_get(path, inference)
+        deepgram = deepgram_handler(vad, whisper, calibration_delay, log)
+        for path in DEEPGRAM_PATHS:
+            app.router.add_get(path, deepgram)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     return app

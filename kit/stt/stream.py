@@ -234,7 +234,7 @@ def stream_handler(vad, whisper, delay: float | None, log, participant_header: s
                         break
                     turns.push(msg.data)
                 elif msg.type == WSMsgType.TEXT:
-                    kind = _message_type(msg.data)
+                    kind = message_type(msg.data)
                     if kind == "CloseStream":
                         break
                     if kind != "KeepAlive":
@@ -256,7 +256,7 @@ def stream_handler(vad, whisper, delay: float | None, log, participant_header: s
     return handle
 
 
-def _message_type(text: str) -> str | None:
+def message_type(text: str) -> str | None:
     try:
         message = json.loads(text)
     except json.JSONDecodeError:

@@ -1,7 +1,8 @@
-"""The LiveKit Inference stand-in (kit/stt/inference_api.py), driven by the real client class,
-`livekit.agents.inference.STT`, exactly as an unmodified agent builds it: the turns of pair-2 come
-back as one final each, in order; a token signed with another secret is a 401 the client does not
-retry; a bad session.create is an `error` message."""
+"""The STT service's stand-ins for the STT APIs agents call, each driven by its real client class, as an
+unmodified agent builds it: LiveKit Inference (kit/stt/inference_api.py) through livekit-agents'
+`inference.STT`, Deepgram's live API (kit/stt/deepgram_api.py) through livekit-plugins-deepgram's
+`deepgram.STT`. The turns of pair-2 come back as one final each, in order; a token signed with
+another secret is a 401 the client does not retry; a bad session is an error."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIStatusError, inference
 from livekit.agents import stt as agents_stt
+from livekit.plugins import deepgram
 
 from kit.config import RunConfig
 from kit.results import metrics
@@ -48,10 +50,18 @@ def alice_frames() -> list[rtc.AudioFrame]:
     return [rtc.AudioFrame(pcm[i : i + 960].tobytes(), 48_000, 1, 960) for i in range(0, len(pcm) - 959, 960)]
 
 
-async def transcribe(url: str, frames, *, secret: str = SECRET, model: str = "deepgram/nova-3") -> list:
-    """Every speech event of one inference.STT stream over these frames (pushed at 10x real time)."""
+def inference_client(url: str, http, secret: str = SECRET):
+    return inference.STT("deepgram/nova-3", base_url=url, api_key=KEY, api_secret=secret, http_session=http)
+
+
+def deepgram_client(url: str, http, secret: str = ""):
+    return deepgram.STT(base_url=url + "/listen", api_key="any-key", http_session=http)  # its one line naming the kit
+
+
+async def transcribe(url: str, frames, *, client=inference_client, secret: str = SECRET) -> list:
+    """Every speech event of one STT stream of this client over these frames (pushed at 10x real time)."""
     async with aiohttp.ClientSession() as http:
-        stt = inference.STT(model, base_url=url, api_key=KEY, api_secret=secret, http_session=http)
+        stt = client(url, http, secret)
         stream = stt.stream(conn_options=APIConnectOptions(max_retry=0, timeout=10))
         events = []
 
@@ -70,8 +80,10 @@ async def transcribe(url: str, frames, *, secret: str = SECRET, model: str = "de
 
 
 @pytest.mark.whisper
-def test_every_turn_comes_back_as_one_final_through_the_real_client(service):
-    events = asyncio.run(transcribe(service.url, alice_frames()))
+@pytest.mark.parametrize("client, api, model", [(inference_client, "inference", "deepgram/nova-3"),
+                                                (deepgram_client, "deepgram", "nova-3")])  # fmt: skip
+def test_every_turn_comes_back_as_one_final_through_the_real_client(service, client, api, model):
+    events = asyncio.run(transcribe(service.url, alice_frames(), client=client))
     kinds = [e.type for e in events if e.type != agents_stt.SpeechEventType.RECOGNITION_USAGE]
     finals = [e.alternatives[0].text for e in events if e.type == agents_stt.SpeechEventType.FINAL_TRANSCRIPT]
     alice = [u.text for u in PAIR.utterances if u.participant == "alice"]
@@ -82,8 +94,9 @@ def test_every_turn_comes_back_as_one_final_through_the_real_client(service):
     starts = [e.alternatives[0].start_time for e in events if e.type == agents_stt.SpeechEventType.FINAL_TRANSCRIPT]
     assert starts == sorted(starts) and starts[0] >= 0
     log = read_log(service.log_path)
-    rows = log[log["api"] == "inference"]
-    assert (rows["model"] == "deepgram/nova-3").all() and (rows["response_format"] == "stream-final").sum() >= len(alice)
+    rows = log[log["api"] == api]
+    assert (rows["model"] == model).all() and (rows["response_format"] == "stream-final").sum() >= len(alice)
+    assert (rows.loc[rows["response_format"] == "stream-end", "audio_s"] > 5).all()
 
 
 def test_a_token_signed_with_another_secret_is_a_401_not_retried(service):
