@@ -83,7 +83,8 @@ def load(run_dir: Path | str) -> Run:
     record = RunRecord.load(run_dir)
     sc = scenario.load(record.scenario.path)
     events = read_events(run_dir)  # read once: the tables are computed from it
-    return Run(run_dir, record, sc, events, metrics.tables(record, sc, events, read_resources(run_dir), pricing_path(record)))
+    tables = metrics.tables(record, sc, events, read_resources(run_dir), pricing_path(record), metrics.service_log(run_dir, record))
+    return Run(run_dir, record, sc, events, tables)
 
 
 def pricing_path(record: RunRecord) -> str | None:

@@ -140,3 +140,7 @@ def test_designs_on_the_production_client_match_every_utterance(tmp_path):
     ends = log[log["response_format"] == "stream-end"]
     assert set(ends["participant"]) == {"alice", "bob"} and (ends["api"] == "inference").all()
     assert (ends["model"] == "deepgram/nova-3").all() and (ends["audio_s"] > 10).all()
+    # the client reports no STT call: each speaker's STT CPU and streamed audio are the service's counts
+    spk = tables.speakers
+    assert (spk["stt_audio_s"] > 10).all() and (spk["stt_cpu_s"] > 0).all(), spk[["arch", "participant", "stt_audio_s"]]
+    assert tables.architectures["stt_minutes_per_speaker_hour"].between(40, 70).all()  # streamed: about all the time

@@ -277,12 +277,22 @@ def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
     `pricing` (a pricing CSV; default: the run's config, else data/pricing.csv)."""
     run_dir = Path(run_dir)
     record = RunRecord.load(run_dir)
-    return tables(record, scenario_mod.load(record.scenario.path), read_events(run_dir), read_resources(run_dir), pricing)
+    return tables(record, scenario_mod.load(record.scenario.path), read_events(run_dir), read_resources(run_dir), pricing,
+                  service_log(run_dir, record))  # fmt: skip
+
+
+def service_log(run_dir: Path, record: RunRecord) -> pd.DataFrame | None:
+    """The per-request log of the run's own STT service (kit/stt/request_log.py); None without one."""
+    from kit.stt.request_log import read_log
+
+    name = (record.stt_service or {}).get("log")
+    return read_log(Path(run_dir) / name) if name and (Path(run_dir) / name).is_file() else None
 
 
 def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.DataFrame,
-           pricing: Path | str | None = None) -> Tables:  # fmt: skip
-    """The three tables of a run already read (what `compute` does once it has read the run directory)."""
+           pricing: Path | str | None = None, stt_log: pd.DataFrame | None = None) -> Tables:  # fmt: skip
+    """The three tables of a run already read (what `compute` does once it has read the run directory);
+    `stt_log`: its STT service's request log (`service_log`), which counts what production clients send."""
     config = record.run_config
     vad_silence = config.vad.min_silence_duration
     ran = [a for a, info in record.archs.items() if info.t0_mono is not None]
@@ -293,7 +303,7 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
     for arch in ran:
         info = record.archs[arch]
         used = design_usage(sc, events, resources, arch, info.t0_mono, _planned_jobs(info, events, arch), record.stt_service,
-                          external=info.command is not None)  # fmt: skip
+                          external=info.command is not None, stt_log=stt_log)  # fmt: skip
         part = spk[spk["arch"] == arch].merge(used.speakers, on="participant", how="right")
         part["arch"] = arch
         spk_rows.append(part)

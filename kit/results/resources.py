@@ -72,13 +72,26 @@ class DesignUsage:
     transport_cpu: float  # live: LiveKit's transport threads
 
 
+def _served_streams(stt_log, ev, t0: float, end: float):
+    """The service-log rows of the streams a production client opened in this design's window (None when
+    the design reported its own STT calls, or no stream named a participant)."""
+    if stt_log is None or (ev["kind"].isin(["recognized", "stt_sent"])).any():
+        return None
+    rows = stt_log[stt_log["mono"].between(t0, end) & stt_log["participant"].notna()
+                   & stt_log["response_format"].astype(str).str.startswith("stream-")]  # fmt: skip
+    return rows if len(rows) else None
+
+
 def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int,
-               stt_service: dict | None = None, external: bool = False) -> DesignUsage:  # fmt: skip
+               stt_service: dict | None = None, external: bool = False, stt_log=None) -> DesignUsage:  # fmt: skip
     """`stt_service` (run.json): the STT ran in a shared service (`--stt service[:URL]`). The kit's own
     service is a child of the run, so its CPU is in the tree; a service the run did not start is not
     sampled, and its inference CPU as it reports it (`stt_cpu_s`) is added to the tree's.
     `external`: your own agent (`kit live --agent`), which reports nothing: its tree's CPU is shared
-    evenly between the speakers, and its STT and VAD columns are NaN (not measured), never 0."""
+    evenly between the speakers, and its STT and VAD columns are NaN (not measured), never 0.
+    `stt_log` (the service's request log): a production client (`--stt inference`) reports no STT call
+    of its own, so each speaker's STT CPU and the audio its stream sent are the service's counts of
+    the streams that named the speaker (X-Kit-Participant) within this design's window."""
     ev = events[events["arch"] == arch]
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
@@ -87,6 +100,9 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     tree_pss = tree_peak(resources, arch, t0, end, "pss_mb")
     # only the room's participants: active_speaker's one STT serves whoever is selected
     stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
+    served = _served_streams(stt_log, ev, t0, end)
+    if served is not None:
+        stt = served.groupby("participant")["cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
     vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
     vad = vad.reindex(sc.identities, fill_value=0)
     weights = vad["vad_inferences"] / vad["vad_inferences"].sum() if vad["vad_inferences"].sum() else pd.Series(1 / n, index=sc.identities)
@@ -121,6 +137,8 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     sent = ev[ev["kind"] == "recognized"].groupby("participant")["audio_s"].sum()
     streamed = ev[ev["kind"] == "stt_sent"].groupby("participant")["audio_s"].sum()
     sent = pd.concat([sent.drop(streamed.index, errors="ignore"), streamed])
+    if served is not None:
+        sent = served[served["response_format"] == "stream-end"].groupby("participant")["audio_s"].sum()
     spk["stt_audio_s"] = [float(sent.get(p, 0.0)) for p in spk["participant"]]
     if external:
         spk[["stt_cpu_s", "vad_infer_s", "vad_inferences", "stt_audio_s"]] = np.nan

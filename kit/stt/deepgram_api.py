@@ -124,8 +124,8 @@ def deepgram_handler(vad, whisper, delay: float | None, log):
             turns.end_input()
             await endpointing
             await turns.finish()
+        finally:  # a client gone without a goodbye still had its audio counted
             turns.log_stream_end()
-        finally:
             endpointing.cancel()
             await turns.aclose()
             await ws.close(code=1008 if problem else 1000, message=(problem or "").encode()[:120])

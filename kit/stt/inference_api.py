@@ -170,12 +170,12 @@ def inference_handler(vad, whisper, delay: float | None, log, credentials: tuple
             turns.end_input()
             await endpointing
             await turns.finish()
-            turns.log_stream_end()
             if problem:
                 await wire.send({"type": "error", "message": problem, "code": 4000})
             else:
                 await wire.send({"type": "session.closed", "session_id": wire.session_id})
-        finally:
+        finally:  # a client gone without a goodbye still had its audio counted
+            turns.log_stream_end()
             endpointing.cancel()
             await turns.aclose()
             await ws.close(code=1008 if problem else 1000)
