@@ -144,3 +144,4 @@ def test_designs_on_the_production_client_match_every_utterance(tmp_path):
     spk = tables.speakers
     assert (spk["stt_audio_s"] > 10).all() and (spk["stt_cpu_s"] > 0).all(), spk[["arch", "participant", "stt_audio_s"]]
     assert tables.architectures["stt_minutes_per_speaker_hour"].between(40, 70).all()  # streamed: about all the time
+    assert (tables.architectures["stt_api"] == "inference").all() and (tables.architectures["stt_model"] == "deepgram/nova-3").all()

@@ -399,6 +399,8 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "peak_rss_mb": cost.tree_rss, "peak_pss_mb": cost.tree_pss, "transport_cpu_s": cost.transport_cpu,
         # --stt service: the kit's STT service process, part of cpu_s and peak_pss_mb (NaN: no such process)
         "stt_service_cpu_s": cost.service_cpu, "stt_service_pss_mb": cost.service_pss,
+        # what its STT clients spoke to the run's STT service, and the model they named (its log; "" if none)
+        "stt_api": cost.stt_api, "stt_model": cost.stt_model,
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         # livekit-agents' own per-turn transcription_delay (session designs), beside vad_latency_p50
         "lk_transcription_delay_p50": _median(ev.loc[ev["kind"] == "turn_metrics", "lk_transcription_delay_s"]),

@@ -70,6 +70,8 @@ class DesignUsage:
     service_cpu: float  # the run's STT service process (NaN: none)
     service_pss: float
     transport_cpu: float  # live: LiveKit's transport threads
+    stt_api: str  # the APIs the design's STT clients spoke to the run's service (its log), e.g. "inference"; "" if none
+    stt_model: str  # the model names they asked it for; "" if none
 
 
 def _served_streams(stt_log, ev, t0: float, end: float):
@@ -152,7 +154,16 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
         service_cpu=float(service["cpu_s"].sum()) if len(service) else np.nan,
         service_pss=float(service["peak_pss_mb"].max()) if len(service) else np.nan,
         transport_cpu=transport_cpu(resources, arch, t0, end),
+        stt_api=_names(stt_log, t0, end, "api"), stt_model=_names(stt_log, t0, end, "model"),
     )  # fmt: skip
+
+
+def _names(stt_log, t0: float, end: float, column: str) -> str:
+    """The distinct values of a service-log column over a design's window, comma-separated ("" if none)."""
+    if stt_log is None:
+        return ""
+    rows = stt_log[stt_log["mono"].between(t0, end) & (stt_log["status"] == 200)]
+    return ", ".join(sorted(rows[column].dropna().astype(str).unique()))
 
 
 # Threads of the LiveKit client stack (livekit's Rust FFI runtime and libwebrtc) in an agent's process:
