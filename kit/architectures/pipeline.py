@@ -160,4 +160,13 @@ async def run_session(room: RoomView, identity: str, config: RunConfig, log: Eve
     finally:
         await session.aclose()
         await stt.aclose()
+        log.emit("lk_stt_usage", participant=identity, audio_s=stt_usage_audio_s(session))
         log.emit("participant_left", participant=identity)
+
+
+def stt_usage_audio_s(session: AgentSession) -> float:
+    """The seconds of STT audio livekit-agents itself counts for a session (`session.usage`: the
+    audio_duration of its STTModelUsage rows), to set beside what the STT was actually sent."""
+    from livekit.agents.metrics.usage import STTModelUsage
+
+    return float(sum(u.audio_duration for u in session.usage.model_usage if isinstance(u, STTModelUsage)))

@@ -59,7 +59,7 @@ def tree_peak(resources: pd.DataFrame, arch: str, t0: float, end: float, col: st
 class DesignUsage:
     """What one design's run used: its process tree over the run's window, and per speaker."""
 
-    speakers: pd.DataFrame  # participant, cpu_s, own_process_pss_mb, stt_cpu_s, vad_infer_s, vad_inferences, stt_audio_s, pss_mb, cpu_pct
+    speakers: pd.DataFrame  # participant, cpu_s, own_process_pss_mb, stt_cpu_s, vad_infer_s, vad_inferences, stt_audio_s, lk_stt_audio_s, pss_mb, cpu_pct
     tree_cpu: float  # CPU s of the tree (NaN: not measured, e.g. live with the agents elsewhere)
     tree_pss: float  # peak PSS MB of the tree
     tree_rss: float  # peak RSS MB of the tree
@@ -142,6 +142,9 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     if served is not None:
         sent = served[served["response_format"] == "stream-end"].groupby("participant")["audio_s"].sum()
     spk["stt_audio_s"] = [float(sent.get(p, 0.0)) for p in spk["participant"]]
+    # livekit-agents' own count of the STT audio (session designs; NaN where no session counted it)
+    lk = ev[ev["kind"] == "lk_stt_usage"].groupby("participant")["audio_s"].sum()
+    spk["lk_stt_audio_s"] = [float(lk[p]) if p in lk.index else np.nan for p in spk["participant"]]
     if external:
         spk[["stt_cpu_s", "vad_infer_s", "vad_inferences", "stt_audio_s"]] = np.nan
     spk["pss_mb"] = tree_pss / n

@@ -31,6 +31,7 @@ KINDS = (
     "speaker_switch",  # active_speaker: the session's input now follows this participant
     "vad_metrics",  # one participant's VAD work since the last vad_metrics event
     "turn_metrics",  # a session design: livekit-agents' own metrics of one user turn (lk_transcription_delay_s)
+    "lk_stt_usage",  # a session design's session closed: audio_s, the STT audio livekit-agents' session.usage counts
     "job_end",
     "error",  # detail holds the reason
     "run_end",
