@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kit.room.scenario import Scenario
+from kit.stt.request_log import STREAM_ROWS
 
 
 def read_resources(run_dir: Path) -> pd.DataFrame:
@@ -80,7 +81,7 @@ def _served_streams(stt_log, ev, t0: float, end: float):
     if stt_log is None or (ev["kind"].isin(["recognized", "stt_sent"])).any():
         return None
     rows = stt_log[stt_log["mono"].between(t0, end) & stt_log["participant"].notna()
-                   & stt_log["response_format"].astype(str).str.startswith("stream-")]  # fmt: skip
+                   & stt_log["response_format"].isin(STREAM_ROWS)]  # fmt: skip
     return rows if len(rows) else None
 
 

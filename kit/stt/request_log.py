@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 SERVICE_LOG = "stt-service.jsonl"  # in a run directory: the per-request log of the run's service
+STREAM_ROWS = ("stream-interim", "stream-final", "stream-end")  # a stream's rows (response_format): its turns, its total
 
 
 class RequestLog:
