@@ -23,10 +23,9 @@ leaves empty: it gives no word timings. Turns are found by the service's one end
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 
-from kit.stt.stream import MAX_MESSAGE_BYTES, STREAM_RATES, StreamTurns, message_type
+from kit.stt.stream import MAX_MESSAGE_BYTES, STREAM_RATES, StreamTurns, message_type, send_json
 
 DEEPGRAM_PATHS = ("/v1/listen", "/listen")  # base_url = KIT_STT_URL + "/listen" (or the service's root + /v1/listen)
 
@@ -60,8 +59,7 @@ class DeepgramWire:
         self.finalizing = False  # a Finalize is being answered: its final says so (from_finalize)
 
     async def send(self, message: dict) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(json.dumps(message))
+        await send_json(self.ws, message)
 
     async def engine(self, message: dict) -> None:
         """One message of the engine (SpeechStarted, Results, UtteranceEnd, Metadata)."""

@@ -36,7 +36,7 @@ import binascii
 import json
 import secrets
 
-from kit.stt.stream import MAX_MESSAGE_BYTES, STREAM_RATES, StreamTurns
+from kit.stt.stream import MAX_MESSAGE_BYTES, STREAM_RATES, StreamTurns, send_json
 
 INFERENCE_PATHS = ("/v1/stt", "/stt")  # the client appends /stt to LIVEKIT_INFERENCE_URL, which may end in /v1
 ENCODING = "pcm_s16le"  # the only encoding the client sends
@@ -94,8 +94,7 @@ class InferenceWire:
         self.session_id = "inference_" + secrets.token_hex(6)
 
     async def send(self, message: dict) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(json.dumps(message))
+        await send_json(self.ws, message)
 
     async def engine(self, message: dict) -> None:
         """One message of the engine (SpeechStarted, Results, UtteranceEnd, Metadata)."""

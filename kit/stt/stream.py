@@ -219,8 +219,7 @@ def stream_handler(vad, whisper, delay: float | None, log, participant_header: s
         await ws.prepare(request)
 
         async def send(message: dict) -> None:
-            if not ws.closed:
-                await ws.send_str(json.dumps(message))
+            await send_json(ws, message)
 
         turns = StreamTurns(vad, whisper, delay=delay, sample_rate=rate, interim=interim, send=send, log=log.write,
                             participant=request.headers.get(participant_header))  # fmt: skip
@@ -254,6 +253,12 @@ def stream_handler(vad, whisper, delay: float | None, log, participant_header: s
         return ws
 
     return handle
+
+
+async def send_json(ws, message: dict) -> None:
+    """One JSON text message to a stream's client, unless it has gone (every streaming endpoint)."""
+    if not ws.closed:
+        await ws.send_str(json.dumps(message))
 
 
 def message_type(text: str) -> str | None:
