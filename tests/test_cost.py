@@ -180,3 +180,21 @@ def test_cli_rejects_a_bad_pricing_file_before_running(tmp_path, capsys):
     assert main(["compare", "--scenario", "pair-2", "--pricing", str(tmp_path / "none.csv"), "--results", str(tmp_path / "r")]) == 2
     assert "pricing file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_each_design_billed_at_the_model_it_asked_for():
+    """A dict of price rows: each design its own (None: not priced); the bundled file names the models."""
+    bundled = cost.load_pricing()
+    assert bundled.stt_item_for("inference", "deepgram/nova-3") == "stt_livekit_inference_deepgram_nova3_minute"
+    assert bundled.stt_item_for("deepgram", "nova-3") == "stt_deepgram_nova3_streaming_minute"
+    assert bundled.stt_item_for("inference", "someone/unpriced") is None
+    assert bundled.stt_item_for("inference, openai", "deepgram/nova-3, whisper-1") is None  # several: no one price
+    assert PRICES_STT.stt_item_for("inference", "deepgram/nova-3") is None  # a file without the model column
+    spk, archs = _room(MEASURED)
+    cost.add_dollars(spk, archs, PRICES_STT, stt_item={"participant_entrypoint": "stt_hand_streaming_minute", "multi_dispatch": None})
+    a = archs.set_index("arch")
+    assert a.loc["participant_entrypoint", cost.CLOUD_STT] == pytest.approx(0.231)
+    assert a.loc["participant_entrypoint", cost.CLOUD_TOTAL] == pytest.approx(0.546)
+    assert math.isnan(a.loc["multi_dispatch", cost.CLOUD_STT]) and a.loc["multi_dispatch", cost.CLOUD_TOTAL] == pytest.approx(0.63)
+    assert a.loc["participant_entrypoint", "stt_price_item"] == "stt_hand_streaming_minute" and a["stt_price_item"].isna().tolist() == [False, True]
+    assert spk.groupby("arch")["stt_price_item"].first().dropna().to_dict() == {"participant_entrypoint": "stt_hand_streaming_minute"}

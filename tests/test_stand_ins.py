@@ -7,6 +7,7 @@ another secret is a 401 the client does not retry; a bad session is an error."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
@@ -25,7 +26,7 @@ from kit.room.audio import resample, to_int16
 from kit.run.record import RunRecord
 from kit.run.runner import run
 from kit.stt.process import ServiceProcess
-from kit.stt.request_log import read_log
+from kit.stt.request_log import read_log, refusals
 
 PAIR = scenario.load("pair-2")
 KEY, SECRET = "kit-test-key", "kit-test-secret-0123456789abcdef0123"
@@ -105,6 +106,27 @@ def test_a_token_signed_with_another_secret_is_a_401_not_retried(service):
     assert e.value.status_code == 401 and not e.value.retryable
 
 
+def test_a_model_the_stand_in_does_not_serve_is_refused_at_once_and_named(service):
+    """An agent that also asks LiveKit Inference for TTS (inference.TTS, the real client): a 404 the client
+    does not retry, and a log row naming what it asked for, which becomes the agent's problem."""
+
+    async def synthesize():
+        async with aiohttp.ClientSession() as http:
+            tts = inference.TTS("cartesia/sonic-3", base_url=service.url, api_key=KEY, api_secret=SECRET, http_session=http)
+            async for _ in tts.synthesize("hello there"):
+                pass
+
+    started = time.monotonic()
+    with pytest.raises(APIStatusError) as e:
+        asyncio.run(synthesize())
+    assert e.value.status_code == 404 and not e.value.retryable and time.monotonic() - started < 5
+    log = read_log(service.log_path)
+    row = log[log["model"] == "cartesia/sonic-3"].iloc[-1]
+    assert row["api"] == "inference" and row["status"] == 404 and "text-to-speech" in row["error"]
+    (problem,) = refusals(service.log_path, started, time.monotonic())
+    assert "refused 1 inference request(s) (404)" in problem and "serves speech-to-text only" in problem
+
+
 def test_a_bad_session_is_an_error_message(service):
     async def send(first: dict) -> dict:
         ws_url = service.url.replace("http", "ws", 1) + "/stt?model=x"
@@ -145,3 +167,35 @@ def test_designs_on_the_production_client_match_every_utterance(tmp_path):
     assert (spk["stt_audio_s"] > 10).all() and (spk["stt_cpu_s"] > 0).all(), spk[["arch", "participant", "stt_audio_s"]]
     assert tables.architectures["stt_minutes_per_speaker_hour"].between(40, 70).all()  # streamed: about all the time
     assert (tables.architectures["stt_api"] == "inference").all() and (tables.architectures["stt_model"] == "deepgram/nova-3").all()
+    assert all(record.archs[a].stt_api == "inference" and record.archs[a].stt_model == "deepgram/nova-3" for a in archs)
+    # billed at the price of the model it asked for (data/pricing.csv's model column), with no --stt-price
+    assert (tables.architectures["stt_price_item"] == "stt_livekit_inference_deepgram_nova3_minute").all()
+    assert (tables.speakers["dollars_cloud_stt_per_speaker_hour"] > 0).all()
+
+
+def test_an_unmodified_agents_streams_are_attributed_by_their_audio():
+    """An unmodified agent's client names no participant: each stream goes to whoever's speech its turns
+    overlap most, in the run's clock; a stream with no turn, to the one participant left without one."""
+    import pandas as pd
+
+    from kit.results.resources import attribute_streams
+
+    sc = scenario.load("comings-and-goings")
+    t0 = 1000.0
+    speaking = [p for p in sc.identities if any(u.participant == p for u in sc.utterances)]
+    rows = []
+    for i, p in enumerate(speaking):
+        for u in (u for u in sc.utterances if u.participant == p):  # the service's turns, 80 ms late (transport)
+            rows.append({"request_id": f"s{i}", "participant": None, "response_format": "stream-final",
+                         "audio_from": t0 + u.start_s + 0.08, "audio_to": t0 + u.end_s + 0.08})  # fmt: skip
+        rows.append({"request_id": f"s{i}", "participant": None, "response_format": "stream-end", "audio_from": t0, "audio_to": t0 + 9})
+    silent = [p for p in sc.identities if p not in speaking]
+    assert len(silent) == 1
+    rows.append({"request_id": "quiet", "participant": None, "response_format": "stream-end", "audio_from": t0, "audio_to": t0 + 9})
+    got = attribute_streams(pd.DataFrame(rows), sc, t0).groupby("request_id")["participant"].first().to_dict()
+    assert got == {**{f"s{i}": p for i, p in enumerate(speaking)}, "quiet": silent[0]}
+    # two streams without a turn and two participants without a stream: no guess
+    extra = pd.DataFrame(rows + [{"request_id": "quiet2", "participant": None, "response_format": "stream-end"}])
+    sc2 = dataclasses.replace(sc, participants=(*sc.participants, dataclasses.replace(sc.participants[0], identity="zoe")))
+    got = attribute_streams(extra, sc2, t0).groupby("request_id")["participant"].first()
+    assert got[["quiet", "quiet2"]].isna().all()

@@ -12,7 +12,10 @@
 `data/pricing.csv` holds every price with its source URL and the date it was read; pass your own
 file with the same columns to price your own deal. Besides the four required items (ITEMS), a file
 may hold any number of STT prices, items named `stt_<provider>_<model>[_<mode>]_minute` in USD per
-audio minute (optional: a file without them still loads; `Pricing.stt` lists them).
+audio minute (optional: a file without them still loads; `Pricing.stt` lists them). An optional
+`model` column names the model an STT row prices as the STT service logs it, `<api>:<model>` (e.g.
+`inference:deepgram/nova-3`, `deepgram:nova-3`, `openai:whisper-1`): without `--stt-price`, a design
+whose STT clients asked the run's service for exactly one such model is billed at that row.
 
 Columns `add_dollars` adds to both tables (per speaker-hour: one hour of one speaker's room time):
 
@@ -44,6 +47,7 @@ from kit.config import DATA_DIR, KitError
 
 DEFAULT_PRICING = DATA_DIR / "pricing.csv"
 COLUMNS = ["item", "price_usd", "unit", "source_url", "read_on", "note"]
+MODEL_COLUMN = "model"  # optional: the `<api>:<model>` an STT row prices
 ITEMS = {
     "cloud_agent_session_minute": "per agent session minute (LiveKit Cloud agent hosting)",
     "cloud_connection_minute": "per participant connection minute (LiveKit Cloud WebRTC)",
@@ -91,6 +95,14 @@ class Pricing:
         """USD per audio minute of the STT price row `item`; PricingError naming the known ones otherwise."""
         return float(self.stt_row(item)["price_usd"])
 
+    def stt_item_for(self, api: str, model: str) -> str | None:
+        """The STT price row of the model a design's clients asked for (`api` and `model` as the service
+        logged them, one each), None when none is priced or they named several."""
+        if self.stt is None or MODEL_COLUMN not in self.stt or not api or not model or "," in api + model:
+            return None
+        rows = self.stt[self.stt[MODEL_COLUMN] == f"{api}:{model}"]
+        return str(rows["item"].iloc[0]) if len(rows) else None
+
 
 def load_pricing(path: Path | str | None = None) -> Pricing:
     path = Path(path) if path else DEFAULT_PRICING
@@ -121,13 +133,13 @@ def load_pricing(path: Path | str | None = None) -> Pricing:
             raise PricingError(f"{path}: {row.item} needs a source_url and the date it was read (read_on)")
         prices[row.item] = price
         if is_stt:
-            stt.append({**row._asdict(), "price_usd": price})
+            stt.append({**row._asdict(), "price_usd": price, MODEL_COLUMN: getattr(row, MODEL_COLUMN, "")})
     absent = [i for i in ITEMS if i not in prices]
     if absent:
         raise PricingError(f"{path}: no price for {', '.join(absent)}")
     return Pricing(
         prices["cloud_agent_session_minute"], prices["cloud_connection_minute"],
-        prices["selfhost_vcpu_hour"], prices["selfhost_gb_hour"], df, pd.DataFrame(stt, columns=COLUMNS),
+        prices["selfhost_vcpu_hour"], prices["selfhost_gb_hour"], df, pd.DataFrame(stt, columns=[*COLUMNS, MODEL_COLUMN]),
     )  # fmt: skip
 
 
@@ -167,16 +179,19 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(df[name], errors="coerce").astype(float)
 
 
-def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pricing, stt_item: str | None = None) -> None:
+def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pricing,
+                stt_item: str | dict[str, str | None] | None = None) -> None:  # fmt: skip
     """Adds the dollar columns (module docstring) to both tables, in place, priced with `pricing`
-    and, for the STT part, the STT price row `stt_item` (None: the STT part is not priced).
+    and, for the STT part, the STT price row `stt_item` (None: the STT part is not priced; a dict:
+    each design's own row, design -> item or None).
 
     Needs: architectures.{arch, agent_participants, speakers, cpu_s, window_s, peak_pss_mb};
     speakers.{arch, cpu_s, pss_mb}; optionally `stt_audio_s` in both (seconds of audio sent to the
     STT: per speaker its own, per design the sum), NaN or absent = not measured. An unknown
     `stt_item` raises PricingError (naming the known STT items) before any column is written.
     """
-    price = pricing.stt_price(stt_item) if stt_item is not None else math.nan
+    items = stt_item if isinstance(stt_item, dict) else {a: stt_item for a in architectures["arch"]}
+    prices = {a: pricing.stt_price(i) if i is not None else math.nan for a, i in items.items()}
     arch_agent = architectures["agent_participants"] * 60 / architectures["speakers"]
     architectures[CLOUD_AGENT] = arch_agent * pricing.agent_session_minute
     architectures[CLOUD_CONNECTION] = arch_agent * pricing.connection_minute
@@ -184,8 +199,8 @@ def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pr
         stt_minutes_per_hour(audio, window) / n
         for audio, window, n in zip(_column(architectures, "stt_audio_s"), architectures["window_s"], architectures["speakers"])
     ]
-    architectures[CLOUD_STT] = architectures[STT_MINUTES] * price
-    _total(architectures, stt_item, price)
+    architectures[CLOUD_STT] = architectures[STT_MINUTES] * architectures["arch"].map(prices)
+    _total(architectures, architectures["arch"].map(items), architectures["arch"].map(prices))
     architectures[SELFHOST] = [
         selfhost_per_speaker_hour(pricing, r.cpu_s / r.window_s / r.speakers, r.peak_pss_mb / r.speakers)
         for r in architectures.itertuples()
@@ -195,15 +210,16 @@ def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pr
     speakers[CLOUD_AGENT] = speakers["arch"].map(arch[CLOUD_AGENT])
     speakers[CLOUD_CONNECTION] = speakers["arch"].map(arch[CLOUD_CONNECTION])
     speakers[STT_MINUTES] = [stt_minutes_per_hour(a, w) for a, w in zip(_column(speakers, "stt_audio_s"), window)]
-    speakers[CLOUD_STT] = speakers[STT_MINUTES] * price
-    _total(speakers, stt_item, price)
+    speakers[CLOUD_STT] = speakers[STT_MINUTES] * speakers["arch"].map(prices)
+    _total(speakers, speakers["arch"].map(items), speakers["arch"].map(prices))
     speakers[SELFHOST] = [
         selfhost_per_speaker_hour(pricing, r.cpu_s / arch.loc[r.arch, "window_s"], r.pss_mb) for r in speakers.itertuples()
     ]
 
 
-def _total(table: pd.DataFrame, stt_item: str | None, price: float) -> None:
-    """The cloud bill: agent + connection (+ STT when an STT price is chosen; NaN where it is not measured)."""
-    table[CLOUD_TOTAL] = table[CLOUD_AGENT] + table[CLOUD_CONNECTION] + (table[CLOUD_STT] if stt_item is not None else 0.0)
-    table["stt_price_item"] = stt_item
-    table["stt_price_usd_per_minute"] = price
+def _total(table: pd.DataFrame, items: pd.Series, prices: pd.Series) -> None:
+    """The cloud bill: agent + connection (+ STT where an STT price applies; NaN where it is not measured)."""
+    priced = items.notna()
+    table[CLOUD_TOTAL] = table[CLOUD_AGENT] + table[CLOUD_CONNECTION] + table[CLOUD_STT].where(priced, 0.0)
+    table["stt_price_item"] = [i if isinstance(i, str) else None for i in items]
+    table["stt_price_usd_per_minute"] = prices.astype(float)

@@ -313,8 +313,13 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
     if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
         speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
-        cost.add_dollars(speakers_df, archs_df, cost.load_pricing(pricing or config.pricing),
-                         stt_item=config.stt_price)  # fmt: skip
+        prices = cost.load_pricing(pricing or config.pricing)
+        # --stt-price for every design; else, for a production client (your agent, --stt inference), the
+        # model it asked for, where the pricing file prices it (the kit's own Whisper clients are self-hosted)
+        production = {a for a, info in record.archs.items() if info.command is not None or config.stt.kind == "inference"}
+        items = config.stt_price or {r.arch: prices.stt_item_for(r.stt_api, r.stt_model) if r.arch in production else None
+                                     for r in archs_df.itertuples()}  # fmt: skip
+        cost.add_dollars(speakers_df, archs_df, prices, stt_item=items)
     return Tables(utts, speakers_df, archs_df)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kit.room.scenario import Scenario
-from kit.stt.request_log import STREAM_ROWS
+from kit.stt.request_log import STREAM_ROWS, served_names
 
 
 def read_resources(run_dir: Path) -> pd.DataFrame:
@@ -75,14 +75,45 @@ class DesignUsage:
     stt_model: str  # the model names they asked it for; "" if none
 
 
-def _served_streams(stt_log, ev, t0: float, end: float):
-    """The service-log rows of the streams a production client opened in this design's window (None when
-    the design reported its own STT calls, or no stream named a participant)."""
+def _served_streams(stt_log, ev, sc: Scenario, t0: float, end: float):
+    """The service-log rows of the streams a production client opened in this design's window, each with
+    its participant (None when the design reported its own STT calls, or no stream could be attributed)."""
     if stt_log is None or (ev["kind"].isin(["recognized", "stt_sent"])).any():
         return None
-    rows = stt_log[stt_log["mono"].between(t0, end) & stt_log["participant"].notna()
-                   & stt_log["response_format"].isin(STREAM_ROWS)]  # fmt: skip
+    rows = stt_log[stt_log["mono"].between(t0, end) & stt_log["response_format"].isin(STREAM_ROWS)]
+    rows = attribute_streams(rows, sc, t0)
+    rows = rows[rows["participant"].notna()]
     return rows if len(rows) else None
+
+
+def attribute_streams(rows: pd.DataFrame, sc: Scenario, t0: float) -> pd.DataFrame:
+    """Each stream's participant (its request_id's rows). The kit's own clients name it (X-Kit-Participant);
+    an unmodified agent's do not, so its streams are attributed by the audio itself: the turns the
+    service's VAD found in a stream (audio_from..audio_to, in the run's clock) against each participant's
+    speech in the scenario, to whoever's speech they overlap most. A stream with no turn (a silent
+    participant's) goes to the one participant left without a stream, if exactly one is; else it stays
+    unattributed (NaN)."""
+    rows = rows.copy()
+    named = rows.groupby("request_id")["participant"].first()
+    unnamed = named[named.isna()].index
+    if not len(unnamed):
+        return rows
+    speech = {p: [(u.start_s, u.end_s) for u in sc.utterances if u.participant == p] for p in sc.identities}
+    turns = rows[rows["request_id"].isin(unnamed) & (rows["response_format"] == "stream-final")].dropna(subset=["audio_from"])
+    owner = {}
+    for stream, its in turns.groupby("request_id"):
+        spans = list(zip(its["audio_from"] - t0, its["audio_to"] - t0))
+        overlap = {p: sum(max(0.0, min(b, e) - max(a, s)) for a, b in spans for s, e in said) for p, said in speech.items()}
+        best = max(overlap, key=overlap.get)
+        if overlap[best] > 0:
+            owner[stream] = best
+    left = [p for p in sc.identities if p not in set(named.dropna()) | set(owner.values())]
+    silent = [s for s in unnamed if s not in owner]
+    if len(left) == 1 and len(silent) == 1:
+        owner[silent[0]] = left[0]
+    unnamed_rows = rows["participant"].isna()
+    rows.loc[unnamed_rows, "participant"] = rows.loc[unnamed_rows, "request_id"].map(owner)
+    return rows
 
 
 def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_jobs: int,
@@ -92,9 +123,10 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     sampled, and its inference CPU as it reports it (`stt_cpu_s`) is added to the tree's.
     `external`: your own agent (`kit live --agent`), which reports nothing: its tree's CPU is shared
     evenly between the speakers, and its STT and VAD columns are NaN (not measured), never 0.
-    `stt_log` (the service's request log): a production client (`--stt inference`) reports no STT call
-    of its own, so each speaker's STT CPU and the audio its stream sent are the service's counts of
-    the streams that named the speaker (X-Kit-Participant) within this design's window."""
+    `stt_log` (the service's request log): a production client (`--stt inference`, or your unmodified
+    agent) reports no STT call of its own, so each speaker's STT CPU and the audio its stream sent are
+    the service's counts of the streams attributed to the speaker (`attribute_streams`) within this
+    design's window."""
     ev = events[events["arch"] == arch]
     procs = process_costs(resources, events, arch, t0)
     end = t0 + float(ev.loc[ev["kind"] == "run_end", "t"].max())
@@ -103,7 +135,7 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     tree_pss = tree_peak(resources, arch, t0, end, "pss_mb")
     # only the room's participants: active_speaker's one STT serves whoever is selected
     stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
-    served = _served_streams(stt_log, ev, t0, end)
+    served = _served_streams(stt_log, ev, sc, t0, end)
     if served is not None:
         stt = served.groupby("participant")["cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
     vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
@@ -146,8 +178,8 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     # livekit-agents' own count of the STT audio (session designs; NaN where no session counted it)
     lk = ev[ev["kind"] == "lk_stt_usage"].groupby("participant")["audio_s"].sum()
     spk["lk_stt_audio_s"] = [float(lk[p]) if p in lk.index else np.nan for p in spk["participant"]]
-    if external:
-        spk[["stt_cpu_s", "vad_infer_s", "vad_inferences", "stt_audio_s"]] = np.nan
+    if external:  # what it does inside is not seen; what its STT clients sent the run's service is counted
+        spk[["vad_infer_s", "vad_inferences"] + ([] if served is not None else ["stt_cpu_s", "stt_audio_s"])] = np.nan
     spk["pss_mb"] = tree_pss / n
     spk["cpu_pct"] = 100 * spk["cpu_s"] / (end - t0)
     return DesignUsage(
@@ -158,16 +190,8 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
         service_cpu=float(service["cpu_s"].sum()) if len(service) else np.nan,
         service_pss=float(service["peak_pss_mb"].max()) if len(service) else np.nan,
         transport_cpu=transport_cpu(resources, arch, t0, end),
-        stt_api=_names(stt_log, t0, end, "api"), stt_model=_names(stt_log, t0, end, "model"),
+        stt_api=served_names(stt_log, t0, end, "api"), stt_model=served_names(stt_log, t0, end, "model"),
     )  # fmt: skip
-
-
-def _names(stt_log, t0: float, end: float, column: str) -> str:
-    """The distinct values of a service-log column over a design's window, comma-separated ("" if none)."""
-    if stt_log is None:
-        return ""
-    rows = stt_log[stt_log["mono"].between(t0, end) & (stt_log["status"] == 200)]
-    return ", ".join(sorted(rows[column].dropna().astype(str).unique()))
 
 
 # Threads of the LiveKit client stack (livekit's Rust FFI runtime and libwebrtc) in an agent's process:

@@ -6,7 +6,9 @@ request_id, participant (the `X-Kit-Participant` header), status, error, respons
 the client named it), api (openai, kit-stream or inference), job (LiveKit Inference: the client's
 X-LiveKit-Job-ID header, sent inside a job), bytes (of the file), sample_rate, audio_s, queue_s
 (waiting for an inference worker), infer_s (the inference itself, wall), cpu_s (its inference CPU),
-batch (turns decoded together), handle_s (arrival to response).
+batch (turns decoded together), handle_s (arrival to response); a stream's rows: audio_from and audio_to, the
+monotonic instants the stream received the first and last sample of the row's audio (a turn, or the whole
+stream), from its first sample's arrival and the samples since (a client streams in real time).
 """
 
 from __future__ import annotations
@@ -53,5 +55,36 @@ def read_log(path: Path):
     return pd.DataFrame(rows, columns=LOG_COLUMNS)
 
 
+def served_names(log, since: float, until: float, column: str) -> str:
+    """The distinct values of a column ("api", "model") over the answered requests between two monotonic
+    instants, comma-separated ("" if none): which protocol and model a design's STT clients used."""
+    if log is None:
+        return ""
+    rows = log[log["mono"].between(since, until) & (log["status"] == 200)]
+    return ", ".join(sorted(rows[column].dropna().astype(str).unique()))
+
+
+def stt_clients(path: Path, since: float, until: float) -> tuple[str, str]:
+    """(api, model) the STT clients used between two instants, from a run's service log ("" if none)."""
+    if not Path(path).is_file():
+        return "", ""
+    log = read_log(path)
+    return served_names(log, since, until, "api"), served_names(log, since, until, "model")
+
+
+def refusals(path: Path, since: float, until: float) -> list[str]:
+    """One line per distinct refused request in the log between two monotonic instants (a wrong token, a
+    model the stand-in does not serve, a bad stream): a problem of the design or agent that sent it."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    log = read_log(path)
+    bad = log[log["mono"].between(since, until) & (log["status"] >= 400)]
+    lines = [f"the STT service refused {n} {api} request(s) ({int(status)}): {error}"
+             for (api, status, error), n in bad.groupby(["api", "status", "error"], dropna=False).size().items()]  # fmt: skip
+    return lines
+
+
 LOG_COLUMNS = ["mono", "wall", "request_id", "participant", "status", "error", "response_format", "model", "api", "job",
-               "bytes", "sample_rate", "audio_s", "queue_s", "infer_s", "cpu_s", "batch", "handle_s"]  # fmt: skip
+               "bytes", "sample_rate", "audio_s", "queue_s", "infer_s", "cpu_s", "batch", "handle_s",
+               "audio_from", "audio_to"]  # fmt: skip

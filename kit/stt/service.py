@@ -227,7 +227,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         calibration_text,
     )
     from kit.stt.deepgram_api import DEEPGRAM_PATHS, deepgram_handler
-    from kit.stt.inference_api import INFERENCE_PATHS, inference_handler
+    from kit.stt.inference_api import INFERENCE_PATHS, JOB_HEADER, inference_handler
     from kit.stt.stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
@@ -261,30 +261,35 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
 
     @web.middleware
     async def errors(request, handler):
-        """Every answer is an OpenAI-shaped response; requests to the transcription route are logged."""
+        """Every answer is an OpenAI-shaped response; requests to the transcription route are logged, and
+        so is every refused request of an agent's STT client or of a service the stand-in does not serve."""
         arrival, wall = time.monotonic(), time.time()
         rid = "req_" + secrets.token_hex(8)
-        row = request[kit_log] = {"mono": arrival, "wall": wall, "request_id": rid,
-                                    "participant": request.headers.get(SERVICE_PARTICIPANT_HEADER), "api": "openai"}  # fmt: skip
+        row = request[kit_log] = {"mono": arrival, "wall": wall, "request_id": rid, "api": api_of(request.path),
+                                  "participant": request.headers.get(SERVICE_PARTICIPANT_HEADER),
+                                  "job": request.headers.get(JOB_HEADER)}  # fmt: skip
         try:
             response = await handler(request)
         except ApiError as e:
             response = _error(web, e)
         except web.HTTPException as e:  # the router's 404 and 405, aiohttp's own 413
-            response = _error(web, _http_error(e, request))
+            asked = await not_served(request) if e.status == 404 else None
+            response = _error(web, asked or _http_error(e, request))
             if "Allow" in e.headers:
                 response.headers["Allow"] = e.headers["Allow"]
+            if asked:
+                row.update(api="inference", model=asked.param)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("request %s failed", rid)
             response = _error(web, ApiError(500, "the server had an error processing the request", kind="server_error"))
-        if request.path == TRANSCRIPTIONS:
-            if request.method != "POST" or response.status >= 400:
+        if request.path == TRANSCRIPTIONS or (response.status >= 400 and row["api"]):
+            if request.path == TRANSCRIPTIONS and (request.method != "POST" or response.status >= 400):
                 await _drain(request)
             error = row.get("error")
             if response.status >= 400 and response.content_type == "application/json":
-                error = json.loads(response.body)["error"]["message"]
+                error = refusal_message(json.loads(response.body))
             log.write({**row, "status": response.status, "error": error, "handle_s": time.monotonic() - arrival})
         if not response.prepared:  # a WebSocket (the streaming endpoint) has sent its headers already
             response.headers["x-request-id"] = rid
@@ -303,6 +308,57 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     return app
+
+
+def api_of(path: str) -> str | None:
+    """Which client API a request path belongs to (the service log's `api`); None for health and models."""
+    from kit.stt import STREAM_PATH
+    from kit.stt.deepgram_api import DEEPGRAM_PATHS
+    from kit.stt.inference_api import INFERENCE_PATHS
+
+    if path == TRANSCRIPTIONS:
+        return "openai"
+    if path == STREAM_PATH:
+        return "kit-stream"
+    return "inference" if path in INFERENCE_PATHS else "deepgram" if path in DEEPGRAM_PATHS else None
+
+
+# What an agent may ask LiveKit Inference (or an OpenAI-compatible base URL) for besides STT, by the
+# path its client requests under the base URL (livekit-agents 1.8.9, livekit/agents/inference/).
+NOT_SERVED = {
+    "tts": "text-to-speech (inference.TTS)", "eot": "end-of-turn detection (the inference turn detector)",
+    "bargein": "interruption detection", "decisions": "a decision model", "avatar": "an avatar",
+    "chat/completions": "an LLM (inference.LLM, or an OpenAI LLM through OPENAI_BASE_URL)",
+    "responses": "an LLM (the OpenAI Responses API)", "realtime": "a realtime model",
+    "audio/speech": "text-to-speech (OpenAI TTS through OPENAI_BASE_URL)",
+}  # fmt: skip
+
+
+async def not_served(request) -> ApiError | None:
+    """A request for a model the stand-in does not serve (NOT_SERVED): a 404 that names what was asked
+    for (a 4xx, which livekit's clients do not retry); None for any other unknown path. Its `param`
+    is the model the client named (query string, or a JSON body's "model")."""
+    tail = request.path.removeprefix("/v1").strip("/")
+    name = next((n for n in NOT_SERVED if tail == n or tail.startswith(n + "/")), None)
+    if name is None:
+        return None
+    model = request.query.get("model")
+    if model is None and request.content_type == "application/json":
+        with contextlib.suppress(Exception):
+            body = json.loads(await request.content.read(MAX_FIELD_BYTES))
+            model = body.get("model") if isinstance(body, dict) else None
+    what = NOT_SERVED[name] + (f", model {str(model)[:60]!r}" if model else "")
+    return ApiError(404, f"the agent asked for {what} ({request.method} {request.path}): the kit's stand-in serves "
+                         f"speech-to-text only; give this agent a real endpoint for it, or measure it without",
+                    param=str(model)[:60] if model else None, code="not_served")  # fmt: skip
+
+
+def refusal_message(body: dict) -> str | None:
+    """The message of an error body, OpenAI-shaped or Deepgram-shaped (`err_msg`)."""
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error.get("message")
+    return body.get("err_msg") or (str(error) if error else None)
 
 
 def _error(web, e: ApiError):

@@ -81,6 +81,7 @@ class StreamTurns:
         self.model, self.api, self.job = model or "whisper-1", api, job  # as the client named them (logged)
         self.stream_id = "stream_" + secrets.token_hex(6)
         self.received = 0  # samples
+        self.first_audio: float | None = None  # time.monotonic() when the first sample arrived (sample n: + n / rate)
         self.turn: list[np.ndarray] = []  # the current turn's audio so far (float32 at the stream's rate)
         self.turn_no = 0
         self.turn_start = 0
@@ -93,6 +94,8 @@ class StreamTurns:
         from livekit import rtc
 
         samples = len(pcm) // 2
+        if self.first_audio is None:
+            self.first_audio = time.monotonic()
         self.vad_stream.push_frame(rtc.AudioFrame(pcm, self.rate, 1, samples))
         self.received += samples
 
@@ -153,7 +156,7 @@ class StreamTurns:
             "end_sample": start + len(audio), "endpoint_sample": endpoint_sample, "audio_s": len(audio) / self.rate,
             "queue_s": result.queue_s if result else 0.0, "infer_s": result.infer_s if result else 0.0, "cpu_s": cpu_s,
         })  # fmt: skip
-        self._log("final", audio, result)
+        self._log("final", audio, result, start)
 
     def _maybe_interim(self, now_sample: int) -> None:
         if not self.interim or (self.interim_task is not None and not self.interim_task.done()):
@@ -169,7 +172,7 @@ class StreamTurns:
         text, result = await self._transcribe(audio, None)
         if result is not None:
             self.turn_cpu[turn_no] = self.turn_cpu.get(turn_no, 0.0) + result.cpu_s
-            self._log("interim", audio, result)
+            self._log("interim", audio, result, start)
         if turn_no == self.turn_no and self.turn:  # still the turn under way: a late interim is dropped
             await self.send({"type": "Results", "is_final": False, "text": text, "start_sample": start,
                              "end_sample": start + len(audio)})  # fmt: skip
@@ -188,9 +191,15 @@ class StreamTurns:
         self.log({"mono": time.monotonic(), "wall": time.time(), "request_id": self.stream_id, "participant": self.participant,
                   "status": 200, "error": None, "response_format": "stream-end", "model": self.model, "api": self.api,
                   "job": self.job, "bytes": 2 * self.received, "sample_rate": self.rate,
-                  "audio_s": self.received / self.rate})  # fmt: skip
+                  "audio_s": self.received / self.rate, **self._span(0, self.received)})  # fmt: skip
 
-    def _log(self, kind: str, audio: np.ndarray, result) -> None:
+    def _span(self, start: int, end: int) -> dict:
+        """audio_from/audio_to: when the stream received samples start and end (monotonic; NaN before any audio)."""
+        if self.first_audio is None:
+            return {"audio_from": None, "audio_to": None}
+        return {"audio_from": self.first_audio + start / self.rate, "audio_to": self.first_audio + end / self.rate}
+
+    def _log(self, kind: str, audio: np.ndarray, result, start: int) -> None:
         self.log({
             "mono": time.monotonic(), "wall": time.time(), "request_id": self.stream_id, "participant": self.participant,
             "status": 200, "error": None, "response_format": f"stream-{kind}", "model": self.model, "api": self.api, "job": self.job,
@@ -198,6 +207,7 @@ class StreamTurns:
             "sample_rate": self.rate, "audio_s": len(audio) / self.rate,
             "queue_s": result.queue_s if result else None, "infer_s": result.infer_s if result else None,
             "cpu_s": result.cpu_s if result else None, "batch": result.batch if result else None, "handle_s": None,
+            **self._span(start, start + len(audio)),
         })  # fmt: skip
 
 
