@@ -12,6 +12,7 @@ from test_live_server import kit, kit_env, leaks, mentions, only_run
 
 from kit.config import REPO_ROOT, KitError
 from kit.live.agents import ExternalAgent
+from kit.results import cost
 from kit.results.metrics import utterances
 from kit.room.scenario import load
 from kit.run.record import RunRecord
@@ -85,6 +86,10 @@ def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, t
     archs = pd.read_csv(run_dir / "architectures.csv")  # the tables are kept: every utterance missed, the agent counted
     row = archs.set_index("arch").loc["silent"]
     assert row["missed"] == row["utterances"] > 0 and row["agent_participants"] == 1 and row["cpu_s"] > 0
+    # it also asked the stand-in for TTS: refused at once, and named in its row
+    problems = RunRecord.load(run_dir).archs["silent"].problems
+    assert any("refused 1 inference request(s) (404)" in p and "text-to-speech" in p and "cartesia/sonic-3" in p
+               for p in problems), problems  # fmt: skip
     assert not leaks(done.stdout + done.stderr, livekit_server.env()["LIVEKIT_API_SECRET"])
     assert not mentions(tmp_path, livekit_server.env()["LIVEKIT_API_SECRET"])
 
@@ -92,8 +97,11 @@ def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, t
 # --- the example agents users copy (examples/), measured on pair-2 -------------------------------------------
 
 NODE = REPO_ROOT / "examples" / "node"
-EXAMPLES = {  # label: (command, --agent-name, --dispatch), as docs/own-agent.md runs them
+EXAMPLES = {  # label: (command, --dispatch), as docs/own-agent.md runs them
     "py-multi-session": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'multi_session_agent.py'} start", "room"),
+    "py-participant-streams": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'participant_streams_agent.py'} start", "room"),
+    "py-dispatch-per-participant": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'dispatch_per_participant_agent.py'} start",
+                                    "participant"),  # fmt: skip
     "node-multi-session": (f"node {NODE / 'multi-session.mjs'} start", "room"),
     "node-participant-streams": (f"node {NODE / 'participant-streams.mjs'} start", "room"),
     "node-dispatch-per-participant": (f"node {NODE / 'dispatch-per-participant.mjs'} start", "participant"),
@@ -113,13 +121,29 @@ def examples_measured(livekit_server, tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("label", ["py-multi-session", "node-participant-streams"])
+# label: the STT API and model the unmodified example asked the stand-in for, and its agent participants
+UNMODIFIED = {"py-multi-session": ("inference", "deepgram/nova-3", 1), "py-participant-streams": ("openai", "gpt-4o-transcribe", 1),
+              "py-dispatch-per-participant": ("deepgram", "nova-3", 2), "node-participant-streams": ("openai", "whisper-1", 1)}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", list(UNMODIFIED))
 def test_an_example_agent_transcribes_every_utterance(examples_measured, label):
+    """Each example as users copy it (no base URL but Deepgram's, which its plugin cannot read from the
+    environment): every utterance matched, its STT API and model recorded, each speaker's STT audio
+    counted by the service and billed at that model's price."""
     done, run_dir, row = examples_measured[label]
+    api, model, agents = UNMODIFIED[label]
     assert done.returncode == 0, done.stderr[-2000:]
     assert row["missed"] == 0 and row["utterances"] == 4 and row["wer"] <= 0.35
     assert row["cpu_s"] > 0 and row["peak_pss_mb"] > 0 and row["processes"] >= 1  # its tree was sampled
-    assert row["agent_participants"] == 1
+    assert row["agent_participants"] == agents
+    assert (row["stt_api"], row["stt_model"]) == (api, model)
+    info = RunRecord.load(run_dir).archs[label]
+    assert (info.stt_api, info.stt_model) == (api, model)
+    speakers = pd.read_csv(run_dir / "speakers.csv").set_index("participant")
+    assert (speakers["stt_audio_s"] > 3).all(), speakers["stt_audio_s"]  # each speaker's own, attributed by its audio
+    priced = cost.load_pricing().stt_item_for(api, model)
+    assert row["stt_price_item"] == priced if priced else pd.isna(row["stt_price_item"])
 
 
 @pytest.mark.node

@@ -6,9 +6,9 @@
 //
 //   node dispatch-per-participant.mjs start      # needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET
 //
-// Environment: KIT_STT_URL (an OpenAI-compatible transcription API, e.g. http://127.0.0.1:PORT/v1),
-// KIT_AGENT_NAME (the name to register; explicit dispatch only), OPENAI_API_KEY (any string for a
-// self-hosted API).
+// Environment: OPENAI_BASE_URL and OPENAI_API_KEY (read by the OpenAI client: any OpenAI-compatible
+// transcription API; `kit live --agent` sets both to its stand-in), KIT_AGENT_NAME (the name to
+// register; explicit dispatch only).
 import { AutoSubscribe, ServerOptions, cli, defineAgent, log, voice } from '@livekit/agents';
 import * as openai from '@livekit/agents-plugin-openai';
 import * as silero from '@livekit/agents-plugin-silero';
@@ -54,8 +54,8 @@ export default defineAgent({
     const session = new voice.AgentSession({
       vad: ctx.proc.userData.vad,
       stt: new openai.STT({
-        baseURL: process.env.KIT_STT_URL,
-        apiKey: process.env.OPENAI_API_KEY || 'unused', // a self-hosted API may ignore it
+        // no baseURL, no apiKey: the OpenAI client reads OPENAI_BASE_URL and OPENAI_API_KEY (api.openai.com
+        // by default; under `kit live --agent`, the kit's local stand-in)
         model: 'whisper-1',
         language: 'en',
         useRealtime: false, // 1.9.0 defaults to the realtime websocket API, even for whisper-1

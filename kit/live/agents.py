@@ -221,11 +221,12 @@ def stand_in_env(url: str) -> dict[str, str]:
     """What points an unmodified agent's STT clients at the run's STT service (docs/own-agent.md):
     LiveKit Inference (`inference.STT`, Python and Node) reads LIVEKIT_INFERENCE_URL; the OpenAI SDK
     under `openai.STT()` reads OPENAI_BASE_URL and needs some OPENAI_API_KEY; `deepgram.STT()` needs
-    some DEEPGRAM_API_KEY (its base URL has no variable: the agent passes KIT_STT_URL's as base_url).
+    some DEEPGRAM_API_KEY; its base URL has no variable of the plugin's, so the agent passes one as
+    base_url: DEEPGRAM_BASE_URL is set to the stand-in's (examples/python/dispatch_per_participant_agent.py).
     The token of LiveKit Inference is signed with the server's key (LIVEKIT_API_KEY/SECRET): agent_env
     leaves out LIVEKIT_INFERENCE_API_KEY/SECRET, which the client would prefer (even empty)."""
     return {STT_URL_ENV: url, "LIVEKIT_INFERENCE_URL": url, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": STAND_IN_KEY,
-            "DEEPGRAM_API_KEY": STAND_IN_KEY}  # fmt: skip
+            "DEEPGRAM_API_KEY": STAND_IN_KEY, "DEEPGRAM_BASE_URL": url.rstrip("/") + "/listen"}  # fmt: skip
 
 
 def agent_env(base: dict[str, str], url: str, creds) -> dict[str, str]:

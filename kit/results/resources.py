@@ -75,31 +75,40 @@ class DesignUsage:
     stt_model: str  # the model names they asked it for; "" if none
 
 
-def _served_streams(stt_log, ev, sc: Scenario, t0: float, end: float):
-    """The service-log rows of the streams a production client opened in this design's window, each with
-    its participant (None when the design reported its own STT calls, or no stream could be attributed)."""
+def _served_requests(stt_log, ev, sc: Scenario, t0: float, end: float):
+    """The service-log rows of what a production client sent in this design's window (its streams, or
+    its transcription requests), each with its participant (None when the design reported its own STT
+    calls, or nothing could be attributed)."""
     if stt_log is None or (ev["kind"].isin(["recognized", "stt_sent"])).any():
         return None
-    rows = stt_log[stt_log["mono"].between(t0, end) & stt_log["response_format"].isin(STREAM_ROWS)]
+    sent = stt_log[(stt_log["status"] == 200) & (stt_log["response_format"].isin(STREAM_ROWS) | (stt_log["api"] == "openai"))]
+    # every row of a stream with a row in the window: a session kept open until its room is deleted
+    # (close_on_disconnect=False) logs its stream's total after the window
+    rows = sent[sent["request_id"].isin(sent.loc[sent["mono"].between(t0, end), "request_id"])]
     rows = attribute_streams(rows, sc, t0)
     rows = rows[rows["participant"].notna()]
     return rows if len(rows) else None
 
 
 def attribute_streams(rows: pd.DataFrame, sc: Scenario, t0: float) -> pd.DataFrame:
-    """Each stream's participant (its request_id's rows). The kit's own clients name it (X-Kit-Participant);
-    an unmodified agent's do not, so its streams are attributed by the audio itself: the turns the
-    service's VAD found in a stream (audio_from..audio_to, in the run's clock) against each participant's
-    speech in the scenario, to whoever's speech they overlap most. A stream with no turn (a silent
-    participant's) goes to the one participant left without a stream, if exactly one is; else it stays
-    unattributed (NaN)."""
+    """Each stream's participant (its request_id's rows; a transcription request is a stream of one
+    turn). The kit's own clients name it (X-Kit-Participant); an unmodified agent's do not, so its
+    streams are attributed by the audio itself: the turns in a stream (the service's VAD turns,
+    audio_from..audio_to; a posted turn, the audio_s before it arrived), in the run's clock, against
+    each participant's speech in the scenario, to whoever's speech they overlap most. A stream with no
+    turn (a silent participant's) goes to the one participant left without a stream, if exactly one
+    is; else it stays unattributed (NaN)."""
     rows = rows.copy()
     named = rows.groupby("request_id")["participant"].first()
     unnamed = named[named.isna()].index
     if not len(unnamed):
         return rows
     speech = {p: [(u.start_s, u.end_s) for u in sc.utterances if u.participant == p] for p in sc.identities}
-    turns = rows[rows["request_id"].isin(unnamed) & (rows["response_format"] == "stream-final")].dropna(subset=["audio_from"])
+    turns = rows[rows["request_id"].isin(unnamed) & ~rows["response_format"].isin(["stream-interim", "stream-end"])].copy()
+    posted = turns["audio_from"].isna()  # a transcription request: its turn ended about when it arrived
+    turns.loc[posted, "audio_from"] = turns.loc[posted, "mono"] - turns.loc[posted, "audio_s"]
+    turns.loc[posted, "audio_to"] = turns.loc[posted, "mono"]
+    turns = turns.dropna(subset=["audio_from"])
     owner = {}
     for stream, its in turns.groupby("request_id"):
         spans = list(zip(its["audio_from"] - t0, its["audio_to"] - t0))
@@ -135,7 +144,7 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     tree_pss = tree_peak(resources, arch, t0, end, "pss_mb")
     # only the room's participants: active_speaker's one STT serves whoever is selected
     stt = ev[ev["kind"] == "recognized"].groupby("participant")["stt_cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
-    served = _served_streams(stt_log, ev, sc, t0, end)
+    served = _served_requests(stt_log, ev, sc, t0, end)
     if served is not None:
         stt = served.groupby("participant")["cpu_s"].sum().reindex(sc.identities, fill_value=0.0)
     vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
@@ -173,7 +182,8 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     streamed = ev[ev["kind"] == "stt_sent"].groupby("participant")["audio_s"].sum()
     sent = pd.concat([sent.drop(streamed.index, errors="ignore"), streamed])
     if served is not None:
-        sent = served[served["response_format"] == "stream-end"].groupby("participant")["audio_s"].sum()
+        whole = served[~served["response_format"].isin(["stream-interim", "stream-final"])]  # stream totals, posted turns
+        sent = whole.groupby("participant")["audio_s"].sum()
     spk["stt_audio_s"] = [float(sent.get(p, 0.0)) for p in spk["participant"]]
     # livekit-agents' own count of the STT audio (session designs; NaN where no session counted it)
     lk = ev[ev["kind"] == "lk_stt_usage"].groupby("participant")["audio_s"].sum()

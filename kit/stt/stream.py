@@ -30,6 +30,7 @@ no model; each final is sent exactly S after its endpoint, with a fixed text; in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -266,9 +267,11 @@ def stream_handler(vad, whisper, delay: float | None, log, participant_header: s
 
 
 async def send_json(ws, message: dict) -> None:
-    """One JSON text message to a stream's client, unless it has gone (every streaming endpoint)."""
+    """One JSON text message to a stream's client, unless it has gone (every streaming endpoint): a client
+    that drops the connection without a goodbye (a session closed as its participant left) is not an error."""
     if not ws.closed:
-        await ws.send_str(json.dumps(message))
+        with contextlib.suppress(ConnectionResetError):  # aiohttp's ClientConnectionResetError is one
+            await ws.send_str(json.dumps(message))
 
 
 def message_type(text: str) -> str | None:
