@@ -75,7 +75,6 @@ def test_events_consistent_with_the_scenario(whisper_run):
 
 def test_speaker_costs_and_the_run_record(whisper_run):
     spk = pd.read_csv(whisper_run / "speakers.csv")
-    archs = pd.read_csv(whisper_run / "architectures.csv").set_index("arch")
     for arch, g in spk.groupby("arch"):
         assert (g["stt_cpu_s"] > 0).all() and (g["vad_inferences"] > 0).all()
         assert (g["cpu_s"] > g["stt_cpu_s"]).all(), "a speaker costs more than its STT alone"
