@@ -26,7 +26,7 @@ from kit.room.audio import resample, to_int16
 from kit.run.record import RunRecord
 from kit.run.runner import run
 from kit.stt.process import ServiceProcess
-from kit.stt.request_log import read_log, refusals
+from kit.stt.request_log import LOG_COLUMNS, read_log, refusals
 
 PAIR = scenario.load("pair-2")
 KEY, SECRET = "kit-test-key", "kit-test-secret-0123456789abcdef0123"
@@ -192,10 +192,11 @@ def test_an_unmodified_agents_streams_are_attributed_by_their_audio():
     silent = [p for p in sc.identities if p not in speaking]
     assert len(silent) == 1
     rows.append({"request_id": "quiet", "participant": None, "response_format": "stream-end", "audio_from": t0, "audio_to": t0 + 9})
-    got = attribute_streams(pd.DataFrame(rows), sc, t0).groupby("request_id")["participant"].first().to_dict()
+    log = pd.DataFrame(rows).reindex(columns=LOG_COLUMNS)  # as read_log reads a service log
+    got = attribute_streams(log, sc, t0).groupby("request_id")["participant"].first().to_dict()
     assert got == {**{f"s{i}": p for i, p in enumerate(speaking)}, "quiet": silent[0]}
     # two streams without a turn and two participants without a stream: no guess
-    extra = pd.DataFrame(rows + [{"request_id": "quiet2", "participant": None, "response_format": "stream-end"}])
+    extra = pd.DataFrame(rows + [{"request_id": "quiet2", "participant": None, "response_format": "stream-end"}]).reindex(columns=LOG_COLUMNS)
     sc2 = dataclasses.replace(sc, participants=(*sc.participants, dataclasses.replace(sc.participants[0], identity="zoe")))
     got = attribute_streams(extra, sc2, t0).groupby("request_id")["participant"].first()
     assert got[["quiet", "quiet2"]].isna().all()
