@@ -25,7 +25,9 @@ ends for deepgram/* models. One `final_transcript` per turn (the client ends the
 each). Any model name is accepted, recorded in the service log, and served by the one Whisper.
 
 A token that does not verify against the run's key and secret is refused before the upgrade with
-401, as the real gateway refuses it (the client gives up at once: a 4xx is not retried).
+401, as the real gateway refuses it (the client gives up at once: a 4xx is not retried). A request
+for anything LiveKit Inference serves but STT (TTS, an LLM, end-of-turn detection...: NOT_SERVED) is
+a 404 whose message names what was asked for (`not_served`); the service logs every refusal.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import secrets
 
@@ -42,6 +45,9 @@ INFERENCE_PATHS = ("/v1/stt", "/stt")  # the client appends /stt to LIVEKIT_INFE
 ENCODING = "pcm_s16le"  # the only encoding the client sends
 CREATE_TIMEOUT_S = 10.0  # the client sends session.create as soon as it is connected
 JOB_HEADER = "X-LiveKit-Job-ID"  # sent by the client inside a job: which job a stream belongs to
+
+
+MAX_BODY_BYTES = 64 * 1024  # read of a refused JSON body, for the model it names
 
 
 class InferenceError(Exception):
@@ -181,3 +187,32 @@ def inference_handler(vad, whisper, delay: float | None, log, credentials: tuple
         return ws
 
     return handle
+
+
+# What an agent may ask LiveKit Inference (or an OpenAI-compatible base URL) for besides STT, by the
+# path its client requests under the base URL (livekit-agents 1.8.9, livekit/agents/inference/).
+NOT_SERVED = {
+    "tts": "text-to-speech (inference.TTS)", "eot": "end-of-turn detection (the inference turn detector)",
+    "bargein": "interruption detection", "decisions": "a decision model", "avatar": "an avatar",
+    "chat/completions": "an LLM (inference.LLM, or an OpenAI LLM through OPENAI_BASE_URL)",
+    "responses": "an LLM (the OpenAI Responses API)", "realtime": "a realtime model",
+    "audio/speech": "text-to-speech (OpenAI TTS through OPENAI_BASE_URL)",
+}  # fmt: skip
+
+
+async def not_served(request) -> tuple[str, str | None] | None:
+    """A request for a model the stand-in does not serve (NOT_SERVED): the message of the 404 the service
+    answers (a 4xx, which livekit's clients do not retry), naming what was asked for, and the model the
+    client named (query string, or a JSON body's "model"); None for any other unknown path."""
+    tail = request.path.removeprefix("/v1").strip("/")
+    name = next((n for n in NOT_SERVED if tail == n or tail.startswith(n + "/")), None)
+    if name is None:
+        return None
+    model = request.query.get("model")
+    if model is None and request.content_type == "application/json":
+        with contextlib.suppress(Exception):
+            body = json.loads(await request.content.read(MAX_BODY_BYTES))
+            model = body.get("model") if isinstance(body, dict) else None
+    what = NOT_SERVED[name] + (f", model {str(model)[:60]!r}" if model else "")
+    return (f"the agent asked for {what} ({request.method} {request.path}): the kit's stand-in serves speech-to-text "
+            f"only; give this agent a real endpoint for it, or measure it without", str(model)[:60] if model else None)

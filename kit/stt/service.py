@@ -227,7 +227,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         calibration_text,
     )
     from kit.stt.deepgram_api import DEEPGRAM_PATHS, deepgram_handler
-    from kit.stt.inference_api import INFERENCE_PATHS, JOB_HEADER, inference_handler
+    from kit.stt.inference_api import INFERENCE_PATHS, JOB_HEADER, inference_handler, not_served
     from kit.stt.stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
@@ -274,11 +274,11 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
             response = _error(web, e)
         except web.HTTPException as e:  # the router's 404 and 405, aiohttp's own 413
             asked = await not_served(request) if e.status == 404 else None
-            response = _error(web, asked or _http_error(e, request))
+            response = _error(web, ApiError(404, asked[0], code="not_served") if asked else _http_error(e, request))
             if "Allow" in e.headers:
                 response.headers["Allow"] = e.headers["Allow"]
             if asked:
-                row.update(api="inference", model=asked.param)
+                row.update(api="inference", model=asked[1])
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -321,36 +321,6 @@ def api_of(path: str) -> str | None:
     if path == STREAM_PATH:
         return "kit-stream"
     return "inference" if path in INFERENCE_PATHS else "deepgram" if path in DEEPGRAM_PATHS else None
-
-
-# What an agent may ask LiveKit Inference (or an OpenAI-compatible base URL) for besides STT, by the
-# path its client requests under the base URL (livekit-agents 1.8.9, livekit/agents/inference/).
-NOT_SERVED = {
-    "tts": "text-to-speech (inference.TTS)", "eot": "end-of-turn detection (the inference turn detector)",
-    "bargein": "interruption detection", "decisions": "a decision model", "avatar": "an avatar",
-    "chat/completions": "an LLM (inference.LLM, or an OpenAI LLM through OPENAI_BASE_URL)",
-    "responses": "an LLM (the OpenAI Responses API)", "realtime": "a realtime model",
-    "audio/speech": "text-to-speech (OpenAI TTS through OPENAI_BASE_URL)",
-}  # fmt: skip
-
-
-async def not_served(request) -> ApiError | None:
-    """A request for a model the stand-in does not serve (NOT_SERVED): a 404 that names what was asked
-    for (a 4xx, which livekit's clients do not retry); None for any other unknown path. Its `param`
-    is the model the client named (query string, or a JSON body's "model")."""
-    tail = request.path.removeprefix("/v1").strip("/")
-    name = next((n for n in NOT_SERVED if tail == n or tail.startswith(n + "/")), None)
-    if name is None:
-        return None
-    model = request.query.get("model")
-    if model is None and request.content_type == "application/json":
-        with contextlib.suppress(Exception):
-            body = json.loads(await request.content.read(MAX_FIELD_BYTES))
-            model = body.get("model") if isinstance(body, dict) else None
-    what = NOT_SERVED[name] + (f", model {str(model)[:60]!r}" if model else "")
-    return ApiError(404, f"the agent asked for {what} ({request.method} {request.path}): the kit's stand-in serves "
-                         f"speech-to-text only; give this agent a real endpoint for it, or measure it without",
-                    param=str(model)[:60] if model else None, code="not_served")  # fmt: skip
 
 
 def refusal_message(body: dict) -> str | None:
