@@ -16,6 +16,7 @@ DEEPGRAM_BASE_URL (optional).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from livekit.plugins import deepgram, silero
 logger = logging.getLogger("per-participant-transcriber")
 
 AGENT_NAME = os.environ.get("KIT_AGENT_NAME") or "per-participant-transcriber"
-LAST_FINAL_S = 5.0  # after its participant leaves, how long the job waits for a final still in the STT
+LAST_FINAL_S = 5.0  # after its participant leaves, how long the job waits for the final of their last sentence
 DEEPGRAM_URL = os.environ.get("DEEPGRAM_BASE_URL") or "https://api.deepgram.com/v1/listen"
 
 
@@ -84,17 +85,19 @@ async def entrypoint(ctx: JobContext) -> None:
 
     @ctx.room.on("participant_disconnected")
     def on_left(participant: rtc.RemoteParticipant) -> None:
-        # The job is done when its participant leaves, but not at once: a last sentence may still be in
-        # the STT. AgentSession's own close_on_disconnect waits only 2 s for it (session_close_transcript_timeout).
         if participant.identity == identity:
-            closing.add(asyncio.create_task(close_later()))
+            closing.add(asyncio.create_task(finish()))
 
-    async def close_later() -> None:
-        await asyncio.sleep(LAST_FINAL_S)
+    async def finish() -> None:
+        # Its participant left: the job is done once their last sentence is out. A track that ends with
+        # words never gives the STT the silence that ends that turn, and AgentSession's own close at the
+        # disconnect (close_on_disconnect) stops publishing before that final comes. So: flush the STT
+        # (deepgram.STT sends Finalize) and wait for the final, then close.
+        with contextlib.suppress(Exception):
+            await session.commit_user_turn(transcript_timeout=LAST_FINAL_S, skip_reply=True)
         await session.aclose()
 
     closing: set[asyncio.Task] = set()  # a reference to the task until the job ends
-
     await session.start(
         agent=Transcriber(),
         room=ctx.room,
