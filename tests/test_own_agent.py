@@ -86,10 +86,13 @@ def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, t
     archs = pd.read_csv(run_dir / "architectures.csv")  # the tables are kept: every utterance missed, the agent counted
     row = archs.set_index("arch").loc["silent"]
     assert row["missed"] == row["utterances"] > 0 and row["agent_participants"] == 1 and row["cpu_s"] > 0
-    # it also asked the stand-in for TTS: refused at once, and named in its row
+    # it also asked the stand-in for TTS, and for STT with a token signed with another secret: both
+    # refused at once, and named in its row
     problems = RunRecord.load(run_dir).archs["silent"].problems
     assert any("refused 1 inference request(s) (404)" in p and "text-to-speech" in p and "cartesia/sonic-3" in p
                for p in problems), problems  # fmt: skip
+    assert any("refused 1 inference request(s) (401): invalid token" in p for p in problems), problems
+    assert not any("not-the-servers-secret" in p for p in problems)
     assert not leaks(done.stdout + done.stderr, livekit_server.env()["LIVEKIT_API_SECRET"])
     assert not mentions(tmp_path, livekit_server.env()["LIVEKIT_API_SECRET"])
 
