@@ -80,11 +80,17 @@ def livekit_server(tmp_path_factory):
 # `make quick` runs the tests in none of them. A module fixture that replays a room marks every test using it.
 FIXTURE_TIERS = {"whisper_run": ("replay", "whisper"), "voices_compare": ("replay", "whisper"), "rebuilt": ("replay",),
                  "room_turns": ("whisper",), "livekit_server": ("server",), "whisper_live": ("server", "whisper"),
-                 "examples_measured": ("server", "whisper")}  # fmt: skip
+                 "examples_measured": ("server", "whisper", "node")}  # fmt: skip
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture in set(item.fixturenames) & set(FIXTURE_TIERS):
             for tier in FIXTURE_TIERS[fixture]:
                 item.add_marker(tier)
+        # Under pytest-xdist (make test: -n 2 --dist loadgroup) the Node tests run on one worker, one after
+        # another: in `start` mode @livekit/agents 1.9.0 binds its health check to port 8081 (port 0 counts
+        # as unset), so two Node agent workers on one machine cannot run at once.
+        if item.get_closest_marker("node"):
+            item.add_marker(pytest.mark.xdist_group("node"))
