@@ -123,7 +123,7 @@ def test_a_model_the_stand_in_does_not_serve_is_refused_at_once_and_named(servic
     log = read_log(service.log_path)
     row = log[log["model"] == "cartesia/sonic-3"].iloc[-1]
     assert row["api"] == "inference" and row["status"] == 404 and "text-to-speech" in row["error"]
-    (problem,) = refusals(service.log_path, started, time.monotonic())
+    (problem,) = refusals(read_log(service.log_path), started, time.monotonic())
     assert "refused 1 inference request(s) (404)" in problem and "serves speech-to-text only" in problem
 
 

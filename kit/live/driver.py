@@ -84,7 +84,7 @@ from kit.run.skeleton import (
     unfinished_jobs,
 )
 from kit.stt import resolve_model
-from kit.stt.request_log import SERVICE_LOG, refusals, stt_clients
+from kit.stt.request_log import refusals, run_service_log, stt_clients
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
@@ -328,9 +328,9 @@ class RoomRun:
             result.problems.append(self.published_nothing())
         result.problems += job_errors(self.run_dir, self.name)
         result.problems += unfinished_jobs(self.run_dir, self.name, self.specs, started_only=True)
-        since, until = mono_at(self.t_submit), time.monotonic()
-        result.problems += refusals(self.run_dir / SERVICE_LOG, since, until)
-        result.stt_api, result.stt_model = stt_clients(self.run_dir / SERVICE_LOG, since, until)
+        since, until, log = mono_at(self.t_submit), time.monotonic(), run_service_log(self.run_dir)
+        result.problems += refusals(log, since, until)
+        result.stt_api, result.stt_model = stt_clients(log, since, until)
         result.complete = not result.problems
         return result
 

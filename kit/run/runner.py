@@ -40,7 +40,7 @@ from kit.run.skeleton import (
     unfinished_jobs,
 )
 from kit.stt import resolve_model
-from kit.stt.request_log import SERVICE_LOG, stt_clients
+from kit.stt.request_log import run_service_log, stt_clients
 
 # Memory guard, from measured PSS on the 2-core build machine (`python -m kit sweep`, fits.csv):
 # the worker's main process + forkserver, each job process (framework + model), each speaker.
@@ -149,7 +149,7 @@ async def run_arch(
         for p in result.problems:
             log.emit("error", detail=p)
         sampler.sample_now()  # the window ends on a sample (the STT service's last turns included)
-        result.stt_api, result.stt_model = stt_clients(run_dir / SERVICE_LOG, min(submitted.values(), default=0.0), time.monotonic())
+        result.stt_api, result.stt_model = stt_clients(run_service_log(run_dir), min(submitted.values(), default=0.0), time.monotonic())
         log.emit("run_end")
         log.close()
         failures = job_errors(run_dir, name)

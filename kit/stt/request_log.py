@@ -64,25 +64,25 @@ def served_names(log, since: float, until: float, column: str) -> str:
     return ", ".join(sorted(rows[column].dropna().astype(str).unique()))
 
 
-def stt_clients(path: Path, since: float, until: float) -> tuple[str, str]:
-    """(api, model) the STT clients used between two instants, from a run's service log ("" if none)."""
-    if not Path(path).is_file():
-        return "", ""
-    log = read_log(path)
+def run_service_log(run_dir: Path):
+    """The per-request log of a run's own STT service (SERVICE_LOG in its directory), None without one."""
+    path = Path(run_dir) / SERVICE_LOG
+    return read_log(path) if path.is_file() else None
+
+
+def stt_clients(log, since: float, until: float) -> tuple[str, str]:
+    """(api, model) the STT clients used between two instants, from a service log ("" if none)."""
     return served_names(log, since, until, "api"), served_names(log, since, until, "model")
 
 
-def refusals(path: Path, since: float, until: float) -> list[str]:
-    """One line per distinct refused request in the log between two monotonic instants (a wrong token, a
-    model the stand-in does not serve, a bad stream): a problem of the design or agent that sent it."""
-    path = Path(path)
-    if not path.is_file():
+def refusals(log, since: float, until: float) -> list[str]:
+    """One line per distinct refused request in a service log (None: none) between two monotonic instants
+    (a wrong token, a model the stand-in does not serve, a bad stream): a problem of whoever sent it."""
+    if log is None:
         return []
-    log = read_log(path)
     bad = log[log["mono"].between(since, until) & (log["status"] >= 400)]
-    lines = [f"the STT service refused {n} {api} request(s) ({int(status)}): {error}"
-             for (api, status, error), n in bad.groupby(["api", "status", "error"], dropna=False).size().items()]  # fmt: skip
-    return lines
+    return [f"the STT service refused {n} {api} request(s) ({int(status)}): {error}"
+            for (api, status, error), n in bad.groupby(["api", "status", "error"], dropna=False).size().items()]  # fmt: skip
 
 
 LOG_COLUMNS = ["mono", "wall", "request_id", "participant", "status", "error", "response_format", "model", "api", "job",

@@ -231,6 +231,9 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
     from kit.stt.stream import stream_handler
 
     kit_log = web.RequestKey("kit_log", dict)  # the request's log row, filled in as it is handled
+    # which client API each route speaks (the service log's `api`); health and models: none
+    apis = {TRANSCRIPTIONS: "openai", STREAM_PATH: "kit-stream", **dict.fromkeys(INFERENCE_PATHS, "inference"),
+            **dict.fromkeys(DEEPGRAM_PATHS, "deepgram")}  # fmt: skip
 
     async def transcriptions(request):
         row = request[kit_log]
@@ -265,7 +268,7 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
         so is every refused request of an agent's STT client or of a service the stand-in does not serve."""
         arrival, wall = time.monotonic(), time.time()
         rid = "req_" + secrets.token_hex(8)
-        row = request[kit_log] = {"mono": arrival, "wall": wall, "request_id": rid, "api": api_of(request.path),
+        row = request[kit_log] = {"mono": arrival, "wall": wall, "request_id": rid, "api": apis.get(request.path),
                                   "participant": request.headers.get(SERVICE_PARTICIPANT_HEADER),
                                   "job": request.headers.get(JOB_HEADER)}  # fmt: skip
         try:
@@ -308,19 +311,6 @@ def make_app(whisper, log: RequestLog, vad=None, calibration_delay: float | None
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     return app
-
-
-def api_of(path: str) -> str | None:
-    """Which client API a request path belongs to (the service log's `api`); None for health and models."""
-    from kit.stt import STREAM_PATH
-    from kit.stt.deepgram_api import DEEPGRAM_PATHS
-    from kit.stt.inference_api import INFERENCE_PATHS
-
-    if path == TRANSCRIPTIONS:
-        return "openai"
-    if path == STREAM_PATH:
-        return "kit-stream"
-    return "inference" if path in INFERENCE_PATHS else "deepgram" if path in DEEPGRAM_PATHS else None
 
 
 def refusal_message(body: dict) -> str | None:
