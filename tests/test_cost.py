@@ -1,11 +1,13 @@
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from kit.cli import main
 from kit.results import cost
+from kit.results.resources import transport_cpu
 
 PRICES = cost.Pricing(agent_session_minute=0.01, connection_minute=0.0005, vcpu_hour=0.04, gb_hour=0.005, table=None)
 STT = pd.DataFrame([{"item": "stt_hand_streaming_minute", "price_usd": 0.0077, "unit": "USD per audio minute",
@@ -198,3 +200,20 @@ def test_each_design_billed_at_the_model_it_asked_for():
     assert math.isnan(a.loc["multi_dispatch", cost.CLOUD_STT]) and a.loc["multi_dispatch", cost.CLOUD_TOTAL] == pytest.approx(0.63)
     assert a.loc["participant_entrypoint", "stt_price_item"] == "stt_hand_streaming_minute" and a["stt_price_item"].isna().tolist() == [False, True]
     assert spk.groupby("arch")["stt_price_item"].first().dropna().to_dict() == {"participant_entrypoint": "stt_hand_streaming_minute"}
+
+
+def test_transport_cpu_counts_the_window_only():
+    """Per process: from its last sample at or before t0 to its threads' peak inside the window;
+    a process that started inside the window counts from zero; other threads are inference."""
+    rows = [  # pid 1 ran before t0; pid 2 started at t0 + 5 and exited before the last sample
+        {"mono": 9.0, "arch": "a", "pid": 1, "threads": {"tokio-rt-worker": 4.0, "python": 50.0}},
+        {"mono": 12.0, "arch": "a", "pid": 1, "threads": {"tokio-rt-worker": 5.0, "python": 60.0}},
+        {"mono": 15.0, "arch": "a", "pid": 2, "threads": {"network_thread": 0.5, "rtc-worker": 0.25}},
+        {"mono": 20.0, "arch": "a", "pid": 1, "threads": {"tokio-rt-worker": 7.0, "python": 70.0}},
+        {"mono": 30.0, "arch": "a", "pid": 1, "threads": {"tokio-rt-worker": 9.0}},  # after the window
+        {"mono": 12.0, "arch": "b", "pid": 3, "threads": {"tokio-rt-worker": 100.0}},
+    ]
+    res = pd.DataFrame(rows)
+    assert transport_cpu(res, "a", t0=10.0, end=25.0) == pytest.approx((7.0 - 4.0) + (0.5 + 0.25))
+    console = pd.DataFrame([{**r, "threads": None} for r in rows])
+    assert np.isnan(transport_cpu(console, "a", t0=10.0, end=25.0))

@@ -88,6 +88,7 @@ from kit.stt.request_log import refusals, run_service_log, stt_clients
 
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
+EXTERNAL_JOIN_S = 30.0  # --agent: dispatch -> the last of its agents in the room, once the first is
 AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
 AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch), when it is given one
 
@@ -289,18 +290,15 @@ class RoomRun:
             if self.dispatch == "api":
                 self.dispatches = await create_dispatches(creds, self.room, self.agent, self.metadata)
             watch = asyncio.create_task(self.watch_server())
-            # Until the publishers must connect, not until t0: a publisher that joins late never catches up
-            # (frames already due leave at once, but the source plays them in real time: its whole track lags).
-            while len(self.agents_seen) < len(self.metadata) and time.monotonic() < self.t0 - CONNECT_AHEAD_S:
-                await asyncio.sleep(0.1)
-                self.check_server()
+            await self.wait_for_agents()
             joined = len(self.agents_seen)
             result.cold_start_s = {who: at - self.t_submit for who, at in self.agents_seen.items()}
             if joined == 0:
                 result.problems.append(self.nobody_joined())
             else:
                 if joined < len(self.metadata):
-                    result.problems.append(f"only {joined} of {len(self.metadata)} agents had joined {CONNECT_AHEAD_S:.0f} s before t0")
+                    by = f"{EXTERNAL_JOIN_S:.0f} s after dispatch" if self.external else f"{CONNECT_AHEAD_S:.0f} s before t0"
+                    result.problems.append(f"only {joined} of {len(self.metadata)} agents had joined {by}")
                 sampler.mark()  # the job processes exist now: the CPU window starts on a sample of each
                 # and one PSS sample inside the window, however short the room (PSS is read only every 30 s)
                 asyncio.get_running_loop().call_later(max(0.0, self.t0 + 1.0 - time.monotonic()), sampler.mark)
@@ -333,6 +331,22 @@ class RoomRun:
         result.stt_api, result.stt_model = stt_clients(log, since, until)
         result.complete = not result.problems
         return result
+
+    async def wait_for_agents(self) -> None:
+        """Until every agent has joined or the publishers must connect, not until t0: a publisher
+        that joins late never catches up (frames already due leave at once, but the source plays
+        them in real time: its whole track lags). Your agent (--agent) is never told t0, so once one
+        of its agents is in, the room waits for the others up to EXTERNAL_JOIN_S after dispatch (a
+        worker that starts a process per job, on a busy machine) and starts when they are in."""
+        async def until(deadline: float) -> None:
+            while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                self.check_server()
+
+        await until(self.t0 - CONNECT_AHEAD_S)
+        if self.external is not None and 0 < len(self.agents_seen) < len(self.metadata):
+            await until(self.t0 - START_LEAD_S + EXTERNAL_JOIN_S)
+            self.t0 = self.events.t0 = max(self.t0, time.monotonic() + CONNECT_AHEAD_S)
 
     def token_dispatches(self) -> api.RoomConfiguration:
         """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""

@@ -211,15 +211,18 @@ TRANSPORT_THREADS = ("tokio-rt-worker", "livekit", "rtc-", "network_thread", "wo
 
 def transport_cpu(resources: pd.DataFrame, arch: str, t0: float, end: float) -> float:
     """CPU seconds the agent's processes spent in LiveKit's transport threads over the window (live
-    runs; NaN where threads were not sampled, as in console mode, which has no transport)."""
+    runs; NaN where threads were not sampled, as in console mode, which has no transport): per
+    process, from its last sample at or before t0 (none: it started inside the window) to its
+    threads' highest readings inside it (threads exit at the end: their last reading is their peak)."""
     res = resources[(resources["arch"] == arch) & resources["threads"].notna()]
-    res = res[(res["mono"] > t0) & (res["mono"] <= end)]
-    if res.empty:
+    before, during = res[res["mono"] <= t0], res[(res["mono"] > t0) & (res["mono"] <= end)]
+    if during.empty:
         return np.nan
     total = 0.0
-    for _, rows in res.sort_values("mono").groupby("pid"):
-        first = rows["threads"].iloc[0] if len(rows) > 1 else {}
-        peak: dict[str, float] = {}  # threads exit at the end: their highest reading is their last
+    for pid, rows in during.groupby("pid"):
+        base = before.loc[before["pid"] == pid].sort_values("mono")["threads"]
+        first = base.iloc[-1] if len(base) else {}
+        peak: dict[str, float] = {}
         for threads in rows["threads"]:
             for name, cpu in threads.items():
                 peak[name] = max(peak.get(name, 0.0), cpu)

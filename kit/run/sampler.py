@@ -6,8 +6,8 @@ job processes found through their event logs): the kit's publishers and listener
 clients, never the design's cost.
 
 Rows: mono (time.monotonic()), arch, pid, ppid, name, cpu_s (user+system so far), rss_mb, pss_mb
-(every PSS_EVERY samples, empty in between), threads (name -> CPU s of the process's native
-threads, on the PSS samples; live: to tell WebRTC's threads from inference); the sampler's own
+(every PSS_EVERY samples, empty in between), threads (live only, every sample: name -> CPU s of
+the process's native threads, to tell WebRTC's threads from inference); the sampler's own
 process row also has sampler_cpu_s (this thread's CPU so far), so that metrics can leave the kit's
 overhead out.
 """
@@ -94,7 +94,7 @@ class ResourceSampler(threading.Thread):
             name, ppid, cpu_s, rss = stat
             rows.append({"mono": now, "arch": self.arch, "pid": pid, "ppid": ppid, "name": name, "cpu_s": cpu_s,
                          "rss_mb": rss / 2**20, "pss_mb": pss_bytes(pid, rss) / 2**20 if detailed else None})  # fmt: skip
-            if detailed and self._roots:
+            if self._roots:  # live: a job process exits as its participant leaves, so every sample counts
                 rows[-1]["threads"] = thread_cpu(pid)
         if self._roots is None and rows:
             rows[0]["sampler_cpu_s"] = self._own_cpu()
