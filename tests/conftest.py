@@ -83,6 +83,9 @@ FIXTURE_TIERS = {"whisper_run": ("replay", "whisper"), "voices_compare": ("repla
                  "examples_measured": ("server", "whisper", "node")}  # fmt: skip
 
 
+SHARED_MODULE_FIXTURES = {"whisper_run", "voices_compare", "whisper_live", "rebuilt", "room_turns", "service"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -94,3 +97,8 @@ def pytest_collection_modifyitems(config, items):
         # as unset), so two Node agent workers on one machine cannot run at once.
         if item.get_closest_marker("node"):
             item.add_marker(pytest.mark.xdist_group("node"))
+        # A module fixture runs once per worker that needs it: the tests sharing a costly one (a replay,
+        # a service, a model) go to one worker, or the replay runs twice.
+        elif set(item.fixturenames) & SHARED_MODULE_FIXTURES:
+            item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-shared"))
+

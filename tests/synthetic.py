@@ -10,6 +10,9 @@ from pathlib import Path
 from kit.config import RunConfig
 from kit.room import scenario as scenario_mod
 
+# tests/rooms/short-2.toml built by `kit synth`: two speakers, one line each, 7.9 s, for the tests of how
+# a run is driven (dispatch, kills, interrupts, notebooks); pair-2 (17.7 s) where the numbers are the point.
+SHORT_ROOM = str(Path(__file__).parent / "rooms" / "short-2")
 PIDS = {"multi_session": 1100, "participant_entrypoint": 1200, "multi_dispatch": 1300}
 RUNNER_PID = 1000
 

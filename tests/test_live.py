@@ -32,6 +32,7 @@ from livekit.agents.job import JobAcceptArguments, RunningJobInfo, _JobContextVa
 from livekit.protocol import agent, models
 from livekit.rtc.event_emitter import EventEmitter
 from nbclient import NotebookClient
+from synthetic import SHORT_ROOM
 
 from kit.architectures import NAMES
 from kit.cli import main
@@ -663,7 +664,7 @@ def _run_notebook(**params) -> str:
 def test_live_notebook_starts_its_own_server_and_compares_console_with_live(monkeypatch, tmp_path):
     for var in live.ENV_VARS:
         monkeypatch.delenv(var, raising=False)
-    text = _run_notebook(scenario="pair-2", archs=["participant_entrypoint"], stt="delay:0.3",
+    text = _run_notebook(scenario=SHORT_ROOM, archs=["participant_entrypoint"], stt="delay:0.3",
                          results_dir=str(tmp_path / "results"))  # fmt: skip
     assert "a private server for this run" in text and "exit code 0" in text
     assert "latency_p50_live" in text and "<Figure" in text

@@ -24,6 +24,7 @@ import pandas as pd
 import psutil
 import pytest
 from livekit import api
+from synthetic import SHORT_ROOM
 
 from kit.architectures import NAMES
 from kit.config import REPO_ROOT
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: mar
 ALL = (*NAMES, "active_speaker")
 ARCH_ARGS = [a for arch in ALL for a in ("--arch", arch)]
 CONCURRENT_ARGS = [a for arch in NAMES for a in ("--arch", arch)]
-AGENTS = {"multi_session": 1, "participant_entrypoint": 1, "multi_dispatch": 2, "active_speaker": 1}  # pair-2
+AGENTS = {"multi_session": 1, "participant_entrypoint": 1, "multi_dispatch": 2, "active_speaker": 1}  # two speakers
 TOKEN = re.compile(r"eyJ[\w-]{8,}\.[\w-]+\.[\w-]+")  # a JWT (base64 images may hold "eyJ" by chance, never the dots)
 
 
@@ -128,7 +129,7 @@ def test_no_room_is_left_on_the_server(whisper_live, livekit_server):
 
 def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(tmp_path):
     done = kit("compare", "--mode", "both", "--local-server", "--dispatch", "token", "--stt", "delay:0.30",
-               "--scenario", "pair-2", "--results", str(tmp_path), *ARCH_ARGS, env=kit_env())  # fmt: skip
+               "--scenario", SHORT_ROOM, "--results", str(tmp_path), *ARCH_ARGS, env=kit_env())  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     runs = sorted(p.parent for p in tmp_path.glob("*/run.json"))
     console, live = (RunRecord.load(r) for r in runs)
@@ -183,7 +184,7 @@ def test_cpus_and_window_reach_the_agent_worker_and_its_jobs(livekit_server, tmp
     """--cpus 1 --window 10 live: the worker and every job process are pinned to one core (read from
     /proc), and each job process holds exactly one Whisper model: the one it preloaded (the worker
     got every inference flag, so its idle processes load the model the jobs use)."""
-    done = kit("live", "--local-agents", "--scenario", "pair-2", "--arch", "multi_dispatch", "--cpus", "1",
+    done = kit("live", "--local-agents", "--scenario", SHORT_ROOM, "--arch", "multi_dispatch", "--cpus", "1",
                "--window", "10", "--results", str(tmp_path), env=kit_env(livekit_server))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = only_run(tmp_path)
@@ -210,7 +211,7 @@ def test_two_suffixes_on_one_server_never_cross(livekit_server, tmp_path):
             )  # fmt: skip
         for suffix, w in workers.items():
             assert "registered" in _read_until(w, "registered", 90), f"worker {suffix} did not register"
-        done = kit("live", "--scenario", "pair-2", "--arch", "participant_entrypoint", "--stt", "delay:0.1",
+        done = kit("live", "--scenario", SHORT_ROOM, "--arch", "participant_entrypoint", "--stt", "delay:0.1",
                    "--results", str(tmp_path), env=kit_env(livekit_server, "ana-dev"))  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         run_dir = only_run(tmp_path)
@@ -250,9 +251,9 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout_s: float) -> str:
 
 @contextlib.contextmanager
 def live_run(tmp_path: Path, env: dict[str, str], *args: str, arch: str = "participant_entrypoint"):
-    """`kit live --local-agents` of one design on pair-2 as a child process; killed on the way out if
+    """`kit live --local-agents` of one design on the short room as a child process; killed on the way out if
     a failed assertion left it running."""
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-agents", "--scenario", "pair-2", "--arch", arch,
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", "--local-agents", "--scenario", SHORT_ROOM, "--arch", arch,
                              "--stt", "delay:0.1", "--results", str(tmp_path), *args],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:

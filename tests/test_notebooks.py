@@ -1,4 +1,4 @@
-"""The notebooks: committed without outputs, and each runs top to bottom headless on pair-2 with
+"""The notebooks: committed without outputs, and each runs top to bottom headless on a short room with
 small parameters (injected after the `parameters` cell, as papermill does)."""
 
 import json
@@ -7,6 +7,7 @@ import re
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from synthetic import SHORT_ROOM
 
 from kit.config import REPO_ROOT
 
@@ -55,7 +56,7 @@ def test_01_scenario_runs(tmp_path):
 
 @pytest.mark.replay
 def test_02_architectures_runs_one_design(tmp_path):
-    book = execute("02-architectures.ipynb", scenario="pair-2", archs=["participant_entrypoint"], stt="delay:0.3",
+    book = execute("02-architectures.ipynb", scenario=SHORT_ROOM, archs=["participant_entrypoint"], stt="delay:0.3",
                    results_dir=str(tmp_path))  # fmt: skip
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["complete"]
@@ -64,7 +65,7 @@ def test_02_architectures_runs_one_design(tmp_path):
 
 @pytest.mark.replay
 def test_03_compare_runs_and_exports_the_report(tmp_path):
-    book = execute("03-compare.ipynb", scenario="pair-2", archs=["multi_session", "participant_entrypoint"],
+    book = execute("03-compare.ipynb", scenario=SHORT_ROOM, archs=["multi_session", "participant_entrypoint"],
                    stt="delay:0.3", results_dir=str(tmp_path))  # fmt: skip
     (run_dir,) = tmp_path.iterdir()
     assert (run_dir / "report.html").is_file()

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+from synthetic import SHORT_ROOM
 from test_live_server import kit, kit_env, leaks, mentions, only_run
 
 from kit.config import REPO_ROOT, KitError
@@ -24,8 +25,8 @@ SILENT = f"{PY} {REPO_ROOT / 'tests' / 'agents' / 'silent_agent.py'} start"
 
 
 def measure(server, tmp_path, command: str, *args: str):
-    """`kit live --agent command` on pair-2 against the session's server, as a user runs it."""
-    done = kit("live", "--scenario", "pair-2", "--agent", command, "--results", str(tmp_path), "--no-report", *args,
+    """`kit live --agent command` on the short room against the session's server, as a user runs it."""
+    done = kit("live", "--scenario", SHORT_ROOM, "--agent", command, "--results", str(tmp_path), "--no-report", *args,
                env=kit_env(server))  # fmt: skip
     return done, only_run(tmp_path)
 
@@ -97,7 +98,7 @@ def test_an_agent_that_publishes_nothing_is_told_what_was_seen(livekit_server, t
     assert not mentions(tmp_path, livekit_server.env()["LIVEKIT_API_SECRET"])
 
 
-# --- the example agents users copy (examples/), measured on pair-2 -------------------------------------------
+# --- the example agents users copy (examples/), measured on the short room ----------------------------------
 
 NODE = REPO_ROOT / "examples" / "node"
 EXAMPLES = {  # label: (command, --dispatch), as docs/own-agent.md runs them
@@ -137,14 +138,14 @@ def test_an_example_agent_transcribes_every_utterance(examples_measured, label):
     done, run_dir, row = examples_measured[label]
     api, model, agents = UNMODIFIED[label]
     assert done.returncode == 0, done.stderr[-2000:]
-    assert row["missed"] == 0 and row["utterances"] == 4 and row["wer"] <= 0.35
+    assert row["missed"] == 0 and row["utterances"] == 2 and row["wer"] <= 0.35
     assert row["cpu_s"] > 0 and row["peak_pss_mb"] > 0 and row["processes"] >= 1  # its tree was sampled
     assert row["agent_participants"] == agents
     assert (row["stt_api"], row["stt_model"]) == (api, model)
     info = RunRecord.load(run_dir).archs[label]
     assert (info.stt_api, info.stt_model) == (api, model)
     speakers = pd.read_csv(run_dir / "speakers.csv").set_index("participant")
-    assert (speakers["stt_audio_s"] > 3).all(), speakers["stt_audio_s"]  # each speaker's own, attributed by its audio
+    assert (speakers["stt_audio_s"] > 1.5).all(), speakers["stt_audio_s"]  # each speaker's own (1.9-2.7 s of speech), by its audio
     priced = cost.load_pricing().stt_item_for(api, model)
     assert row["stt_price_item"] == priced if priced else pd.isna(row["stt_price_item"])
 
@@ -156,7 +157,7 @@ def test_the_dispatch_per_participant_example_gets_one_agent_per_participant(exa
     asserted away (docs/own-agent.md)."""
     done, run_dir, row = examples_measured["node-dispatch-per-participant"]
     assert done.returncode == 0, done.stderr[-2000:]
-    assert row["agent_participants"] == 2 and row["jobs"] == 2 and row["cpu_s"] > 0 and row["utterances"] == 4
+    assert row["agent_participants"] == 2 and row["jobs"] == 2 and row["cpu_s"] > 0 and row["utterances"] == 2
 
 
 @pytest.mark.node

@@ -9,6 +9,7 @@ import json
 import aiohttp
 import numpy as np
 import pytest
+from synthetic import SHORT_ROOM
 
 from kit.config import RunConfig
 from kit.results import metrics
@@ -148,10 +149,10 @@ def test_stream_delay_is_calibrated_for_every_design(tmp_path):
     """`--stt stream-delay:0.3`: each final 0.30 s ± 20 ms after its endpoint, for every design."""
     from kit.run.runner import run
 
-    run_dir = run(RunConfig(scenario="pair-2", archs=CONCURRENT, stt="stream-delay:0.3", results_dir=tmp_path))
+    run_dir = run(RunConfig(scenario=SHORT_ROOM, archs=CONCURRENT, stt="stream-delay:0.3", results_dir=tmp_path))
     ref = metrics.compute(run_dir).utterances
     ref = ref[ref["kind"] == "reference"]
-    assert len(ref) == 4 * len(CONCURRENT) and not ref["missed"].any()
+    assert len(ref) == 2 * len(CONCURRENT) and not ref["missed"].any()
     for arch, g in ref.groupby("arch"):
         assert g["vad_latency_s"].to_numpy() == pytest.approx(np.full(len(g), 0.3), abs=0.02), (arch, list(g["vad_latency_s"]))
 
@@ -163,10 +164,11 @@ def test_vad_gated_stt_audio_is_the_turns_it_was_given(tmp_path):
     than the connected time a streaming STT is sent."""
     from kit.run.runner import run
 
-    run_dir = run(RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="delay:0.1", results_dir=tmp_path))
+    run_dir = run(RunConfig(scenario=SHORT_ROOM, archs=("participant_entrypoint",), stt="delay:0.1", results_dir=tmp_path))
     spk = metrics.compute(run_dir).speakers.set_index("participant")
-    for p in PAIR.participants:
-        mine = [u for u in PAIR.utterances if u.participant == p.identity]
+    room = scenario.load(SHORT_ROOM)
+    for p in room.participants:
+        mine = [u for u in room.utterances if u.participant == p.identity]
         speech = sum(u.end_s - u.start_s for u in mine)
         assert speech <= spk.loc[p.identity, "stt_audio_s"] <= speech + len(mine) * 1.2
-        assert spk.loc[p.identity, "stt_audio_s"] < 0.8 * len(PAIR.read_audio(p.identity)) / PAIR.sample_rate
+        assert spk.loc[p.identity, "stt_audio_s"] < 0.8 * len(room.read_audio(p.identity)) / room.sample_rate

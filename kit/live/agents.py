@@ -235,3 +235,17 @@ def agent_env(base: dict[str, str], url: str, creds) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k not in ("LIVEKIT_INFERENCE_API_KEY", "LIVEKIT_INFERENCE_API_SECRET")}
     return {**env, "LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret,
             **stand_in_env(url)}  # fmt: skip
+
+
+def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:
+    """What the sampler measures as the design's cost: the agent worker started here (its whole
+    tree: main process, job processes), else the local job processes of the design."""
+    worker = workers.get(arch)
+    return [worker.pid] if worker is not None else job_pids(events_dir, arch)
+
+
+def job_pids(events_dir: Path, arch: str) -> list[int]:
+    """The pids of this run's local job processes of the design being measured: a local job's event
+    log is named <arch>-<job>-<pid>.jsonl in the run directory."""
+    stems = (f.stem.rsplit("-", 1) for f in events_dir.glob(f"{arch}-*.jsonl"))
+    return sorted({int(tail) for _, tail in stems if tail.isdigit()})

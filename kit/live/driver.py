@@ -44,7 +44,7 @@ from livekit import api, rtc
 
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus
-from kit.live.agents import AgentWorker, ExternalAgent, agent_env, local_agent
+from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, local_agent
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
     close_room,
@@ -440,23 +440,3 @@ class ServerLost(Exception):
 
 class AgentLost(Exception):
     """Your agent worker (--agent) exited in the middle of a run."""
-
-
-# --- the server API (each call with its own least-privilege token) -------------------------------------
-
-
-# --- the room: listener and publishers -------------------------------------------------------------------
-
-
-def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:
-    """What the sampler measures as the design's cost: the agent worker started here (its whole
-    tree: main process, job processes), else the local job processes of the design."""
-    worker = workers.get(arch)
-    return [worker.pid] if worker is not None else job_pids(events_dir, arch)
-
-
-def job_pids(events_dir: Path, arch: str) -> list[int]:
-    """The pids of this run's local job processes of the design being measured: a local job's event
-    log is named <arch>-<job>-<pid>.jsonl in the run directory."""
-    stems = (f.stem.rsplit("-", 1) for f in events_dir.glob(f"{arch}-*.jsonl"))
-    return sorted({int(tail) for _, tail in stems if tail.isdigit()})

@@ -97,12 +97,13 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False)
         pub = await conn.local_participant.publish_track(track, options)
         track_owner[pub.sid] = identity
+        # Ready after its first frame was due: the source plays in real time, so the whole track stays
+        # this late. (Measured here, not at the first frame, which also carries the event loop's jitter.)
+        late = time.monotonic() - first_due
+        if late > LATE_START_S:
+            problem = (f"publisher {identity}: ready to publish {late:.2f} s after its first frame was due (joining and "
+                       f"publishing took longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
         async for frame in replay.frames(identity):
-            if first_due is not None:
-                late, first_due = time.monotonic() - first_due, None
-                if late > LATE_START_S:  # the source plays in real time: the whole track stays this late
-                    problem = (f"publisher {identity}: its first frame was {late:.2f} s late (joining and publishing took "
-                               f"longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
             await source.capture_frame(frame)
         await source.wait_for_playout()
     finally:
@@ -111,7 +112,7 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
     return problem
 
 
-LATE_START_S = 0.05  # a publisher whose first frame is later than this is a problem (its track lags throughout)
+LATE_START_S = 0.05  # a publisher ready later than this after its first frame was due is a problem (its track lags throughout)
 
 
 CONNECT_AHEAD_S = 2.0  # a publisher joins this early, so its first words are not lost to set-up
