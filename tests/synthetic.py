@@ -13,6 +13,24 @@ from kit.room import scenario as scenario_mod
 # tests/rooms/short-2.toml built by `kit synth`: two speakers, one line each, 7.9 s, for the tests of how
 # a run is driven (dispatch, kills, interrupts, notebooks); pair-2 (17.7 s) where the numbers are the point.
 SHORT_ROOM = str(Path(__file__).parent / "rooms" / "short-2")
+
+
+def short_room_with_a_silent_participant(dst: Path, identity: str = "mo") -> str:
+    """The short room plus a participant who is there from start to end and never speaks."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    shutil.copytree(SHORT_ROOM, dst)
+    doc = json.loads((dst / "scenario.json").read_text())
+    frames = sf.info(dst / doc["participants"][0]["audio"]).frames
+    sf.write(dst / f"{identity}.flac", np.zeros(frames, dtype=np.int16), doc["sample_rate"])
+    doc["participants"].append({"identity": identity, "audio": f"{identity}.flac", "join_s": 0.0, "leave_s": None})
+    (dst / "scenario.json").write_text(json.dumps(doc))
+    return str(dst)
+
+
 PIDS = {"multi_session": 1100, "participant_entrypoint": 1200, "multi_dispatch": 1300}
 RUNNER_PID = 1000
 

@@ -45,8 +45,10 @@ def test_every_utterance_transcribed_by_every_architecture(whisper_run):
         assert len(ref) == 4 and not ref["missed"].any(), (arch, ref[["participant", "hyp_text"]])
         assert metrics.wer(list(ref["ref_text"]), list(ref["hyp_text"])) <= 0.35
         assert (ref["n_finals"] == 1).all(), "one final per utterance on this polite room"
-        assert ref["latency_s"].between(0.3, 5.0).all()  # generous sanity bound, not a benchmark
-        assert (ref["vad_latency_s"] < ref["latency_s"]).all()
+        # (text columns kept as read: an insertion row's empty latency makes the column text)
+        latency, vad_latency = pd.to_numeric(ref["latency_s"]), pd.to_numeric(ref["vad_latency_s"])
+        assert latency.between(0.3, 5.0).all()  # generous sanity bound, not a benchmark
+        assert (vad_latency < latency).all()
 
 
 def test_jobs_processes_and_agents_per_design(whisper_run):

@@ -102,6 +102,7 @@ class AgentWorker:
         self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
         self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
         self.tail: deque[str] = deque(maxlen=4)
+        self.full = False  # it said it is at full capacity (and not since that it is below it)
         self.proc: subprocess.Popen
         self.pump: threading.Thread
 
@@ -184,6 +185,7 @@ class AgentWorker:
             for line in self.proc.stdout:
                 line = redact(line, self.secret) if self.secret else line
                 self.tail.append(line)
+                self.full = bool(FULL.search(line)) or (self.full and not AVAILABLE.search(line))
                 if out:
                     out.write(line)
                     out.flush()
@@ -205,6 +207,10 @@ def _others_in_group(pgid: int) -> bool:
     return False
 
 
+# Both SDKs' words when a production worker's load (this MACHINE's CPU, averaged over 2.5 s) crosses its
+# load_threshold (0.7) and back: while full, the server gives it no job and does not retry a dispatch.
+FULL = re.compile(r"worker is at full capacity")
+AVAILABLE = re.compile(r"worker is below capacity")
 REGISTERED = re.compile(r"registered worker|: registered,")  # livekit-agents (Python, Node.js), and `kit agent`
 
 

@@ -216,6 +216,10 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     try:
         with worker:
             workers[agent.label] = worker.proc
+            # a production worker that says it is full gets no job, and a dispatch is not retried: wait
+            deadline = time.monotonic() + EXTERNAL_JOIN_S
+            while worker.full and time.monotonic() < deadline and worker.exited() is None:
+                time.sleep(0.2)
             try:
                 return asyncio.run(RoomRun(agent.label, config, sc, run_dir, creds, room, server=srv, external=agent,
                                            worker=worker).run(sampler, progress))  # fmt: skip
@@ -359,6 +363,9 @@ class RoomRun:
             return (f"no agent {self.agent!r} joined {waited}: is `python -m kit agent --arch {self.name}` running against "
                     f"this server, with the same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
         last = f"Its last output: {self.worker.last_output() if self.worker else '?'}"
+        if self.worker and self.worker.full:
+            last = (f"Its worker says it is at full capacity, so the server gave it no job: a production worker's "
+                    f"load is this machine's CPU, refused from 0.7 (load_threshold); run it on a quieter machine. {last}")  # fmt: skip
         if self.external.dispatch == "auto":
             return f"no agent joined {waited} (automatic dispatch): does the worker register without an agent name? {last}"
         return (f"no agent joined {waited} after dispatching to {self.agent!r}: does the worker register with that agent "
