@@ -126,9 +126,18 @@ class VADSettings:
     min_speech_duration: float = 0.05
     prefix_padding_duration: float = 0.5
     activation_threshold: float = 0.5
-    # --vad-gate: frames below this level (dBFS) are not given to silero once the participant has been
-    # below it for longer than the silence threshold (None: every frame, the default)
+    # --vad-gate (kit/room/gate.py): silero skips a participant's quiet frames once the silence that ends a
+    # turn has passed. Quiet: below gate_dbfs (--vad-gate DBFS), or less than gate_margin_db above the
+    # track's own noise floor (--vad-gate auto). Neither (None, None): every frame, the default.
     gate_dbfs: float | None = None
+    gate_margin_db: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.gate_dbfs is not None and self.gate_margin_db is not None:
+            raise KitError("the VAD gate is a fixed floor or adaptive, not both")
+
+
+ADAPTIVE_GATE_MARGIN_DB = 6.0  # --vad-gate auto: loud is this far above the track's own noise floor
 
 
 @dataclass(frozen=True)
@@ -192,7 +201,8 @@ class RunConfig:
         """The flags `add_arguments` reads back into this config's inference settings (the room,
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
         args = ["--stt", str(self.stt), *self.to_model_args()]
-        for flag, value in (("--cpus", self.cpus), ("--vad-gate", self.vad.gate_dbfs), ("--stt-price", self.stt_price)):
+        gate = "auto" if self.vad.gate_margin_db is not None else self.vad.gate_dbfs
+        for flag, value in (("--cpus", self.cpus), ("--vad-gate", gate), ("--stt-price", self.stt_price)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -213,7 +223,8 @@ class RunConfig:
             cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
         )  # fmt: skip
         if hasattr(args, "stt"):  # add_arguments; add_model_arguments alone (the STT service) has the model's only
-            given.update(stt=args.stt, cpus=args.cpus, vad=VADSettings(gate_dbfs=args.vad_gate), stt_price=args.stt_price)
+            vad = VADSettings(gate_margin_db=ADAPTIVE_GATE_MARGIN_DB) if args.vad_gate == "auto" else VADSettings(gate_dbfs=args.vad_gate)
+            given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price)
         return cls(**{**given, **overrides})
 
 
@@ -227,12 +238,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--cpus", type=int, default=None, metavar="K",
                    help="pin the run (worker and every job process) to K cores (default: all)")
-    p.add_argument("--vad-gate", type=float, nargs="?", const=-60.0, default=None, metavar="DBFS",
-                   help="skip silero on a participant's frames below DBFS (default -60 with the flag) once the "
-                        "silence that ends a turn has passed; not the default: see docs/cost-and-scaling.md")
+    p.add_argument("--vad-gate", type=gate_arg, nargs="?", const=-60.0, default=None, metavar="DBFS|auto",
+                   help="skip silero on a participant's quiet frames once the silence that ends a turn has passed: "
+                        "below DBFS (-60 with the flag alone), or 'auto': less than 6 dB above the track's own noise "
+                        "floor; not the default: see docs/cost-and-scaling.md")
     p.add_argument("--stt-price", default=None, metavar="ITEM",
                    help="price the cloud STT bill with this row of the pricing file (e.g. "
                         "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
+
+
+def gate_arg(text: str) -> float | str:
+    """--vad-gate's value: 'auto' or a level in dBFS."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'auto' or a level in dBFS such as -60, got {text!r}") from None
+    if not -120 <= value <= 0:
+        raise argparse.ArgumentTypeError(f"a level in dBFS is between -120 and 0, got {text!r}")
+    return value
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

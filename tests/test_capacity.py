@@ -83,29 +83,3 @@ def test_the_compute_bound_on_a_hand_made_case():
     assert metrics.compute_bound_latencies([], [], [], cores=2) == []
     # an idle gap: a turn handed over after the queue drained starts at once
     assert metrics.compute_bound_latencies([0.0, 5.0], [1.0, 1.0], [0.0, 5.0], cores=1) == pytest.approx([1.0, 1.0])
-
-
-def test_the_vad_gate_drops_long_silences_but_keeps_speech_and_the_silence_that_ends_it():
-    import asyncio
-
-    import numpy as np
-    from livekit import rtc
-
-    from kit.room.console import FRAME_SAMPLES, ROOM_RATE, gated
-
-    loud = (np.sin(np.arange(FRAME_SAMPLES) / 5) * 8000).astype(np.int16)
-    quiet = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-    pattern = [quiet] * 50 + [loud] * 10 + [quiet] * 100  # 1 s silence, 0.2 s tone, 2 s silence
-
-    async def frames():
-        for pcm in pattern:
-            yield rtc.AudioFrame(pcm.tobytes(), ROOM_RATE, 1, FRAME_SAMPLES)
-
-    async def kept(floor):
-        return [bool(np.frombuffer(f.data, dtype=np.int16).any()) async for f in gated(frames(), floor, hold_s=1.0)]
-
-    assert len(asyncio.run(kept(None))) == 160, "no floor: every frame"
-    out = asyncio.run(kept(-60.0))
-    assert out.count(True) == 10, "every loud frame"
-    assert out.count(False) == 50, "1 s of the silence after it (20 ms frames), none before"
-    assert out[:10] == [True] * 10

@@ -15,7 +15,8 @@ from livekit.agents import stt as agents_stt
 from livekit.plugins import silero
 
 from kit.config import RunConfig, VADSettings
-from kit.room.console import RoomView, gate_hold_s, gated
+from kit.room.console import RoomView
+from kit.room.gate import gated
 from kit.run.events import EventLog
 from kit.stt import FasterWhisperSTT, StreamingSTT, make_stt
 
@@ -65,7 +66,7 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
         stream = agents_stt.StreamAdapter(stt=stt, vad=make_vad(config, participant=identity, log=log)).stream()
 
     async def push() -> None:
-        async for frame in gated(room.frames(identity), config.vad.gate_dbfs, gate_hold_s(config.vad)):
+        async for frame in gated(room.frames(identity), config.vad):
             stream.push_frame(frame)
         stream.end_input()
 

@@ -24,6 +24,21 @@ async def create_dispatches(creds: Credentials, room: str, agent: str, metadata:
     return ids
 
 
+async def redispatch_jobless(creds: Credentials, room: str, agent: str, dispatches: list[str], metadata: list[str]) -> list[str]:
+    """Our dispatches that got no job (a worker that was full when the server offered it one: the
+    server does not offer it again), deleted and made again with their metadata; returns the ids."""
+    async with server_api(creds, room_admin=True, room=room) as lk:
+        jobless = {d.id for d in await lk.agent_dispatch.list_dispatch(room) if not d.state.jobs}
+        ids = []
+        for dispatch_id, m in zip(dispatches, metadata):
+            if dispatch_id in jobless:
+                await lk.agent_dispatch.delete_dispatch(dispatch_id, room)
+                dispatch_id = (await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(
+                    agent_name=agent, room=room, metadata=m))).id  # fmt: skip
+            ids.append(dispatch_id)
+    return ids
+
+
 async def count_jobs(creds: Credentials, room: str) -> int | None:
     """The jobs the server assigned for the room's dispatches (None: it could not be asked)."""
     try:

@@ -51,9 +51,9 @@ from kit.live.api import (
     count_jobs,
     create_dispatches,
     create_room,
+    redispatch_jobless,
 )
 from kit.live.common import (
-    ENV_VARS,
     TRANSCRIPTION_TOPIC,
     Credentials,
     RedactingFormatter,
@@ -69,6 +69,7 @@ from kit.live.publishers import (
     connect_publisher,
     publish,
 )
+from kit.live.server import private_server
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
 from kit.run.events import EventLog
@@ -89,6 +90,7 @@ from kit.stt.request_log import refusals, run_service_log, stt_clients
 START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
 # processes warm; several seconds for a worker that must start a process and load the model first)
 EXTERNAL_JOIN_S = 30.0  # --agent: dispatch -> the last of its agents in the room, once the first is
+REDISPATCH_EVERY_S = 3.0  # --agent: a dispatch with no job this long after the last look is made again
 AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
 AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch), when it is given one
 
@@ -128,7 +130,7 @@ def run(
                               + ([frame.service.pid] if frame and frame.service else []))  # fmt: skip
     with contextlib.ExitStack() as stack:
         stack.callback(_restore_sigterm, signal.signal(signal.SIGTERM, _sigterm_as_interrupt))
-        srv = stack.enter_context(_private_server(run_dir, server_bin)) if local_server else None
+        srv = stack.enter_context(private_server(run_dir, server_bin)) if local_server else None
         creds = Credentials.from_env()
         _redact_log_handlers(creds.api_secret)
         n_rooms = len(config.archs) + (agent is not None)
@@ -181,25 +183,6 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
 def _restore_sigterm(previous) -> None:
     signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _private_server(run_dir: Path, server_bin: str | None):
-    """A livekit-server for this run only: its log in the run directory, its credentials in this
-    process's environment (so the agent workers started here inherit them), both undone afterwards."""
-    from kit.live.server import LocalServer
-
-    saved = {k: os.environ.get(k) for k in ENV_VARS}
-    with LocalServer(server_bin, log_path=run_dir / "server.log") as srv:
-        os.environ.update(srv.env())
-        try:
-            yield srv
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials,
@@ -339,18 +322,24 @@ class RoomRun:
     async def wait_for_agents(self) -> None:
         """Until every agent has joined or the publishers must connect, not until t0: a publisher
         that joins late never catches up (frames already due leave at once, but the source plays
-        them in real time: its whole track lags). Your agent (--agent) is never told t0, so once one
-        of its agents is in, the room waits for the others up to EXTERNAL_JOIN_S after dispatch (a
-        worker that starts a process per job, on a busy machine) and starts when they are in."""
+        them in real time: its whole track lags). Your agent (--agent) is never told t0, so the room
+        waits up to EXTERNAL_JOIN_S after dispatch for all of its agents (a worker that starts a process
+        per job on a busy machine; or one that was full, whose jobless dispatches are made again) and
+        starts when they are in; its cold start still counts from the first dispatch."""
         async def until(deadline: float) -> None:
             while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 self.check_server()
 
         await until(self.t0 - CONNECT_AHEAD_S)
-        if self.external is not None and 0 < len(self.agents_seen) < len(self.metadata):
-            await until(self.t0 - START_LEAD_S + EXTERNAL_JOIN_S)
-            self.t0 = self.events.t0 = max(self.t0, time.monotonic() + CONNECT_AHEAD_S)
+        if self.external is None or len(self.agents_seen) == len(self.metadata):
+            return
+        deadline = self.t0 - START_LEAD_S + EXTERNAL_JOIN_S
+        while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
+            if self.dispatches:  # a dispatch the worker could not take (it was full) is never offered again
+                self.dispatches = await redispatch_jobless(self.creds, self.room, self.agent, self.dispatches, self.metadata)
+            await until(min(deadline, time.monotonic() + REDISPATCH_EVERY_S))
+        self.t0 = self.events.t0 = max(self.t0, time.monotonic() + CONNECT_AHEAD_S)
 
     def token_dispatches(self) -> api.RoomConfiguration:
         """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""
@@ -358,7 +347,7 @@ class RoomRun:
                                      agents=[api.RoomAgentDispatch(agent_name=self.agent, metadata=m) for m in self.metadata])  # fmt: skip
 
     def nobody_joined(self) -> str:
-        waited = f"within {START_LEAD_S - CONNECT_AHEAD_S:.0f} s"
+        waited = f"within {EXTERNAL_JOIN_S if self.external else START_LEAD_S - CONNECT_AHEAD_S:.0f} s"
         if self.external is None:
             return (f"no agent {self.agent!r} joined {waited}: is `python -m kit agent --arch {self.name}` running against "
                     f"this server, with the same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip

@@ -414,3 +414,22 @@ def _shell_quote(p: Path) -> str:
     import shlex
 
     return shlex.quote(str(p))
+
+
+@contextlib.contextmanager
+def private_server(run_dir: Path, server_bin: str | None):
+    """A livekit-server for this run only: its log in the run directory, its credentials in this
+    process's environment (so the agent workers started here inherit them), both undone afterwards."""
+    from kit.live.common import ENV_VARS  # the rtc stack: not for `kit server` alone
+
+    saved = {k: os.environ.get(k) for k in ENV_VARS}
+    with LocalServer(server_bin, log_path=run_dir / "server.log") as srv:
+        os.environ.update(srv.env())
+        try:
+            yield srv
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -26,6 +26,7 @@ from livekit.agents.voice import io as voice_io
 
 from kit.config import VADSettings
 from kit.room.audio import resample, to_int16
+from kit.room.gate import gated
 from kit.room.scenario import Scenario
 from kit.run.events import EventLog
 
@@ -92,7 +93,7 @@ class ConsoleRoom:
             yield frame
 
     async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
-        audio = RoomAudioInput(self, identity, self.vad.gate_dbfs, gate_hold_s(self.vad))
+        audio = RoomAudioInput(self, identity, self.vad)
         session.input.audio = audio  # no room: the session reads the replay (no RoomIO)
         await session.start(agent, record=False)
         return audio.ended
@@ -107,9 +108,9 @@ class ConsoleRoom:
 class RoomAudioInput(voice_io.AudioInput):
     """An AgentSession's audio input fed from one participant's frames of the kit's room."""
 
-    def __init__(self, room: RoomView, identity: str, gate_dbfs: float | None = None, hold_s: float = 1.0) -> None:
+    def __init__(self, room: RoomView, identity: str, vad: VADSettings) -> None:
         super().__init__(label=f"kit-room-{identity}")
-        self._frames = aiter(gated(room.frames(identity), gate_dbfs, hold_s))
+        self._frames = aiter(gated(room.frames(identity), vad))
         self.ended = asyncio.Event()
 
     async def __anext__(self) -> rtc.AudioFrame:
@@ -118,28 +119,6 @@ class RoomAudioInput(voice_io.AudioInput):
         except StopAsyncIteration:
             self.ended.set()
             raise
-
-
-async def gated(frames: AsyncIterator[rtc.AudioFrame], floor_dbfs: float | None, hold_s: float) -> AsyncIterator[rtc.AudioFrame]:
-    """The frames a VAD needs: all of them with no floor; else every frame above `floor_dbfs` and,
-    after one, `hold_s` of frames below it (so the VAD still sees the silence that ends a turn);
-    the rest of a silence is dropped. For silent participants, whose microphones send silence."""
-    quiet_s = float("inf")
-    async for frame in frames:
-        if floor_dbfs is None:
-            yield frame
-            continue
-        pcm = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32)
-        level = 10 * np.log10(np.mean(pcm**2) / 32768.0**2 + 1e-12)
-        quiet_s = 0.0 if level >= floor_dbfs else quiet_s + frame.duration
-        if quiet_s <= hold_s + 1e-9:
-            yield frame
-
-
-def gate_hold_s(vad: VADSettings) -> float:
-    """How long the gate keeps passing quiet frames after a loud one: the silence that ends a turn
-    and a margin for silero's window."""
-    return vad.min_silence_duration + 0.45
 
 
 async def sleep_until(deadline: float) -> None:

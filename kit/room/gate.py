@@ -1,0 +1,94 @@
+"""The VAD gate (`--vad-gate`): which of one participant's frames its VAD needs, so that silero does
+not run on the silence of someone who is not speaking.
+
+A frame is loud when its level reaches the gate's threshold: a fixed floor (`--vad-gate DBFS`), or
+(`--vad-gate auto`) `margin_db` above the track's own noise floor, the quietest level seen lately
+(it follows a quieter frame at once and rises at most RISE_DB_PER_S, so speech cannot pull it up
+between two pauses), and never below QUIETEST_DBFS. A loud frame opens the gate; it stays open for
+`hold_s` of quiet frames (the silence that ends a turn, so the VAD still closes it). A closed gate
+keeps the last `preroll_s` of frames and lets them through first when it opens: the quiet start of
+a word, and the VAD's own prefix padding, are not lost.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import numpy as np
+from livekit import rtc
+
+from kit.config import VADSettings
+
+RISE_DB_PER_S = 3.0  # how fast the adaptive floor may follow a louder background
+SMOOTH_S = 0.1  # the adaptive gate's level: over the last 100 ms
+QUIETEST_DBFS = -70.0  # below this a frame is silence whatever the floor (digital silence, dither)
+
+Frame = TypeVar("Frame")
+
+
+class Gate:
+    """The gate of one track, frame by frame (`admit`): the frames to hand the VAD, in order."""
+
+    def __init__(self, vad: VADSettings) -> None:
+        self.fixed_dbfs, self.margin_db = vad.gate_dbfs, vad.gate_margin_db
+        self.hold_s, self.preroll_s = gate_hold_s(vad), vad.prefix_padding_duration
+        self.floor_dbfs: float | None = None  # the adaptive floor, once a frame was seen
+        self.quiet_s = float("inf")  # quiet time since the last loud frame
+        self.held: deque[tuple[object, float]] = deque()  # (frame, duration): the closed gate's preroll
+        self.held_s = 0.0
+        self.recent: deque[tuple[float, float]] = deque()  # (mean square, duration) of the last frames
+
+    @property
+    def enabled(self) -> bool:
+        return self.fixed_dbfs is not None or self.margin_db is not None
+
+    def admit(self, frame: Frame, pcm: np.ndarray, duration: float) -> list[Frame]:
+        """The frames to give the VAD now, given this one (int16 samples, its duration in s)."""
+        if not self.enabled:
+            return [frame]
+        self.quiet_s = 0.0 if self.loud(pcm, duration) else self.quiet_s + duration
+        if self.quiet_s <= self.hold_s + 1e-9:
+            out = [f for f, _ in self.held] + [frame]
+            self.held.clear()
+            self.held_s = 0.0
+            return out
+        self.held.append((frame, duration))
+        self.held_s += duration
+        while self.held and self.held_s - self.held[0][1] >= self.preroll_s - 1e-9:
+            self.held_s -= self.held.popleft()[1]
+        return []
+
+    def loud(self, pcm: np.ndarray, duration: float) -> bool:
+        if self.margin_db is None:
+            return level_dbfs(pcm) >= self.fixed_dbfs
+        # the level over the last SMOOTH_S: a noise's own flicker from frame to frame is not speech
+        self.recent.append((float(np.mean(pcm.astype(np.float32) ** 2)), duration))
+        while sum(d for _, d in self.recent) - self.recent[0][1] >= SMOOTH_S - 1e-9:
+            self.recent.popleft()
+        level = 10 * np.log10(sum(e * d for e, d in self.recent) / sum(d for _, d in self.recent) / 32768.0**2 + 1e-12)
+        self.floor_dbfs = level if self.floor_dbfs is None else min(level, self.floor_dbfs + RISE_DB_PER_S * duration)
+        return level >= max(self.floor_dbfs + self.margin_db, QUIETEST_DBFS)
+
+
+def level_dbfs(pcm: np.ndarray) -> float:
+    samples = pcm.astype(np.float32)
+    return float(10 * np.log10(np.mean(samples**2) / 32768.0**2 + 1e-12))
+
+
+def gate_hold_s(vad: VADSettings) -> float:
+    """How long the gate keeps passing quiet frames after a loud one: the silence that ends a turn
+    and a margin for silero's window."""
+    return vad.min_silence_duration + 0.45
+
+
+async def gated(frames: AsyncIterator[rtc.AudioFrame], vad: VADSettings) -> AsyncIterator[rtc.AudioFrame]:
+    """The frames of one track its VAD needs (all of them with no gate)."""
+    gate = Gate(vad)
+    async for frame in frames:
+        if not gate.enabled:
+            yield frame
+            continue
+        for out in gate.admit(frame, np.frombuffer(frame.data, dtype=np.int16), frame.duration):
+            yield out
