@@ -137,7 +137,7 @@ class VADSettings:
             raise KitError("the VAD gate is a fixed floor or adaptive, not both")
 
 
-ADAPTIVE_GATE_MARGIN_DB = 6.0  # --vad-gate auto: loud is this far above the track's own noise floor
+ADAPTIVE_GATE_MARGIN_DB = 8.0  # --vad-gate auto: loud is this far above the track's own noise floor (docs/cost-and-scaling.md)
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pin the run (worker and every job process) to K cores (default: all)")
     p.add_argument("--vad-gate", type=gate_arg, nargs="?", const=-60.0, default=None, metavar="DBFS|auto",
                    help="skip silero on a participant's quiet frames once the silence that ends a turn has passed: "
-                        "below DBFS (-60 with the flag alone), or 'auto': less than 6 dB above the track's own noise "
+                        "below DBFS (-60 with the flag alone), or 'auto': less than 8 dB above the track's own noise "
                         "floor; not the default: see docs/cost-and-scaling.md")
     p.add_argument("--stt-price", default=None, metavar="ITEM",
                    help="price the cloud STT bill with this row of the pricing file (e.g. "

@@ -26,12 +26,11 @@ from livekit.agents.voice import io as voice_io
 
 from kit.config import VADSettings
 from kit.room.audio import resample, to_int16
-from kit.room.gate import gated
+from kit.room.gate import FRAME_S, gated
 from kit.room.scenario import Scenario
 from kit.run.events import EventLog
 
 ROOM_RATE = 48_000
-FRAME_S = 0.020
 FRAME_SAMPLES = int(ROOM_RATE * FRAME_S)
 
 

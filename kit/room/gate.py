@@ -2,7 +2,7 @@
 not run on the silence of someone who is not speaking.
 
 A frame is loud when its level reaches the gate's threshold: a fixed floor (`--vad-gate DBFS`), or
-(`--vad-gate auto`) `margin_db` above the track's own noise floor, the quietest level seen lately
+(`--vad-gate auto`) `margin_db` (8 dB) above the track's own noise floor, the quietest level seen lately
 (it follows a quieter frame at once and rises at most RISE_DB_PER_S, so speech cannot pull it up
 between two pauses), and never below QUIETEST_DBFS. A loud frame opens the gate; it stays open for
 `hold_s` of quiet frames (the silence that ends a turn, so the VAD still closes it). A closed gate
@@ -17,9 +17,14 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 from livekit import rtc
 
 from kit.config import VADSettings
+from kit.room.audio import to_int16
+from kit.room.scenario import Scenario
+
+FRAME_S = 0.020  # the room's frames: 20 ms (kit/room/console.py)
 
 RISE_DB_PER_S = 3.0  # how fast the adaptive floor may follow a louder background
 SMOOTH_S = 0.1  # the adaptive gate's level: over the last 100 ms
@@ -92,3 +97,28 @@ async def gated(frames: AsyncIterator[rtc.AudioFrame], vad: VADSettings) -> Asyn
             continue
         for out in gate.admit(frame, np.frombuffer(frame.data, dtype=np.int16), frame.duration):
             yield out
+
+
+def track_frames_kept(sc: Scenario, identity: str, vad: VADSettings) -> tuple[range, set[int]]:
+    """One participant's track through the gate, offline: the indices k of the 20 ms frames it sends
+    (room time [k, k+1) * 20 ms, from its join to its leave) and of those the gate hands the VAD."""
+    p, per_frame = sc.participant(identity), int(sc.sample_rate * FRAME_S)
+    audio = to_int16(sc.read_audio(identity))
+    last = len(audio) // per_frame if p.leave_s is None else min(len(audio) // per_frame, int(p.leave_s / FRAME_S))
+    sent = range(int(p.join_s / FRAME_S + 1e-9), last)
+    gate = Gate(vad)
+    kept = {k for frame in sent for k in gate.admit(frame, audio[frame * per_frame : (frame + 1) * per_frame], FRAME_S)}
+    return sent, kept
+
+
+def gate_shares(sc: Scenario, vad: VADSettings) -> pd.DataFrame:
+    """Per participant: frames sent, the share the gate hands the VAD, and whether it ever speaks.
+    `python -c "from kit.room import scenario, gate; from kit.config import VADSettings;
+    print(gate.gate_shares(scenario.load('noisy'), VADSettings(gate_margin_db=8)))"`"""
+    speakers = {u.participant for u in sc.utterances}
+    rows = []
+    for p in sc.participants:
+        sent, kept = track_frames_kept(sc, p.identity, vad)
+        rows.append({"participant": p.identity, "speaks": p.identity in speakers, "frames": len(sent),
+                     "kept_share": len(kept) / len(sent) if len(sent) else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["participant", "speaks", "frames", "kept_share"])
