@@ -2,6 +2,7 @@
 forms (JSON for run.json and the jobs, flags for the agent worker and the STT service) round-trip."""
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -75,6 +76,19 @@ def test_flags_round_trip_every_inference_setting():
     back = RunConfig.from_args(parser.parse_args(FULL.to_args()), scenario=FULL.scenario, archs=FULL.archs)
     assert back == FULL
     assert RunConfig.from_args(parser.parse_args([])) == RunConfig()
+
+
+def test_the_adaptive_vad_gate_round_trips_and_a_bad_level_is_refused(capsys):
+    parser = argparse.ArgumentParser()
+    config_mod.add_arguments(parser)
+    auto = dataclasses.replace(FULL, vad=VADSettings(gate_margin_db=config_mod.ADAPTIVE_GATE_MARGIN_DB))
+    assert "auto" in auto.to_args() and RunConfig.from_dict(auto.to_dict()) == auto
+    assert RunConfig.from_args(parser.parse_args(auto.to_args()), scenario=auto.scenario, archs=auto.archs) == auto
+    assert RunConfig.from_args(parser.parse_args(["--vad-gate"])).vad.gate_dbfs == -60.0
+    for bad in ("loud", "20", "nan"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--vad-gate", bad])
+    assert "'auto' or a level in dBFS" in capsys.readouterr().err
 
 
 def test_the_stt_service_takes_the_model_flags_of_the_same_config():
