@@ -72,14 +72,18 @@ class Gate:
         self.recent.append((float(np.mean(pcm.astype(np.float32) ** 2)), duration))
         while sum(d for _, d in self.recent) - self.recent[0][1] >= SMOOTH_S - 1e-9:
             self.recent.popleft()
-        level = 10 * np.log10(sum(e * d for e, d in self.recent) / sum(d for _, d in self.recent) / 32768.0**2 + 1e-12)
+        level = dbfs(sum(e * d for e, d in self.recent) / sum(d for _, d in self.recent))
         self.floor_dbfs = level if self.floor_dbfs is None else min(level, self.floor_dbfs + RISE_DB_PER_S * duration)
         return level >= max(self.floor_dbfs + self.margin_db, QUIETEST_DBFS)
 
 
 def level_dbfs(pcm: np.ndarray) -> float:
-    samples = pcm.astype(np.float32)
-    return float(10 * np.log10(np.mean(samples**2) / 32768.0**2 + 1e-12))
+    return dbfs(float(np.mean(pcm.astype(np.float32) ** 2)))
+
+
+def dbfs(mean_square: float) -> float:
+    """The level of int16 samples of this mean square, in dB below full scale."""
+    return float(10 * np.log10(mean_square / 32768.0**2 + 1e-12))
 
 
 def gate_hold_s(vad: VADSettings) -> float:
@@ -92,7 +96,7 @@ async def gated(frames: AsyncIterator[rtc.AudioFrame], vad: VADSettings) -> Asyn
     """The frames of one track its VAD needs (all of them with no gate)."""
     gate = Gate(vad)
     async for frame in frames:
-        if not gate.enabled:
+        if not gate.enabled:  # the default: no level to read
             yield frame
             continue
         for out in gate.admit(frame, np.frombuffer(frame.data, dtype=np.int16), frame.duration):
