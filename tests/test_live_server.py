@@ -127,6 +127,7 @@ def test_no_room_is_left_on_the_server(whisper_live, livekit_server):
 # --- console and live side by side, calibrated, dispatch by token, a private server ---------------------------
 
 
+@pytest.mark.timing
 def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(tmp_path):
     done = kit("compare", "--mode", "both", "--local-server", "--dispatch", "token", "--stt", "delay:0.30",
                "--scenario", SHORT_ROOM, "--results", str(tmp_path), *ARCH_ARGS, env=kit_env())  # fmt: skip
@@ -184,8 +185,9 @@ def test_a_silent_participant_in_both_modes_is_the_same_row_and_the_report_is_wr
 
 def test_cpus_and_window_reach_the_agent_worker_and_its_jobs(livekit_server, tmp_path):
     """--cpus 1 --window 10 live: the worker and every job process are pinned to one core (read from
-    /proc), and each job process holds exactly one Whisper model: the one it preloaded (the worker
-    got every inference flag, so its idle processes load the model the jobs use)."""
+    /proc), the room's side (publishers, listener) to the others, and each job process holds exactly
+    one Whisper model: the one it preloaded (the worker got every inference flag, so its idle processes
+    load the model the jobs use)."""
     done = kit("live", "--local-agents", "--scenario", SHORT_ROOM, "--arch", "multi_dispatch", "--cpus", "1",
                "--window", "10", "--results", str(tmp_path), env=kit_env(livekit_server))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -193,6 +195,7 @@ def test_cpus_and_window_reach_the_agent_worker_and_its_jobs(livekit_server, tmp
     record = RunRecord.load(run_dir)
     core = sorted(os.sched_getaffinity(0))[:1]
     assert record.archs["multi_dispatch"].worker_cores == core and record.cores == core
+    assert record.archs["multi_dispatch"].room_cores == sorted(os.sched_getaffinity(0))[1:]  # this machine: 2 cores
     assert record.config["cpus"] == 1 and record.config["window_s"] == 10.0
     starts = [json.loads(line) for f in (run_dir / "events").glob("multi_dispatch-j*.jsonl")
               for line in f.read_text().splitlines() if '"job_start"' in line]  # fmt: skip
