@@ -4,6 +4,7 @@ with which settings; and its two forms outside Python: command-line flags and JS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -281,6 +282,38 @@ def pin_to_cores(cpus: int | None) -> list[int]:
     if cpus is not None:
         os.sched_setaffinity(0, check_cpus(cpus))
     return sorted(os.sched_getaffinity(0))
+
+
+def pin_threads(pid: int, cores: list[int]) -> None:
+    """Pin every thread of a running process to `cores`: os.sched_setaffinity pins one thread, and the
+    threads a process already has (a runtime's, a server's) would stay where they were."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cores)
+
+
+@contextlib.contextmanager
+def threads_pinned(cores: list[int]):
+    """Every thread of this process on `cores` for a while (none: left as it is), then back on every
+    core it could use before (processes started from here afterwards are not confined to `cores`)."""
+    if not cores:
+        yield
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    pin_threads(os.getpid(), cores)
+    try:
+        yield
+    finally:
+        pin_threads(os.getpid(), allowed)
+
+
+def thread_cores(pid: int) -> list[int]:
+    """The cores any thread of a running process may use (read from /proc, not assumed)."""
+    cores: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            cores |= os.sched_getaffinity(int(task.name))
+    return sorted(cores)
 
 
 def check_cpus(cpus: int) -> list[int]:

@@ -3,6 +3,8 @@ forms (JSON for run.json and the jobs, flags for the agent worker and the STT se
 
 import argparse
 import dataclasses
+import os
+import threading
 
 import pytest
 
@@ -102,3 +104,22 @@ def test_the_stt_service_takes_the_model_flags_of_the_same_config():
     assert [getattr(served, f) for f in fields] == [getattr(FULL, f) for f in fields]
     with pytest.raises(KitError, match="--window"):
         stt_service.service_config(parser.parse_args(["--window", "0"]))
+
+
+def test_threads_pinned_moves_every_thread_and_puts_them_back():
+    """A thread that already runs (as livekit's runtime does when a room plays) is pinned too, and
+    afterwards every thread may use every core again."""
+    allowed = sorted(os.sched_getaffinity(0))
+    assert len(allowed) >= 2, "this test needs two cores (the kit's machine has two)"
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        with config_mod.threads_pinned(allowed[1:]):
+            assert config_mod.thread_cores(os.getpid()) == allowed[1:]
+            assert sorted(os.sched_getaffinity(worker.native_id)) == allowed[1:]
+        assert config_mod.thread_cores(os.getpid()) == allowed
+        assert sorted(os.sched_getaffinity(worker.native_id)) == allowed
+    finally:
+        stop.set()
+        worker.join()

@@ -43,7 +43,7 @@ from pathlib import Path
 from livekit import api, rtc
 
 from kit import architectures
-from kit.config import KitError, RunConfig, SttSpec, check_cpus
+from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, thread_cores, threads_pinned
 from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, local_agent
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
@@ -129,7 +129,8 @@ def run(
     sampler = ResourceSampler(run_dir / "resources.jsonl", roots=lambda arch: agent_pids(run_dir / "events", workers, arch)
                               + ([frame.service.pid] if frame and frame.service else []))  # fmt: skip
     with contextlib.ExitStack() as stack:
-        stack.callback(_restore_sigterm, signal.signal(signal.SIGTERM, _sigterm_as_interrupt))
+        for signum in (signal.SIGINT, signal.SIGTERM):  # raised where the main thread is, whatever it awaits
+            stack.callback(signal.signal, signum, signal.signal(signum, _as_interrupt))
         srv = stack.enter_context(private_server(run_dir, server_bin)) if local_server else None
         creds = Credentials.from_env()
         _redact_log_handlers(creds.api_secret)
@@ -143,6 +144,11 @@ def run(
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.cores = check_cpus(config.cpus) if config.cpus and local_agents else None  # the agents' cores
+        # the room's side (this process's publishers and listener, the run's own server) on the other cores,
+        # so the agent's cores measure the agent (none left with --cpus = every core: shared, as without it)
+        room_side = sorted(os.sched_getaffinity(0) - set(record.cores)) if record.cores else []
+        if srv and room_side:
+            pin_threads(srv.proc.pid, room_side)
         record.save(run_dir)
         frame = stack.enter_context(RunFrame(run_dir, record, sampler, config))
         config = frame.jobs_config  # the agents get "service:<its URL>"
@@ -151,7 +157,10 @@ def run(
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
                 with local_agent(name, config, workers) if local_agents else contextlib.nullcontext() as worker:
                     run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv)
-                    result = asyncio.run(run.run(sampler, progress))
+                    with threads_pinned(room_side):  # after the worker started: it must not inherit them
+                        result = asyncio.run(run.run(sampler, progress))
+                        if room_side:
+                            result.room_cores = sorted(set(thread_cores(os.getpid()) + (thread_cores(srv.proc.pid) if srv else [])))
                     if worker is not None:
                         result.worker_cores = sorted(os.sched_getaffinity(worker.pid))
                 frame.add(name, result)
@@ -176,13 +185,11 @@ class _Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
-def _sigterm_as_interrupt(signum, frame) -> None:
-    """SIGTERM stops a live run the way Ctrl-C does: rooms and dispatches deleted, tables kept."""
+def _as_interrupt(signum, frame) -> None:
+    """Ctrl-C and SIGTERM stop a live run the same way: rooms and dispatches deleted, tables kept. Not
+    asyncio.run's own Ctrl-C handling: it cancels the main task, and a cancellation something under it
+    absorbs loses the signal (seen once: SIGINT mid-room, the run went on and exited 0)."""
     raise _Interrupt(signum)
-
-
-def _restore_sigterm(previous) -> None:
-    signal.signal(signal.SIGTERM, previous)
 
 
 def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials,

@@ -45,6 +45,7 @@ class ArchRun:
     agent_name: str | None = None
     command: str | None = None  # `kit live --agent CMD`: your own agent, measured only from outside
     worker_cores: list[int] | None = None  # live, --local-agents: the cores the agent worker may use (/proc)
+    room_cores: list[int] | None = None  # live, --local-agents --cpus K: the cores the room's side (publishers, listener, the run's own server) used (/proc)
     stt_api: str | None = None  # the protocol(s) its STT clients spoke to the run's STT service ("openai", "inference", ...)
     stt_model: str | None = None  # the model name(s) they asked for (as the client named them)
 
