@@ -16,6 +16,7 @@ import { RoomEvent, TrackSource } from '@livekit/rtc-node';
 import { fileURLToPath } from 'node:url';
 
 const AGENT_NAME = process.env.KIT_AGENT_NAME || 'per-participant-transcriber';
+const LAST_FINAL_MS = 5000; // after its participant leaves, how long the job waits for the final of their last sentence
 
 export default defineAgent({
   // Runs once per job process, before a job arrives: the model is loaded when the dispatch comes.
@@ -64,12 +65,30 @@ export default defineAgent({
       turnHandling: { turnDetection: 'vad' },
       userAwayTimeout: null,
     });
-    // The session closes when its participant leaves: the job (and its agent participant) goes too.
-    session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('participant left'));
+    session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('session closed'));
+    // Its participant left: the job is done once their last sentence is out. AgentSession's own close at
+    // the disconnect (closeOnDisconnect, the default) stops publishing at once, dropping a final still in
+    // the STT (a sentence the VAD had just ended). So: wait for that final (at most LAST_FINAL_MS), then
+    // close. (commitUserTurn() cannot flush the STT here: in 1.9.0 it returns nothing to wait on.)
+    const lastFinal = () =>
+      new Promise((resolve) => {
+        const timer = setTimeout(resolve, LAST_FINAL_MS);
+        session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
+          if (ev.isFinal) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    ctx.room.on(RoomEvent.ParticipantDisconnected, async (participant) => {
+      if (participant.identity !== identity) return;
+      await lastFinal();
+      await session.close();
+    });
     await session.start({
       agent: new voice.Agent({ instructions: 'Transcribe the participant. Never reply.' }),
       room: ctx.room,
-      inputOptions: { participantIdentity: identity, textEnabled: false },
+      inputOptions: { participantIdentity: identity, textEnabled: false, closeOnDisconnect: false },
       outputOptions: { audioEnabled: false, transcriptionEnabled: true },
     });
   },
