@@ -8,6 +8,7 @@ import json
 
 import aiohttp
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic import SHORT_ROOM
 
@@ -172,3 +173,23 @@ def test_vad_gated_stt_audio_is_the_turns_it_was_given(tmp_path):
         speech = sum(u.end_s - u.start_s for u in mine)
         assert speech <= spk.loc[p.identity, "stt_audio_s"] <= speech + len(mine) * 1.2
         assert spk.loc[p.identity, "stt_audio_s"] < 0.8 * len(room.read_audio(p.identity)) / room.sample_rate
+
+
+def test_a_final_before_its_utterance_ends_is_premature_not_fast():
+    """A streaming STT that ends a turn at a pause inside an utterance sends its last final for that
+    utterance before the utterance ends: counted as premature, and left out of the latency figures
+    (its negative latency would read as the fastest of all)."""
+    sc = scenario.load("pair-2")
+    first, second = [u for u in sc.utterances if u.participant == "alice"][:2]
+    finals = pd.DataFrame([
+        {"t": first.start_s + 1.5, "speech_start": first.start_s, "speech_end": first.start_s + 1.0, "text": "half of it"},
+        {"t": second.end_s + 0.9, "speech_start": second.start_s, "speech_end": second.end_s, "text": "all of it"},
+    ]).assign(arch="streaming", kind="final", participant="alice", infer_s=0.1, stt_cpu_s=0.1)  # fmt: skip
+    utts = metrics.utterances(sc, finals, 0.55, ["streaming"]).set_index(["participant", "utt"])
+    i, j = sc.utterances.index(first), sc.utterances.index(second)
+    assert utts.loc[("alice", i), "premature"] and utts.loc[("alice", i), "latency_s"] < 0  # kept, as measured
+    assert not utts.loc[("alice", j), "premature"] and not utts.loc[("bob", sc.utterances.index(
+        next(u for u in sc.utterances if u.participant == "bob"))), "premature"]  # missed: not premature either
+    alice = metrics.speakers(utts.reset_index()).set_index("participant").loc["alice"]
+    assert alice["premature"] == 1 and alice["matched"] == 2
+    assert alice["latency_p50"] == pytest.approx(0.9) and alice["latency_max"] == pytest.approx(0.9)

@@ -4,13 +4,14 @@
     arch, participant, utt (index in the scenario, -1 for insertions), kind ("reference" | "insertion" |
     "unreached": the run stopped, e.g. interrupted, less than 2 s after it ended, so it is not counted),
     start_s, end_s (ground truth, s since t0), ref_text, hyp_text (finals joined in order),
-    n_finals, final_t (time of the last final), latency_s (final_t - end_s),
+    n_finals, final_t (time of the last final), latency_s (final_t - end_s), premature (its last final
+    came before end_s: counted, and left out of every latency percentile),
     vad_end_s (the VAD's end of speech behind the last final), vad_latency_s (final_t - vad_end_s),
     infer_s (STT wall time of the last final), floor_s (VAD silence threshold + infer_s),
     stt_cpu_s (STT CPU of all its finals), missed (no final matched), first_interim_s (a streaming
     STT, `--stt stream`: the first interim of the turn behind its first final, less start_s; NaN
     without interims).
-`speakers`: one row per (architecture, participant): counts, WER (NaN for a room without reference
+`speakers`: one row per (architecture, participant): counts (premature among them), WER (NaN for a room without reference
     text, `"reference": false`), latency percentiles, and cost:
     cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
     timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
@@ -64,7 +65,7 @@ UNREACHED_MARGIN_S = 2.0  # an utterance ending this close to an interrupted run
 UTTERANCE_COLUMNS = [
     "arch", "participant", "utt", "kind", "start_s", "end_s", "ref_text", "hyp_text", "n_finals",
     "final_t", "latency_s", "vad_end_s", "vad_latency_s", "infer_s", "floor_s", "stt_cpu_s", "missed",
-    "first_interim_s",
+    "premature", "first_interim_s",
 ]  # fmt: skip
 
 # --- text normalisation for WER: lowercase, numbers as spoken, punctuation stripped -----------------
@@ -196,7 +197,9 @@ def _row(arch, participant, utt, kind, start_s, end_s, ref_text, finals, last, v
         "final_t": final_t, "latency_s": final_t - end_s, "vad_end_s": vad_end, "vad_latency_s": final_t - vad_end,
         "infer_s": infer, "floor_s": vad_silence_s + infer,
         "stt_cpu_s": float(sum(f.stt_cpu_s for f in finals if pd.notna(f.stt_cpu_s))),
-        "missed": kind == "reference" and not finals, "first_interim_s": np.nan,
+        "missed": kind == "reference" and not finals,
+        # its last final came before it ended (the rest of it went unheard, or into another turn): not a latency
+        "premature": bool(kind == "reference" and final_t < end_s), "first_interim_s": np.nan,
     }  # fmt: skip
 
 
@@ -226,15 +229,18 @@ def speakers(utts: pd.DataFrame, participants: list[str] | None = None, archs: l
     return pd.DataFrame(rows, columns=SPEAKER_TABLE).astype({c: int for c in COUNT_COLUMNS})
 
 
-COUNT_COLUMNS = ["utterances", "matched", "missed", "insertions", "finals"]
-SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "insertions", "finals", "wer", "latency_p50",
+COUNT_COLUMNS = ["utterances", "matched", "missed", "insertions", "finals", "premature"]
+SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "insertions", "finals", "premature", "wer", "latency_p50",
                  "latency_p95", "latency_p99", "latency_max", "vad_latency_p50", "floor_p50", "first_interim_p50", "transcript"]  # fmt: skip
 
 
 def _latency_summary(ref: pd.DataFrame) -> dict:
-    """latency p50/p95/p99/max, vad_latency_p50 and floor_p50 (s) over reference utterance rows."""
-    lat = ref["latency_s"].dropna()
+    """latency p50/p95/p99/max, vad_latency_p50 and floor_p50 (s) over reference utterance rows, and
+    how many were premature: their latency is no measure of speed, so it is left out."""
+    on_time = ref[~ref["premature"].astype(bool)]
+    lat = on_time["latency_s"].dropna()
     return {
+        "premature": int(ref["premature"].astype(bool).sum()),
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
         "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
         "first_interim_p50": ref["first_interim_s"].median(),

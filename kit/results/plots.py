@@ -184,7 +184,7 @@ def latency(tables: Tables) -> Figure:
     """Each utterance's latency as a dot, per speaker and architecture (plus all speakers), the
     median as a bar, and the floor (VAD silence threshold + STT inference) as a grey column."""
     utts = tables.utterances
-    ref = utts[(utts["kind"] == "reference") & ~utts["missed"].astype(bool)]
+    ref = utts[(utts["kind"] == "reference") & ~utts["missed"].astype(bool) & ~utts["premature"].astype(bool)]
     archs, groups = archs_of(tables), [*participants_of(tables), "all speakers"]
     fig = Figure(figsize=(max(7, 1.7 * len(groups) + 2), 4.8), layout="constrained")
     ax = fig.add_subplot()
