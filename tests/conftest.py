@@ -92,15 +92,12 @@ def pytest_collection_modifyitems(config, items):
         for fixture in set(item.fixturenames) & set(FIXTURE_TIERS):
             for tier in FIXTURE_TIERS[fixture]:
                 item.add_marker(tier)
-        # Under pytest-xdist (make test: -n 2 --dist loadgroup) two lanes run one test after another, each on
-        # one worker (docs/design.md): `heavy`, the Whisper replays, the Node tests and the tests with tight
-        # timing bounds (two Whisper replays at once on 2 cores miss utterances, a calibrated live room beside
-        # one is late, and in `start` mode @livekit/agents 1.9.0 binds its health check to port 8081, so two
-        # Node agent workers cannot run at once); `live`, the other real-server tests (one server room at a time).
-        if any(item.get_closest_marker(tier) for tier in ("whisper", "node", "timing")):
+        # Under pytest-xdist (make test: -n 2 --dist loadgroup) the Whisper replays, the Node tests and the live
+        # tests run on one worker, one after another: two Whisper replays at once on 2 cores miss utterances,
+        # a live room beside one is late (measured: docs/design.md), and in `start` mode @livekit/agents 1.9.0
+        # binds its health check to port 8081 (port 0 counts as unset), so two Node agent workers cannot run at once.
+        if any(item.get_closest_marker(tier) for tier in ("whisper", "node", "server")):
             item.add_marker(pytest.mark.xdist_group("heavy"))
-        elif item.get_closest_marker("server"):
-            item.add_marker(pytest.mark.xdist_group("live"))
         # A module fixture runs once per worker that needs it: the tests sharing a costly one (a replay,
         # a service, a model) go to one worker, or the replay runs twice.
         elif set(item.fixturenames) & SHARED_MODULE_FIXTURES:

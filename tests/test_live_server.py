@@ -127,7 +127,6 @@ def test_no_room_is_left_on_the_server(whisper_live, livekit_server):
 # --- console and live side by side, calibrated, dispatch by token, a private server ---------------------------
 
 
-@pytest.mark.timing
 def test_compare_both_modes_calibrated_with_token_dispatch_on_a_private_server(tmp_path):
     done = kit("compare", "--mode", "both", "--local-server", "--dispatch", "token", "--stt", "delay:0.30",
                "--scenario", SHORT_ROOM, "--results", str(tmp_path), *ARCH_ARGS, env=kit_env())  # fmt: skip
