@@ -237,10 +237,10 @@ SPEAKER_TABLE = ["arch", "participant", "utterances", "matched", "missed", "inse
 def _latency_summary(ref: pd.DataFrame) -> dict:
     """latency p50/p95/p99/max, vad_latency_p50 and floor_p50 (s) over reference utterance rows, and
     how many were premature: their latency is no measure of speed, so it is left out."""
-    on_time = ref[~ref["premature"].astype(bool)]
-    lat = on_time["latency_s"].dropna()
+    premature = ref["premature"].astype(bool)
+    lat = ref.loc[~premature, "latency_s"].dropna()
     return {
-        "premature": int(ref["premature"].astype(bool).sum()),
+        "premature": int(premature.sum()),
         "latency_p50": lat.quantile(0.5), "latency_p95": lat.quantile(0.95), "latency_p99": lat.quantile(0.99),
         "latency_max": lat.max(), "vad_latency_p50": ref["vad_latency_s"].median(), "floor_p50": ref["floor_s"].median(),
         "first_interim_p50": ref["first_interim_s"].median(),
