@@ -144,7 +144,7 @@ def examples_measured(livekit_server, tmp_path_factory):
 
 # label: the STT API and model the unmodified example asked the stand-in for, and its agent participants
 UNMODIFIED = {"py-multi-session": ("inference", "deepgram/nova-3", 1), "py-participant-streams": ("openai", "gpt-4o-transcribe", 1),
-              "py-dispatch-per-participant": ("deepgram", "nova-3", 2), "node-participant-streams": ("openai", "whisper-1", 1)}  # fmt: skip
+              "py-dispatch-per-participant": ("deepgram", "nova-3", 2), "node-participant-streams": ("inference", "deepgram/nova-3", 1)}  # fmt: skip
 
 
 @pytest.mark.parametrize("label", list(UNMODIFIED))
