@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import re
 import socket
@@ -75,6 +76,7 @@ TWIRP = {
         lambda r: api.AgentDispatch(id=f"AD_{r.metadata[-8:]}", agent_name=r.agent_name, room=r.room, metadata=r.metadata),
     ),
     ("AgentDispatchService", "DeleteDispatch"): (api.DeleteAgentDispatchRequest, lambda r: api.AgentDispatch(id=r.dispatch_id)),
+    ("RoomService", "UpdateRoomMetadata"): (api.UpdateRoomMetadataRequest, lambda r: api.Room(name=r.room, metadata=r.metadata)),
 }
 
 
@@ -252,18 +254,20 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
     sc = scenario.load("pair-2")
     config = RunConfig(scenario="pair-2", stt="delay:0.1", archs=("multi_dispatch",))
     t_submit = time.time()
-    specs = live_driver.job_specs("multi_dispatch", config, sc, Path("/tmp/run-x"), t_submit, t_submit + 15)
+    specs = live_driver.job_specs("multi_dispatch", config, sc, Path("/tmp/run-x"), t_submit)
 
     async def control_plane():
         await live_api.create_room(creds(), "room-7")
         ids = await live_api.create_dispatches(creds(), "room-7", "kit-multi-dispatch-ci-runner", [s.to_json() for s in specs])
+        await live_api.announce_t0(creds(), "room-7", t_submit + 3)
         problems = await live_api.close_room(creds(), "room-7", ids)
         return ids, problems
 
     ids, problems = asyncio.run(control_plane())
     assert problems == [] and len(ids) == 2
     methods = [c.method for c in stub.calls if not c.method.startswith("List")]  # the driver also polls ListParticipants
-    assert methods == ["CreateRoom", "CreateDispatch", "CreateDispatch", "DeleteDispatch", "DeleteDispatch", "DeleteRoom"]
+    assert methods == ["CreateRoom", "CreateDispatch", "CreateDispatch", "UpdateRoomMetadata", "DeleteDispatch", "DeleteDispatch",
+                       "DeleteRoom"]  # fmt: skip
     (create,) = stub.of("CreateRoom")
     assert create.request.name == "room-7" and create.request.empty_timeout == live_api.EMPTY_TIMEOUT_S
     assert create.claims.video.room_create and not create.claims.video.room_admin
@@ -271,8 +275,11 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
         assert (call.request.agent_name, call.request.room) == ("kit-multi-dispatch-ci-runner", "room-7")
         spec = JobSpec.from_json(call.request.metadata)
         assert (spec.mode, spec.arch, spec.participant, spec.identities) == ("live", "multi_dispatch", who, [who])
-        assert spec.t0_wall == pytest.approx(t_submit + 15) and spec.config["stt"] == "delay:0.1"
+        assert spec.t_submit == t_submit and spec.config["stt"] == "delay:0.1"
         assert call.claims.video.room_admin and call.claims.video.room == "room-7" and not call.claims.video.room_create
+    (announce,) = stub.of("UpdateRoomMetadata")  # t0, as wall time, for the jobs ("The clock")
+    assert announce.request.room == "room-7" and json.loads(announce.request.metadata) == {live.T0_METADATA_KEY: t_submit + 3}
+    assert announce.claims.video.room_admin and announce.claims.video.room == "room-7"
     assert [c.request.dispatch_id for c in stub.of("DeleteDispatch")] == ids
     assert all(c.ttl_s <= 600 and c.claims.identity == "" for c in stub.calls)
     assert all(not (c.claims.video.can_publish or c.claims.video.can_subscribe) for c in stub.calls)
@@ -281,7 +288,7 @@ def test_driver_creates_room_and_one_dispatch_per_participant_with_least_privile
 def test_single_job_designs_get_one_dispatch_serving_everyone():
     sc = scenario.load("pair-2")
     for arch in ("multi_session", "participant_entrypoint"):
-        (spec,) = live_driver.job_specs(arch, RunConfig(scenario="pair-2"), sc, Path("/r"), 1.0, 16.0)
+        (spec,) = live_driver.job_specs(arch, RunConfig(scenario="pair-2"), sc, Path("/r"), 1.0)
         assert spec.participant is None and spec.identities == ["alice", "bob"]
 
 
@@ -400,7 +407,7 @@ def test_live_run_with_no_agent_says_so_and_deletes_dispatches_and_room(stub, sh
     assert methods == ["CreateRoom", "CreateDispatch", "CreateDispatch", "DeleteDispatch", "DeleteDispatch", "DeleteRoom"]
     specs = [JobSpec.from_json(c.request.metadata) for c in stub.of("CreateDispatch")]
     assert [s.identities for s in specs] == [["alice"], ["bob"]]
-    assert specs[0].t0_wall - specs[0].t_submit == pytest.approx(3.0)
+    assert not stub.of("UpdateRoomMetadata")  # no agent: no start to announce
     assert "no agent 'kit-multi-dispatch-ci-runner' joined within 1 s" in out.err
     assert _files_mention(results, SECRET, "eyJ") == []
     assert SECRET not in out.out + out.err and "eyJ" not in out.out + out.err
@@ -478,6 +485,7 @@ class FakeRoom(EventEmitter):
         super().__init__()
         self.name, self.remote_participants, self.local_participant = name, {}, FakeLocalParticipant(deliver)
         self.connected_with, self._handlers, self.publications = None, {}, []
+        self.metadata = ""
 
     async def connect(self, url, token, options=None) -> None:
         self.connected_with = options
@@ -559,9 +567,10 @@ async def _simulate(sc: scenario.Scenario, run_dir: Path, config: RunConfig, mon
         log = EventLog(run_dir / "events" / f"{arch}-runner.jsonl", t0=replay.t0, arch=arch, job="runner", wall_clock=True)
         listeners[arch] = publishers.Listener(log, sc.identities)
         listeners[arch].track_owner.update({f"TR_{i}": i for i in sc.identities})
-        for spec in live_driver.job_specs(arch, config, sc, run_dir, t_submit, t0_wall):
+        for spec in live_driver.job_specs(arch, config, sc, run_dir, t_submit):
             deliver = lambda w, _l=listeners[arch]: _l.record(w.text, w.attributes, w.local.identity)  # noqa: E731
             room, ended = FakeRoom(f"room-{arch}", deliver), asyncio.Event()
+            room.metadata = live.t0_metadata(t0_wall)  # announced before the job joins
             room.join("alice")  # already there when the job connects
             jobs[(arch, spec.job)] = (room, _job_context(room, spec, ended), ended, spec)
     connect_saw = {}

@@ -1,10 +1,10 @@
-"""The LiveKit server API calls of a live run: create a room, dispatch its agents, count its jobs, close it."""
+"""The LiveKit server API calls of a live run: create a room, dispatch its agents, announce its start, count its jobs, close it."""
 
 from __future__ import annotations
 
 from livekit import api
 
-from kit.live.common import Credentials, redact, server_api
+from kit.live.common import Credentials, redact, server_api, t0_metadata
 
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 
@@ -22,6 +22,12 @@ async def create_dispatches(creds: Credentials, room: str, agent: str, metadata:
             d = await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=m))
             ids.append(d.id)
     return ids
+
+
+async def announce_t0(creds: Credentials, room: str, t0_wall: float) -> None:
+    """Tell the room's jobs when it starts (kit/live/common.py, "The clock")."""
+    async with server_api(creds, room_admin=True, room=room) as lk:
+        await lk.room.update_room_metadata(api.UpdateRoomMetadataRequest(room=room, metadata=t0_metadata(t0_wall)))
 
 
 async def redispatch_jobless(creds: Credentials, room: str, agent: str, dispatches: list[str], metadata: list[str]) -> list[str]:

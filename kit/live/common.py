@@ -14,10 +14,13 @@
   (no publish); each server-API call gets its own token with only that call's grant.
 - **The clock.** Console mode shares one `time.monotonic()` across processes of one machine. In
   live mode the agent may run on another machine, whose monotonic clock is unrelated, so the run's
-  start instant t0 travels in the dispatch metadata as wall time (`JobSpec.t0_wall`, time.time()).
-  Each process maps it once onto its own monotonic clock (`mono_at`) and then measures as in
-  console mode, in seconds since t0; every event also records `wall`, when it was written. Times
-  from two machines agree to within their wall clocks' offset (NTP: a few ms).
+  start instant t0 travels as wall time (time.time()): once every agent has joined (or the wait for
+  them is over), the room driver sets t0 CONNECT_AHEAD_S ahead and announces it in the room's
+  metadata (`{"kit_t0_wall": ...}`, `StartAnnouncement`); each job waits for it, maps it once onto its
+  own monotonic clock (`mono_at`) and then measures as in console mode, in seconds since t0; every
+  event also records `wall`, when it was written. Times from two machines agree to within their
+  wall clocks' offset (NTP: a few ms). (Console mode's twin: the runner writes t0 to a file once
+  every job is ready.)
 - **LiveRoom** is `kit.room.console.RoomView` over the job's real `rtc.Room`: the architectures' code is the
   same in both modes; only this adapter differs.
 - **Finals.** In console mode a final goes into the job's event log. Live, the job publishes it
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import html
+import json
 import logging
 import os
 import re
@@ -59,6 +63,8 @@ SCHEMES = ("ws", "wss", "http", "https")
 TOKEN_TTL = timedelta(minutes=10)
 LISTENER_IDENTITY = "kit-listener"
 TRANSCRIPTION_TOPIC = "lk.transcription"
+T0_METADATA_KEY = "kit_t0_wall"  # the room metadata field that announces t0 ("The clock")
+T0_WAIT_S = 60.0  # a job gives up on an announcement this long after joining (the driver waits less for agents)
 FINAL_FIELDS = ("speech_start", "speech_end", "stt_cpu_s", "infer_s", "audio_s")  # carried as kit.<name>
 
 
@@ -193,6 +199,47 @@ class RedactingFormatter(logging.Formatter):
 def mono_at(wall: float) -> float:
     """This machine's time.monotonic() at the wall-clock instant `wall` (time.time())."""
     return time.monotonic() + (wall - time.time())
+
+
+def wall_at(mono: float) -> float:
+    """The wall-clock instant (time.time()) of this machine's time.monotonic() `mono`."""
+    return time.time() + (mono - time.monotonic())
+
+
+def t0_metadata(t0_wall: float) -> str:
+    """The room metadata with which the room driver announces t0."""
+    return json.dumps({T0_METADATA_KEY: t0_wall})
+
+
+class StartAnnouncement:
+    """A job's side of "The clock": t0 as the room driver announces it in the room's metadata. Made
+    before connecting (the announcement may come as the job joins, or be in the room already)."""
+
+    def __init__(self, room: rtc.Room) -> None:
+        self.room = room
+        self._t0_wall: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        room.on("room_metadata_changed", lambda _old, new: self.read(new))
+        room.on("disconnected", lambda *_: self._give_up("the room closed before it started"))
+
+    def read(self, metadata: str | None) -> None:
+        try:
+            t0_wall = json.loads(metadata or "{}").get(T0_METADATA_KEY)
+        except (ValueError, AttributeError):  # someone else's metadata: not ours
+            return
+        if t0_wall is not None and not self._t0_wall.done():
+            self._t0_wall.set_result(float(t0_wall))
+
+    def _give_up(self, why: str) -> None:
+        if not self._t0_wall.done():
+            self._t0_wall.set_exception(RuntimeError(why))
+
+    async def t0(self, timeout_s: float = T0_WAIT_S) -> float:
+        """t0 on this machine's monotonic clock, once announced (connected: the room may hold it already)."""
+        self.read(self.room.metadata)
+        try:
+            return mono_at(await asyncio.wait_for(asyncio.shield(self._t0_wall), timeout_s))
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"the room driver announced no start (room metadata {T0_METADATA_KEY}) within {timeout_s:.0f} s") from None
 
 
 # --- finals as LiveKit transcriptions ------------------------------------------------------------------

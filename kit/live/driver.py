@@ -6,10 +6,10 @@ Per architecture, while its agent worker runs (`python -m kit agent --arch A`, o
 2. connect the listener (joins and subscribes, publishes nothing) with a handler for
    `lk.transcription` text streams;
 3. create the dispatch(es) to `kit-<arch>-<suffix>` (AgentDispatchService.CreateDispatch): one for a
-   single-job design, one per participant for multi-dispatch, each with its JobSpec as metadata
-   and the run's start instant t0 = now + START_LEAD_S as wall time (kit/live/common.py, "The clock");
-4. wait for the agents to join, until the publishers must connect; if none does, stop with a
-   problem that says why;
+   single-job design, one per participant for multi-dispatch, each with its JobSpec as metadata;
+4. wait for the agents to join (at most START_LEAD_S - CONNECT_AHEAD_S); if none does, stop with a
+   problem that says why; else set the run's start instant t0 CONNECT_AHEAD_S from now and announce
+   it in the room's metadata as wall time (kit/live/common.py, "The clock");
 5. each publisher joins CONNECT_AHEAD_S before its scenario join time, publishes one microphone
    track and feeds it in real time, paced like console mode (ConsoleRoom.frames: absolute deadlines
    from t0), then leaves at the end of its track or its leave time;
@@ -47,6 +47,7 @@ from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, th
 from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, local_agent
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
+    announce_t0,
     close_room,
     count_jobs,
     create_dispatches,
@@ -62,6 +63,7 @@ from kit.live.common import (
     redact,
     sanitize_suffix,
     server_api,
+    wall_at,
 )  # fmt: skip
 from kit.live.publishers import (
     CONNECT_AHEAD_S,
@@ -87,8 +89,9 @@ from kit.run.skeleton import (
 from kit.stt import resolve_model
 from kit.stt.request_log import refusals, run_service_log, stt_clients
 
-START_LEAD_S = 8.0  # dispatch -> t0: assignment, job process, model load, joining the room (0.3 s here, idle
-# processes warm; several seconds for a worker that must start a process and load the model first)
+START_LEAD_S = 8.0  # dispatch -> t0 at most: assignment, job process, model load, joining the room (0.3 s here,
+# idle processes warm; several seconds for a worker that must start a process and load the model first).
+# t0 comes CONNECT_AHEAD_S after the last agent joined, so a warm worker's room starts within ~3 s.
 EXTERNAL_JOIN_S = 30.0  # --agent: dispatch -> the last of its agents in the room, once the first is
 REDISPATCH_EVERY_S = 3.0  # --agent: a dispatch with no job this long after the last look is made again
 AGENT_QUIET_S = 6.0  # --agent: the room is over for your agent once no final has come for this long
@@ -233,11 +236,11 @@ def _redact_log_handlers(secret: str) -> None:
             h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
 
 
-def job_specs(name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, t_submit: float, t0_wall: float) -> list[JobSpec]:
+def job_specs(name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, t_submit: float) -> list[JobSpec]:
     """The dispatch metadata of one architecture's jobs (a job serves its participant, or all)."""
     return [
         JobSpec(name, req.job, req.participant, "live", str(sc.path), str(run_dir), config.to_dict(), t_submit,
-                identities=[req.participant] if req.participant else sc.identities, t0_wall=t0_wall)  # fmt: skip
+                identities=[req.participant] if req.participant else sc.identities)  # fmt: skip
         for req in architectures.get(name).plan(sc)
     ]
 
@@ -252,10 +255,10 @@ class RoomRun:
         self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
         self.external, self.worker = external, worker  # your agent (--agent), and its process when it runs here
         self.t_submit = time.time()
-        self.t0 = mono_at(self.t_submit + START_LEAD_S)
+        self.t0 = mono_at(self.t_submit + START_LEAD_S)  # at the latest; set once the agents are in (wait_for_agents)
         if external is None:
             self.agent: str | None = agent_name(name)
-            self.specs = job_specs(name, config, sc, run_dir, self.t_submit, self.t_submit + START_LEAD_S)
+            self.specs = job_specs(name, config, sc, run_dir, self.t_submit)
             self.metadata = [spec.to_json() for spec in self.specs]
         else:  # your agent knows nothing of the kit: no JobSpec, no t0; its finals are stamped on arrival
             self.agent, self.specs = external.name, []
@@ -291,8 +294,8 @@ class RoomRun:
                 result.problems.append(self.nobody_joined())
             else:
                 if joined < len(self.metadata):
-                    by = f"{EXTERNAL_JOIN_S:.0f} s after dispatch" if self.external else f"{CONNECT_AHEAD_S:.0f} s before t0"
-                    result.problems.append(f"only {joined} of {len(self.metadata)} agents had joined {by}")
+                    by = EXTERNAL_JOIN_S if self.external else START_LEAD_S - CONNECT_AHEAD_S
+                    result.problems.append(f"only {joined} of {len(self.metadata)} agents had joined {by:.0f} s after dispatch")
                 sampler.mark()  # the job processes exist now: the CPU window starts on a sample of each
                 # and one PSS sample inside the window, however short the room (PSS is read only every 30 s)
                 asyncio.get_running_loop().call_later(max(0.0, self.t0 + 1.0 - time.monotonic()), sampler.mark)
@@ -327,26 +330,29 @@ class RoomRun:
         return result
 
     async def wait_for_agents(self) -> None:
-        """Until every agent has joined or the publishers must connect, not until t0: a publisher
-        that joins late never catches up (frames already due leave at once, but the source plays
-        them in real time: its whole track lags). Your agent (--agent) is never told t0, so the room
-        waits up to EXTERNAL_JOIN_S after dispatch for all of its agents (a worker that starts a process
-        per job on a busy machine; or one that was full, whose jobless dispatches are made again) and
-        starts when they are in; its cold start still counts from the first dispatch."""
+        """Until every agent has joined (at most START_LEAD_S - CONNECT_AHEAD_S after dispatch), then
+        t0 is CONNECT_AHEAD_S away, announced to the kit's jobs: the publishers connect now, so none
+        joins late (a late publisher never catches up: frames already due leave at once, but the
+        source plays them in real time, so its whole track lags). Your agent (--agent) is never told
+        t0, so the room waits up to EXTERNAL_JOIN_S after dispatch for all of its agents (a worker
+        that starts a process per job on a busy machine; or one that was full, whose jobless dispatches
+        are made again); its cold start still counts from the first dispatch."""
         async def until(deadline: float) -> None:
             while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 self.check_server()
 
-        await until(self.t0 - CONNECT_AHEAD_S)
-        if self.external is None or len(self.agents_seen) == len(self.metadata):
-            return
-        deadline = self.t0 - START_LEAD_S + EXTERNAL_JOIN_S
-        while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
-            if self.dispatches:  # a dispatch the worker could not take (it was full) is never offered again
-                self.dispatches = await redispatch_jobless(self.creds, self.room, self.agent, self.dispatches, self.metadata)
-            await until(min(deadline, time.monotonic() + REDISPATCH_EVERY_S))
-        self.t0 = self.events.t0 = max(self.t0, time.monotonic() + CONNECT_AHEAD_S)
+        dispatched = mono_at(self.t_submit)
+        await until(dispatched + START_LEAD_S - CONNECT_AHEAD_S)
+        if self.external is not None:
+            deadline = dispatched + EXTERNAL_JOIN_S
+            while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
+                if self.dispatches:  # a dispatch the worker could not take (it was full) is never offered again
+                    self.dispatches = await redispatch_jobless(self.creds, self.room, self.agent, self.dispatches, self.metadata)
+                await until(min(deadline, time.monotonic() + REDISPATCH_EVERY_S))
+        self.t0 = self.events.t0 = time.monotonic() + CONNECT_AHEAD_S
+        if self.external is None and self.agents_seen:
+            await announce_t0(self.creds, self.room, wall_at(self.t0))
 
     def token_dispatches(self) -> api.RoomConfiguration:
         """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""

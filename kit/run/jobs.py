@@ -7,7 +7,8 @@ the others carry on. The job ends (ctx.shutdown) when every participant it serve
 Console: the spec is in the room's metadata (`simulate_job` cannot set a job's own), the room is the
 replay, and the job says it is ready then waits for the runner's t0 (files in the run directory,
 one machine, one monotonic clock). Live: the spec is the dispatch's metadata (`ctx.job.metadata`),
-t0 is in it as wall time, and the room is the real one (kit/live/common.py).
+the room is the real one, and t0 comes as wall time in the room's metadata once every agent has
+joined (kit/live/common.py, "The clock").
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ class JobSpec:
     config: dict
     t_submit: float  # when the job was submitted: time.monotonic() in console mode, time.time() live
     identities: list[str] | None = None  # live: the participants this job serves
-    t0_wall: float | None = None  # live: the run's start instant, time.time() (kit/live/common.py, "The clock")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -173,12 +173,10 @@ def job_run_dir(spec: JobSpec) -> Path:
 
 
 async def open_live_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entrypoint: bool) -> tuple[live.LiveRoom, EventLog]:
-    """The live half of run_job: t0 from the metadata, the event log, the room, connected."""
+    """The live half of run_job: the room, connected; t0 as the room driver announces it; the event log."""
     from livekit.agents import AutoSubscribe
 
-    t0 = live.mono_at(spec.t0_wall)
-    path = job_run_dir(spec) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
-    events = EventLog(path, t0=t0, arch=spec.arch, job=spec.job, wall_clock=True)
+    start = live.StartAnnouncement(ctx.room)
     room = live.LiveRoom(ctx.room, spec.identities)
     if joins_from_participant_entrypoint:
         # Before connect(): it only appends to a list, and connect() fires it for those already there.
@@ -188,7 +186,9 @@ async def open_live_room(ctx: Any, spec: JobSpec, *, joins_from_participant_entr
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)  # LiveRoom subscribes to whom it serves
     if not joins_from_participant_entrypoint:
         room.admit_present()
-    return room, events
+    t0 = await start.t0()  # no participant's audio is read before: LiveRoom only queues their joins
+    path = job_run_dir(spec) / "events" / f"{spec.arch}-{spec.job}-{os.getpid()}.jsonl"
+    return room, EventLog(path, t0=t0, arch=spec.arch, job=spec.job, wall_clock=True)
 
 
 
