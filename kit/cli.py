@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="build a scenario from a script (espeak-ng + sox)")
     s.add_argument("script", type=Path)
     s.add_argument("-o", "--out", type=Path, required=True, help="scenario directory to write")
+    add_bleed_args(s)
     s.set_defaults(func=_synth)
 
     sc = sub.add_parser("scenario", help="scenario tools: import real recordings")
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--name", default=None, help="scenario name (default: the directory's name)")
     i.add_argument("--min-silence", type=float, default=0.5, help="pause that separates detected utterances, s (default: %(default)s)")
     i.add_argument("--force", action="store_true", help="replace an existing scenario directory")
+    add_bleed_args(i)
     i.set_defaults(func=_scenario_import)
 
     for name, helptext in (
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--threshold", type=float, default=1.5, help="p95 latency threshold, s (default: %(default)s)")
     w.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     w.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
+    add_bleed_args(w)
     config_mod.add_arguments(w)
     w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
@@ -171,7 +174,7 @@ def _sweep(args) -> int:
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
     try:
         sweep_dir, table = sweep.run_sweep(ns, config, pattern=args.pattern, lines=args.lines, threshold_s=args.threshold,
-                                           progress_factory=room_bar)  # fmt: skip
+                                           progress_factory=room_bar, bleed=_bleed(args))  # fmt: skip
         interrupted = None
     except Interrupted as e:
         sweep_dir, interrupted = e.run_dir, e
@@ -205,10 +208,23 @@ def _report(args) -> int:
     return 0
 
 
+def add_bleed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bleed-db", type=float, default=None, metavar="DB",
+                   help="add to each track the other participants' speech DB dB lower (e.g. -20: microphones in one "
+                        "room; kit/room/bleed.py); default: none, or a script's [bleed] table")
+    p.add_argument("--bleed-ms", type=float, default=30.0, metavar="MS", help="--bleed-db: their delay (default: %(default)s ms)")
+
+
+def _bleed(args):
+    from kit.room.bleed import Bleed
+
+    return Bleed(args.bleed_db, args.bleed_ms) if args.bleed_db is not None else None
+
+
 def _synth(args) -> int:
     from kit.room.synth import synth
 
-    path = synth(args.script, args.out)
+    path = synth(args.script, args.out, bleed=_bleed(args))
     sc = scenario.load(path)
     print(f"wrote {path}: {len(sc.participants)} participants, {len(sc.utterances)} utterances, {sc.duration_s:.1f} s")
     return 0
@@ -217,7 +233,7 @@ def _synth(args) -> int:
 def _scenario_import(args) -> int:
     from kit.room.importer import import_room
 
-    result = import_room(args.inputs, args.out, args.name, args.min_silence, replace=args.force)
+    result = import_room(args.inputs, args.out, args.name, args.min_silence, replace=args.force, bleed=_bleed(args))
     sc = result.scenario
     print_table(result.participants)
     reference = "yes" if sc.reference else "none (boundaries from the speech detector; WER will be n/a)"

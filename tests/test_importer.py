@@ -1,5 +1,6 @@
 """Bring your own room (kit/room/importer.py) and the speech detector behind its boundaries (kit/room/boundaries.py)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -356,3 +357,16 @@ def test_an_offset_of_more_than_four_hours_is_a_typo(tmp_path):
     sf.write(tmp_path / "alice.wav", _recording("Hello.", RATE), RATE)
     with pytest.raises(RecordingError, match="an offset of 20000 s is more than 4 hours"):
         import_room([str(tmp_path / "alice.wav@20000")], tmp_path / "room")
+
+
+def test_bleed_mixes_the_others_in_after_the_utterances_were_found_on_the_clean_tracks(tmp_path, capsys):
+    d = _two_people(tmp_path)
+    clean = import_room([str(d)], tmp_path / "clean").scenario
+    assert main(["scenario", "import", str(d), "-o", str(tmp_path / "bled"), "--bleed-db", "-20", "--bleed-ms", "0"]) == 0
+    bled = scenario.load(tmp_path / "bled")
+    assert bled.utterances == tuple(dataclasses.replace(u) for u in clean.utterances)  # the same ground truth
+    track = {(sc.name, who): sf.read(sc.participant(who).audio, dtype="float64")[0] for sc in (clean, bled) for who in ("alice", "bob")}
+    added = track[("bled", "alice")] - track[("clean", "alice")]  # what bleed put on alice's track: bob, 20 dB down
+    assert 10 * np.log10(np.mean(added**2) / np.mean(track[("clean", "bob")] ** 2)) == pytest.approx(-20, abs=0.5)
+    assert main(["scenario", "import", str(d), "-o", str(tmp_path / "bad"), "--bleed-db", "3"]) == 2
+    assert "below 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -155,3 +155,22 @@ def test_read_audio_is_what_libsndfile_reads():
     for identity in sc.identities:
         samples, _ = sf.read(sc.participant(identity).audio, dtype="float32")
         assert np.array_equal(sc.read_audio(identity), samples)
+
+
+def test_mutes_load_and_are_validated_like_the_rest(pair2_copy):
+    edit_json(pair2_copy, lambda d: d.update(mutes=[{"participant": "bob", "start_s": 0.5, "end_s": 5.0},
+                                                     {"participant": "bob", "start_s": 9.0, "end_s": 13.5}]))  # fmt: skip
+    sc = scenario.load(pair2_copy)
+    assert sc.muted("bob") == [(0.5, 5.0), (9.0, 13.5)] and sc.muted("alice") == []
+    for mutes, match in [
+        ([{"participant": "mallory", "start_s": 1, "end_s": 2}], "mute of unknown participant 'mallory'"),
+        ([{"participant": "bob", "start_s": 3, "end_s": 2}], "ends before it starts"),
+        ([{"participant": "bob", "start_s": 1, "end_s": 99}], "outside 'bob'.s presence"),
+        ([{"participant": "bob", "start_s": 1, "end_s": 3}, {"participant": "bob", "start_s": 2, "end_s": 4}], "two mutes of 'bob' overlap"),
+        ([{"participant": "bob", "start_s": 6, "end_s": 7}], "covers their utterance at 5.36-8.70 s"),
+        ([{"participant": "bob", "start_s": "1", "end_s": 2}], r"mutes\[0\].start_s must be a number"),
+        ([{"participant": "bob", "end_s": 2}], "missing field 'start_s' in mutes"),
+        ({"participant": "bob"}, "'mutes' must be a list"),
+    ]:  # fmt: skip
+        edit_json(pair2_copy, lambda d, m=mutes: d.update(mutes=m))
+        _bad(pair2_copy, match)

@@ -1,9 +1,11 @@
 import numpy as np
+import pytest
 import soundfile as sf
 
 from kit.cli import main
-from kit.config import DATA_DIR, SCENARIOS_DIR
+from kit.config import DATA_DIR, SCENARIOS_DIR, KitError
 from kit.room import scenario
+from kit.room.bleed import Bleed, add_bleed
 
 
 def test_synth_reproduces_committed_pair2(tmp_path, capsys):
@@ -33,3 +35,49 @@ def test_synth_rejects_unknown_speaker(tmp_path, capsys):
     assert main(["synth", str(script), "-o", str(tmp_path / "out")]) == 2
     assert "unknown speaker 'b'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_synth_reproduces_committed_shared_office_with_its_bleed(tmp_path):
+    """shared-office: alice and bob share a room ([bleed] groups), carol does not."""
+    out = tmp_path / "shared-office"
+    assert main(["synth", str(DATA_DIR / "scripts" / "shared-office.toml"), "-o", str(out)]) == 0
+    committed = SCENARIOS_DIR / "shared-office"
+    assert (out / "scenario.json").read_bytes() == (committed / "scenario.json").read_bytes()
+    sc = scenario.load(committed)
+    for who in sc.identities:
+        new, _ = sf.read(out / f"{who}.flac", dtype="int16")
+        assert np.array_equal(new, sf.read(committed / f"{who}.flac", dtype="int16")[0])
+    level = {}  # dB of each track during each utterance
+    for u in sc.utterances:
+        a, b = round(u.start_s * sc.sample_rate), round(u.end_s * sc.sample_rate)
+        for who in sc.identities:
+            x = sf.read(committed / f"{who}.flac", dtype="float64")[0][a:b]
+            level[(u.participant, who)] = 10 * np.log10(np.mean(x**2) + 1e-20)
+    assert abs(level[("bob", "alice")] - level[("bob", "bob")] + 20) < 1.0  # bob on alice's mic: 20 dB down
+    assert abs(level[("alice", "bob")] - level[("alice", "alice")] + 20) < 1.0
+    assert level[("bob", "carol")] < -150 and level[("alice", "carol")] < -150  # carol is elsewhere: silence
+    assert level[("carol", "alice")] < -150
+
+
+def test_bleed_adds_the_neighbours_lower_and_later_and_is_validated():
+    rate = 16000
+    tracks = {"a": np.zeros(rate, np.int16), "b": np.zeros(rate, np.int16), "c": np.zeros(rate, np.int16)}
+    tracks["b"][1000:2000] = 10000
+    out = add_bleed(tracks, rate, Bleed(db=-20, ms=10, groups=(("a", "b"),)))
+    assert np.array_equal(out["b"], tracks["b"]) and not out["c"].any()  # b's own track unchanged; c elsewhere
+    assert np.flatnonzero(out["a"]).tolist() == list(range(1160, 2160)) and (out["a"][1160:2160] == 1000).all()  # 10 ms, -20 dB
+    floats = add_bleed({k: v.astype(np.float32) / 32768 for k, v in tracks.items()}, rate, Bleed(db=-6, ms=0))
+    assert floats["c"].dtype == np.float32 and floats["c"][1500] == pytest.approx(10000 / 32768 * 10 ** (-6 / 20), rel=1e-4)
+    for bad in (dict(db=0.0), dict(db=float("nan")), dict(ms=-1.0), dict(ms=5000.0)):
+        with pytest.raises(KitError):
+            Bleed(**bad)
+    with pytest.raises(KitError, match="zed"):
+        add_bleed(tracks, rate, Bleed(groups=(("a", "zed"),)))
+
+
+def test_a_scripts_bleed_table_is_checked_before_anything_is_spoken(tmp_path, capsys):
+    script = tmp_path / "bad.toml"
+    script.write_text('[bleed]\ndb = -20\ngroups = [["a", "nobody"]]\n[[speakers]]\nidentity="a"\nvoice="en-us"\n'
+                      '[[lines]]\nspeaker="a"\ntext="hi"\n')  # fmt: skip
+    assert main(["synth", str(script), "-o", str(tmp_path / "out")]) == 2
+    assert "nobody" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -330,13 +330,12 @@ class RoomRun:
         return result
 
     async def wait_for_agents(self) -> None:
-        """Until every agent has joined (at most START_LEAD_S - CONNECT_AHEAD_S after dispatch), then
-        t0 is CONNECT_AHEAD_S away, announced to the kit's jobs: the publishers connect now, so none
-        joins late (a late publisher never catches up: frames already due leave at once, but the
-        source plays them in real time, so its whole track lags). Your agent (--agent) is never told
-        t0, so the room waits up to EXTERNAL_JOIN_S after dispatch for all of its agents (a worker
-        that starts a process per job on a busy machine; or one that was full, whose jobless dispatches
-        are made again); its cold start still counts from the first dispatch."""
+        """Until every agent has joined (at most START_LEAD_S - CONNECT_AHEAD_S after dispatch); then t0 is
+        CONNECT_AHEAD_S away, announced to the kit's jobs, and the publishers connect (a late one never
+        catches up: its source plays in real time, so its whole track lags). Your agent (--agent) is never
+        told t0: the room waits up to EXTERNAL_JOIN_S after dispatch for all of its agents (a worker that
+        starts a process per job on a busy machine, or one that was full, whose jobless dispatches are
+        made again); its cold start still counts from the first dispatch."""
         async def until(deadline: float) -> None:
             while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)

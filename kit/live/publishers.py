@@ -103,7 +103,13 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
         if late > LATE_START_S:
             problem = (f"publisher {identity}: ready to publish {late:.2f} s after its first frame was due (joining and "
                        f"publishing took longer than {CONNECT_AHEAD_S:.0f} s): its latencies are inflated by that much")  # fmt: skip
+        muted = replay.scenario.muted(identity)
         async for frame in replay.frames(identity):
+            # A mute is a flag on a live track, as a client's mute button sets it; the microphone goes on
+            # capturing (docs/scenarios.md, "Mutes": what the server and the agents then get).
+            mute = any(a <= time.monotonic() - replay.t0 < b for a, b in muted)
+            if mute != track.muted:
+                track.mute() if mute else track.unmute()
             await source.capture_frame(frame)
         await source.wait_for_playout()
     finally:

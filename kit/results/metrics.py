@@ -12,7 +12,7 @@
     STT, `--stt stream`: the first interim of the turn behind its first final, less start_s; NaN
     without interims).
 `speakers`: one row per (architecture, participant): counts (premature among them), WER (NaN for a room without reference
-    text, `"reference": false`), latency percentiles, and cost:
+    text, `"reference": false`), the attribution counts (kit/results/attribution.py), latency percentiles, and cost:
     cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
     timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
@@ -53,7 +53,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 
-from kit.results import cost
+from kit.results import attribution, cost
 from kit.results.resources import design_usage, read_resources
 from kit.room import scenario as scenario_mod
 from kit.room.scenario import Scenario
@@ -152,10 +152,9 @@ def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence
     refs = list(enumerate(scenario.utterances))
     matched: dict[int, list] = {i: [] for i, _ in refs}
     insertions = []
-    for f in finals.sort_values("t").itertuples(index=False):
-        mine = [(i, u) for i, u in refs if u.participant == f.participant]
-        best = _by_overlap(mine, f) if pd.notna(f.speech_end) else _by_arrival(mine, f.t)
-        (matched[best] if best is not None else insertions).append(f)
+    finals = finals.sort_values("t")
+    for f, best in zip(finals.itertuples(index=False), match_finals(scenario, finals)):
+        (matched[best] if best >= 0 else insertions).append(f)
     rows = []
     for i, u in refs:
         fs = matched[i]
@@ -165,6 +164,17 @@ def _match_arch(scenario: Scenario, arch: str, finals: pd.DataFrame, vad_silence
     for f in insertions:
         rows.append(_row(arch, f.participant, -1, "insertion", np.nan, np.nan, "", [f], f, vad_silence_s))
     return rows
+
+
+def match_finals(scenario: Scenario, finals: pd.DataFrame) -> list[int]:
+    """The reference utterance of its own speaker each final belongs to (-1: none), in `finals`' order."""
+    refs = list(enumerate(scenario.utterances))
+    out = []
+    for f in finals.itertuples(index=False):
+        mine = [(i, u) for i, u in refs if u.participant == f.participant]
+        best = _by_overlap(mine, f) if pd.notna(f.speech_end) else _by_arrival(mine, f.t)
+        out.append(-1 if best is None else best)
+    return out
 
 
 def _by_overlap(refs, f) -> int | None:
@@ -276,6 +286,10 @@ SPEAKER_COLUMNS = {
     "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
     "stt_cpu_s": "STT CPU s", "vad_infer_s": "VAD infer s", "pss_mb": "PSS MB",
 }  # fmt: skip
+ATTRIBUTION_COLUMNS = {
+    "arch": "architecture", "participant": "speaker", "ref_words": "words", "duplicated": "duplicated",
+    "misattributed": "misattributed", "missed_words": "missed words", "fragmented": "fragmented",
+}  # fmt: skip
 
 
 def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
@@ -316,7 +330,15 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
         arch_rows.append(_arch_row(record, sc, events, utts, arch, info, used))
     speakers_df = pd.concat(spk_rows, ignore_index=True) if spk_rows else spk
     archs_df = pd.DataFrame(arch_rows)
-    if not sc.reference:  # a room without reference text: WER is not measured (NaN), never 0
+    finals = events[events["kind"] == "final"]
+    scores = pd.concat([attribution.scores(sc, f.assign(utt=match_finals(sc, f)), utts[utts["arch"] == a], a, normalize)
+                        for a in ran for f in [finals[finals["arch"] == a]]] or [pd.DataFrame(columns=attribution.COLUMNS)])  # fmt: skip
+    speakers_df = speakers_df.merge(scores, on=["arch", "participant"], how="left")
+    if len(archs_df):
+        archs_df = archs_df.merge(scores.groupby("arch", sort=False)[attribution.COUNTS].sum().reset_index(), on="arch", how="left")
+    for df in (speakers_df, archs_df) if len(archs_df) else (speakers_df,):  # counts; NaN with no reference text
+        df[attribution.COUNTS] = df[attribution.COUNTS].astype("Int64") if sc.reference else np.nan
+    if not sc.reference:  # a room without reference text: WER and attribution are not measured (NaN), never 0
         speakers_df["wer"] = archs_df["wer"] = np.nan
     if len(archs_df):
         prices = cost.load_pricing(pricing or config.pricing)

@@ -21,6 +21,9 @@ WER_TOLERANCE = 0.02  # about one word in fifty
 CPU_TOLERANCE_PCT = 5.0  # CPU differences below this are within run-to-run noise
 
 
+ATTRIBUTION_TOLERANCE = 0.02  # words under the wrong speaker, as a share of the reference words: like WER's
+
+
 def code(name: str) -> str:
     """A name as a markdown code span: shown literally, never read as markup."""
     name = str(name).replace("\n", " ")
@@ -53,18 +56,32 @@ def _candidates(arch: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]
     complete = arch[arch["complete"].astype(bool)]
     base = complete if len(complete) else arch
     best_missed, best_wer, best_p95 = base["missed"].min(), base["wer"].min(), base["latency_p95"].min()
+    best_wrong = wrong_speaker_share(base).min()
     excluded = []
     for r in arch.itertuples(index=False):
         if not r.complete and len(complete):
             excluded.append((r.arch, "its run is incomplete (errors, see below)"))
         elif r.missed > best_missed:
             excluded.append((r.arch, f"it missed {r.missed} of {r.utterances} utterances, the best missed {best_missed}"))
+        elif wrong_speaker_share(pd.DataFrame([r])).iloc[0] > best_wrong + ATTRIBUTION_TOLERANCE:
+            excluded.append((r.arch, f"it put {r.duplicated + r.misattributed} of {r.ref_words} words under the wrong speaker "
+                                     f"({r.duplicated} duplicated, {r.misattributed} misattributed), the best "
+                                     f"{best_wrong:.0%} of the words"))  # fmt: skip
         elif r.wer > best_wer + WER_TOLERANCE:
             excluded.append((r.arch, f"its WER is {r.wer:.2f} against {best_wer:.2f}"))
         elif not r.latency_p95 <= best_p95 + LATENCY_TOLERANCE_S:
             excluded.append((r.arch, f"its p95 latency is {r.latency_p95:.2f} s against {best_p95:.2f} s"))
     out = {a for a, _ in excluded}
     return arch[~arch["arch"].isin(out)], excluded
+
+
+def wrong_speaker_share(arch: pd.DataFrame) -> pd.Series:
+    """Per design: its duplicated and misattributed words as a share of the room's reference words
+    (NaN where attribution was not measured: no reference text, or tables from before it existed)."""
+    if not {"duplicated", "misattributed", "ref_words"} <= set(arch.columns):
+        return pd.Series(float("nan"), index=arch.index)
+    words = arch["ref_words"].astype(float)
+    return ((arch["duplicated"].astype(float) + arch["misattributed"].astype(float)) / words.where(words > 0)).astype(float)
 
 
 def _why(pool: pd.DataFrame, best: pd.Series) -> str:

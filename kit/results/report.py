@@ -24,6 +24,7 @@ from kit.lab import Run, load, pricing_path
 from kit.live.common import redact
 from kit.results import cost, metrics, plots
 from kit.results.reading import (
+    ATTRIBUTION_TOLERANCE,
     CPU_TOLERANCE_PCT,
     LATENCY_TOLERANCE_S,
     WER_TOLERANCE,
@@ -58,6 +59,9 @@ METRICS = pd.DataFrame(
         ("matching", "a final belongs to the utterance of the same participant it overlaps most; "
                      "unmatched utterances are missed, unmatched finals insertions"),
         ("WER", "word error rate (jiwer) after lowercasing, spelling numbers out and stripping punctuation"),
+        ("attribution", "each reference word, aligned (jiwer) with the finals under its speaker and with the others' finals "
+                        "spoken at the same time: duplicated (under its speaker and another), misattributed (only under "
+                        "another), missed words (under nobody); fragmented: utterances split over several finals"),
         ("CPU seconds", "user + system time of the whole process tree from the room's start to the end of the run "
                         "(/proc, every second); per speaker: its own STT CPU plus a share of the rest by the audio its "
                         "VAD processed (multi_dispatch: its own process plus an equal share of the rest)"),
@@ -169,7 +173,7 @@ def render(run: Run, pngs: dict[str, bytes], others: list[Run] = (), console: Ru
     page = _TEMPLATES.get_template("report.html").render(
         title=title, question=QUESTION, run=run, mode=run.record.mode, config=run.record.run_config,
         problems=list(run.problems().itertuples()), verdict=markdown_html(verdict(run.tables)),
-        tolerance=Tolerances(WER_TOLERANCE, LATENCY_TOLERANCE_S, CPU_TOLERANCE_PCT),
+        tolerance=Tolerances(WER_TOLERANCE, LATENCY_TOLERANCE_S, CPU_TOLERANCE_PCT, ATTRIBUTION_TOLERANCE),
         figures=set(pngs), tables=_tables(run, console), stt_price=_stt_price(run),
         console=console, server_version=(run.record.live or {}).get("server_version") or "(version unknown)",
         arch_sections=[_arch_section(run, a) for a in run.archs],
@@ -194,6 +198,7 @@ class Tolerances:
     wer: float
     latency_s: float
     cpu_pct: float
+    attribution: float
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ class ReportTables:
     speakers: Markup
     prices: Markup
     console_vs_live: Markup
+    attribution: Markup
     record: Markup
     versions: Markup
 
@@ -221,6 +227,7 @@ def _tables(run: Run, console: Run | None) -> ReportTables:
         metrics=_table(METRICS),
         architectures=_table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars}),
         speakers=_table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars}),
+        attribution=_table(run.tables.speakers, metrics.ATTRIBUTION_COLUMNS),
         prices=_table(cost.load_pricing(pricing_path(run.record)).table) if dollars else Markup(""),
         console_vs_live=_table(metrics.console_vs_live(console.tables, run.tables)) if console else Markup(""),
         record=_table(_record_facts(run)),

@@ -4,7 +4,8 @@ Console mode replays the scenario in real time: each participant's track is resa
 48 kHz at load time and delivered as 20 ms `rtc.AudioFrame`s, each at its absolute deadline
 t0 + (k + 1) * 20 ms (the moment its last sample "happened"), so pacing never drifts and every
 process given the same t0 replays in step with the others. A participant's frames run from its
-join time to its leave time (or the end of its track).
+join time to its leave time (or the end of its track); while their microphone is muted (the
+scenario's `mutes`), the frames go on, digital silence, as a live AudioStream delivers them.
 
 Live mode (a real LiveKit room) implements the same interface: `kit.live.common.LiveRoom`. What differs
 between the modes is only here: where joins and audio come from, how an AgentSession is attached
@@ -62,10 +63,18 @@ class ConsoleRoom:
         self.vad = vad or VADSettings()  # its gate applies to the sessions' audio input
         self.t0 = t0  # may be set later, once every job is ready (audio is loaded here, before)
         self.identities = list(identities) if identities is not None else scenario.identities
-        self._pcm = {i: to_int16(resample(scenario.read_audio(i), scenario.sample_rate, ROOM_RATE)) for i in self.identities}
+        self._pcm = {i: self._heard(i) for i in self.identities}
         # Every frame made now, before t0, as a network hands them over ready-made: during the room
         # the replay only paces them (the loop's wake-ups per frame are the design's, as they are live).
         self._frames = {i: [self._frame(i, k) for k in self.frame_range(i)] for i in self.identities}
+
+    def _heard(self, identity: str) -> np.ndarray:
+        """The participant's track at the room's rate as an agent receives it: while their microphone
+        is muted, digital silence at the usual pace (what a live AudioStream gives: docs/scenarios.md, "Mutes")."""
+        pcm = to_int16(resample(self.scenario.read_audio(identity), self.scenario.sample_rate, ROOM_RATE))
+        for start, end in self.scenario.muted(identity):
+            pcm[round(start * ROOM_RATE) : round(end * ROOM_RATE)] = 0
+        return pcm
 
     def frame_range(self, identity: str) -> range:
         """Indices k of the 20 ms frames the participant sends (frame k covers [k, k+1) * 20 ms)."""

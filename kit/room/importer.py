@@ -48,6 +48,7 @@ from kit.config import KitError
 from kit.room import boundaries
 from kit.room import scenario as scenario_mod
 from kit.room.audio import resample, to_int16
+from kit.room.bleed import Bleed, add_bleed
 from kit.room.scenario import Scenario, Utterance
 
 RATE = 16_000
@@ -98,8 +99,9 @@ class ImportResult:
 
 
 def import_room(inputs: list[str], out_dir: Path, name: str | None = None, min_silence_s: float = 0.5,
-                replace: bool = False) -> ImportResult:  # fmt: skip
-    """Build and write the scenario; return it loaded (validated) from its final place."""
+                replace: bool = False, bleed: Bleed | None = None) -> ImportResult:  # fmt: skip
+    """Build and write the scenario; return it loaded (validated) from its final place. `bleed`: mix the
+    others into each track after the utterances were found on the clean ones (kit/room/bleed.py)."""
     out_dir = Path(out_dir)
     if not (math.isfinite(min_silence_s) and min_silence_s >= 0):
         raise RecordingError(f"--min-silence must be a number of seconds of at least 0, not {min_silence_s}")
@@ -119,6 +121,8 @@ def import_room(inputs: list[str], out_dir: Path, name: str | None = None, min_s
                              "a room where nobody speaks has nothing to measure")  # fmt: skip
     length = max(len(t) for t in tracks.values()) + round(TAIL_S * RATE)
     tracks = {i: np.pad(t, (0, length - len(t))) for i, t in tracks.items()}  # every track to the longest
+    if bleed is not None:
+        tracks = add_bleed(tracks, RATE, bleed)
     reference = recordings[0].transcript is not None  # collect() made it all or none
     doc = _scenario_doc(name or out_dir.name, recordings, utterances, reference)
     sc = _write_atomically(out_dir, doc, tracks, replace)

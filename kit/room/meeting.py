@@ -51,6 +51,7 @@ import pandas as pd
 
 from kit.config import KitError
 from kit.room import synth
+from kit.room.bleed import Bleed
 from kit.room.scenario import Scenario
 
 TARGET_OVERLAP = 0.13  # of the planned talk time; synthesised rooms come out at 11-14 % (docs/scenarios.md)
@@ -128,8 +129,9 @@ class _Plan:
         return TARGET_OVERLAP * (self.speech_s - self.overlap_s) - self.overlap_s
 
 
-def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0) -> str:
-    """The TOML synth script of a deterministic meeting of n participants, about duration_s long."""
+def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0, bleed: Bleed | None = None) -> str:
+    """The TOML synth script of a deterministic meeting of n participants, about duration_s long;
+    `bleed`: every microphone hears the others (kit/room/bleed.py)."""
     if n < 1:
         raise KitError(f"the number of participants must be at least 1, got {n}")
     if duration_s < 10:
@@ -149,6 +151,7 @@ def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0) -> str:
     plan = _plan(rng, speakers, speeds, joins, duration_s)
     head = f"meeting_script(n={n}, duration_s={duration_s:g}, seed={seed}); speakers by rank: {', '.join(speakers)}"
     out = [f"# {head}", f'name = "meeting-{n}"', "sample_rate = 16000", f"lead_in_s = {LEAD_IN_S}", f"tail_s = {TAIL_S}", ""]
+    out += [bleed.toml()] if bleed else []
     for p in ids:
         out += ["[[speakers]]" + ("" if p in speakers else "  # never speaks"), f'identity = "{p}"']
         out += [f'voice = "{voices[p]}"', f"speed = {speeds[p]}"]
@@ -214,9 +217,10 @@ def _turn_start(rng: random.Random, plan: _Plan, holder: str, text: str) -> floa
     return plan.cursor - overlap if overlap >= 0.15 else after
 
 
-def meeting_room(n: int, duration_s: float = 60.0, seed: int = 0, cache: Path = synth.GENERATED_DIR) -> Path:
+def meeting_room(n: int, duration_s: float = 60.0, seed: int = 0, cache: Path = synth.GENERATED_DIR,
+                 bleed: Bleed | None = None) -> Path:  # fmt: skip
     """The scenario directory of the meeting, synthesised once and cached (keyed by the script's hash)."""
-    return synth.cached_room(meeting_script(n, duration_s, seed), f"meeting-{n}", cache)
+    return synth.cached_room(meeting_script(n, duration_s, seed, bleed), f"meeting-{n}", cache)
 
 
 PARTICIPANT_COLUMNS = ["participant", "joined_s", "left_s", "utterances", "speech_s", "share"]

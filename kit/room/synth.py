@@ -16,6 +16,11 @@ Script format (TOML, see data/scripts/):
     leave_s = 30.0           # optional: early leavers
                              # a speaker without lines is connected and silent (a track of zeros)
 
+    [bleed]                  # optional: each microphone hears the others (kit/room/bleed.py)
+    db = -20.0               # their level on it, relative to their own
+    ms = 30.0                # their delay
+    groups = [["alice", "bob"]]  # optional: who shares a room (default: everyone)
+
     [noise]                  # optional: background noise on every track
     kind = "pink"            # "pink" or "white"
     snr_db = 10.0            # against the speech power of the room
@@ -28,6 +33,11 @@ Script format (TOML, see data/scripts/):
     text = "Good morning."
     gap_s = 0.8              # pause after the previous line ends; negative overlaps it
     # at_s = 12.0            # or: an absolute start time (parallel tracks, crosstalk)
+
+    [[mutes]]                # optional: a muted microphone (kit/room/scenario.py), never over its own lines
+    participant = "bob"
+    start_s = 2.0
+    end_s = 6.5
 
 Same script, same tools -> byte-identical scenario.json (and identical samples). `place` gives the
 ground truth without writing audio; `cached_room` synthesises a generated script once (data/generated/).
@@ -49,6 +59,7 @@ import numpy as np
 import soundfile as sf
 
 from kit.config import DATA_DIR, KitError
+from kit.room.bleed import Bleed, add_bleed
 
 _SILENCE = 1e-3  # |sample| below this (about -60 dBFS) is the synthesiser's silence
 GENERATED_DIR = DATA_DIR / "generated"  # rooms generated from a script (sweep, meeting), cached by its hash
@@ -119,6 +130,8 @@ def read_script(path: Path) -> tuple[dict, list[Speaker], list[Line]]:
     ids = {s.identity for s in speakers}
     if len(ids) != len(speakers):
         raise ScriptError(f"{path}: duplicate speaker identity")
+    if "bleed" in raw:
+        script_bleed(raw, path).neighbours(list(ids))  # its groups name participants of the room
     for line in lines:
         if line.speaker not in ids:
             raise ScriptError(f"{path}: line for unknown speaker {line.speaker!r}")
@@ -165,6 +178,11 @@ class Placement:
     def duration_s(self) -> float:
         return self.total / self.rate
 
+    def mutes(self) -> list[dict]:
+        """The scenario.json mutes, as the script lists them."""
+        return [{"participant": m["participant"], "start_s": float(m["start_s"]), "end_s": float(m["end_s"])}
+                for m in self.raw.get("mutes", [])]  # fmt: skip
+
     def utterances(self) -> list[dict]:
         """The scenario.json utterances: exact sample spans of the placed speech, by start."""
         return [
@@ -197,17 +215,49 @@ def place(script: Path) -> Placement:
 
     _check_placement(script, placed, by_id, rate)
     total = max(start + len(clip) for _, start, clip, _ in placed) + round(tail * rate)
-    return Placement(raw, speakers, placed, rate, total)
+    placement = Placement(raw, speakers, placed, rate, total)
+    _check_mutes(script, placement)
+    return placement
 
 
-def synth(script: Path, out_dir: Path) -> Path:
-    """Write scenario.json and one FLAC per speaker into out_dir; return the json path."""
+def _check_mutes(script: Path, p: Placement) -> None:
+    """Before anything is written: each [[mutes]] entry names a speaker, spans forward in time inside
+    the room, and covers none of that speaker's lines (the scenario's own rules, kit/room/scenario.py)."""
+    ids = {s.identity for s in p.speakers}
+    for i, m in enumerate(p.raw.get("mutes", [])):
+        try:
+            who, start, end = m["participant"], float(m["start_s"]), float(m["end_s"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ScriptError(f"{script}: mutes[{i}] needs participant, start_s and end_s ({e})") from None
+        if who not in ids:
+            raise ScriptError(f"{script}: mutes[{i}] names unknown speaker {who!r}")
+        if not 0 <= start < end <= p.duration_s:
+            raise ScriptError(f"{script}: mutes[{i}] of {who!r} must have 0 <= start_s < end_s <= {p.duration_s:.2f} s")
+        for u in p.utterances():
+            if u["participant"] == who and u["start_s"] < end and start < u["end_s"]:
+                raise ScriptError(f"{script}: mutes[{i}] of {who!r} covers their line at {u['start_s']:.2f} s: {u['text'][:30]!r}")
+
+
+def script_bleed(raw: dict, path: Path) -> Bleed | None:
+    """The script's [bleed] table, checked (None without one)."""
+    try:
+        return Bleed.from_table(raw["bleed"], str(path)) if "bleed" in raw else None
+    except KitError as e:
+        raise ScriptError(str(e)) from None
+
+
+def synth(script: Path, out_dir: Path, bleed: Bleed | None = None) -> Path:
+    """Write scenario.json and one FLAC per speaker into out_dir; return the json path. `bleed`: instead
+    of the script's [bleed] table (`kit synth --bleed-db`)."""
     p = place(script)
     raw, speakers, placed, rate, total = p.raw, p.speakers, p.placed, p.rate, p.total
     out_dir.mkdir(parents=True, exist_ok=True)
     tracks = {s.identity: np.zeros(total, dtype=np.int16) for s in speakers}  # a speaker without lines: silence
     for who, start, clip, _ in placed:
         tracks[who][start : start + len(clip)] = clip
+    bleed = bleed or script_bleed(raw, script)
+    if bleed is not None:
+        tracks = add_bleed(tracks, rate, bleed)
     if "noise" in raw:
         tracks = _add_noise(tracks, placed, Noise(**raw["noise"]))
     participants = []
@@ -216,6 +266,8 @@ def synth(script: Path, out_dir: Path) -> Path:
         sf.write(out_dir / file, tracks[s.identity], rate, subtype="PCM_16", format="FLAC")
         participants.append({"identity": s.identity, "audio": file, "join_s": s.join_s, "leave_s": s.leave_s})
     doc = {"name": raw.get("name", Path(script).stem), "sample_rate": rate, "participants": participants, "utterances": p.utterances()}
+    if p.mutes():
+        doc["mutes"] = p.mutes()
     path = out_dir / "scenario.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
