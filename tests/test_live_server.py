@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +24,12 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from conftest import edit_json
 from livekit import api
 from synthetic import SHORT_ROOM, short_room_with_a_silent_participant
 
 from kit.architectures import NAMES
-from kit.config import REPO_ROOT
+from kit.config import REPO_ROOT, SCENARIOS_DIR
 from kit.live.common import Credentials, server_api
 from kit.run.record import RunRecord
 
@@ -180,6 +182,30 @@ def test_a_silent_participant_in_both_modes_is_the_same_row_and_the_report_is_wr
         assert len(mo) == 2 and (mo[["utterances", "matched", "missed", "insertions", "finals"]] == 0).all().all(), run.name
         assert mo["wer"].isna().all(), run.name
         assert spk["utterances"].notna().all()
+
+
+def test_a_muted_stretch_streams_silence_in_both_modes(livekit_server, tmp_path):
+    """pair-2 with bob muted from 9.5 to 13.6 s, every design on a streaming STT, console then live. Live,
+    a muted track's frames keep coming, digital silence, so each design's stream sends (and is billed
+    for) the muted time; the console room, replaying that, sends the same; nothing is transcribed under
+    bob while muted, and every utterance is matched."""
+    room = tmp_path / "room"
+    shutil.copytree(SCENARIOS_DIR / "pair-2", room)
+    edit_json(room / "scenario.json", lambda d: d.update(mutes=[{"participant": "bob", "start_s": 9.5, "end_s": 13.6}]))
+    done = kit("compare", "--mode", "both", "--stt", "stream-delay:0.1", "--scenario", str(room), "--no-report",
+               "--results", str(tmp_path / "results"), env=kit_env(livekit_server))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    console, live = (pd.read_csv(run / "speakers.csv").set_index(["arch", "participant"])
+                     for run in sorted(p.parent for p in (tmp_path / "results").glob("*/run.json")))  # fmt: skip
+    for spk in (console, live):
+        for arch in NAMES:
+            bob = spk.loc[(arch, "bob")]
+            assert bob["muted_s"] == pytest.approx(4.1) and bob["muted_stt_audio_s"] == pytest.approx(4.1, abs=0.1), (arch, bob)
+            assert bob["muted_finals"] == 0 and bob["missed"] == 0 and spk.loc[(arch, "alice"), "muted_stt_audio_s"] == 0
+    # the streams live sent what the console ones did, the muted time included (bob's would be 4.1 s short),
+    # plus up to the 2 s a live publisher is connected before the room starts (CONNECT_AHEAD_S)
+    more = live["stt_audio_s"] - console["stt_audio_s"]
+    assert more.between(-0.5, 2.5).all(), more
 
 
 def test_cpus_and_window_reach_the_agent_worker_and_its_jobs(livekit_server, tmp_path):

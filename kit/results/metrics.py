@@ -12,7 +12,8 @@
     STT, `--stt stream`: the first interim of the turn behind its first final, less start_s; NaN
     without interims).
 `speakers`: one row per (architecture, participant): counts (premature among them), WER (NaN for a room without reference
-    text, `"reference": false`), the attribution counts (kit/results/attribution.py), latency percentiles, and cost:
+    text, `"reference": false`), the attribution counts (kit/results/attribution.py), muted_s, muted_stt_audio_s and
+    muted_finals (kit/results/mutes.py), latency percentiles, and cost:
     cpu_s (attributed CPU seconds over the room), stt_cpu_s, vad_infer_s (silero's own inference
     timer: wall time, inflated when threads contend), vad_inferences, pss_mb (equal share of the
     tree's peak PSS), own_process_pss_mb (multi-dispatch: the speaker's own job process),
@@ -53,7 +54,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 
-from kit.results import attribution, cost
+from kit.results import attribution, cost, mutes
 from kit.results.resources import design_usage, read_resources
 from kit.room import scenario as scenario_mod
 from kit.room.scenario import Scenario
@@ -286,10 +287,6 @@ SPEAKER_COLUMNS = {
     "latency_p50": "lat p50 s", "latency_p95": "lat p95 s", "wer": "WER", "cpu_s": "CPU s",
     "stt_cpu_s": "STT CPU s", "vad_infer_s": "VAD infer s", "pss_mb": "PSS MB",
 }  # fmt: skip
-ATTRIBUTION_COLUMNS = {
-    "arch": "architecture", "participant": "speaker", "ref_words": "words", "duplicated": "duplicated",
-    "misattributed": "misattributed", "missed_words": "missed words", "fragmented": "fragmented",
-}  # fmt: skip
 
 
 def compute(run_dir: Path, pricing: Path | str | None = None) -> Tables:
@@ -330,12 +327,10 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
         arch_rows.append(_arch_row(record, sc, events, utts, arch, info, used))
     speakers_df = pd.concat(spk_rows, ignore_index=True) if spk_rows else spk
     archs_df = pd.DataFrame(arch_rows)
-    finals = events[events["kind"] == "final"]
-    scores = pd.concat([attribution.scores(sc, f.assign(utt=match_finals(sc, f)), utts[utts["arch"] == a], a, normalize)
-                        for a in ran for f in [finals[finals["arch"] == a]]] or [pd.DataFrame(columns=attribution.COLUMNS)])  # fmt: skip
-    speakers_df = speakers_df.merge(scores, on=["arch", "participant"], how="left")
+    extras = _attribution_and_mutes(sc, events, utts, ran)
+    speakers_df = speakers_df.merge(extras, on=["arch", "participant"], how="left")
     if len(archs_df):
-        archs_df = archs_df.merge(scores.groupby("arch", sort=False)[attribution.COUNTS].sum().reset_index(), on="arch", how="left")
+        archs_df = archs_df.merge(extras.groupby("arch", sort=False)[EXTRA_SUMS].sum().reset_index(), on="arch", how="left")
     for df in (speakers_df, archs_df) if len(archs_df) else (speakers_df,):  # counts; NaN with no reference text
         df[attribution.COUNTS] = df[attribution.COUNTS].astype("Int64") if sc.reference else np.nan
     if not sc.reference:  # a room without reference text: WER and attribution are not measured (NaN), never 0
@@ -349,6 +344,20 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
                                      for r in archs_df.itertuples()}  # fmt: skip
         cost.add_dollars(speakers_df, archs_df, prices, stt_item=items)
     return Tables(utts, speakers_df, archs_df)
+
+
+EXTRA_SUMS = [*attribution.COUNTS, *mutes.COLUMNS[1:]]  # per design: summed over its speakers
+
+
+def _attribution_and_mutes(sc: Scenario, events: pd.DataFrame, utts: pd.DataFrame, ran: list[str]) -> pd.DataFrame:
+    """Per (arch, participant): the attribution counts and what the design did with muted time."""
+    rows = []
+    for a in ran:
+        ev = events[events["arch"] == a]
+        finals = ev[ev["kind"] == "final"]
+        scores = attribution.scores(sc, finals.assign(utt=match_finals(sc, finals)), utts[utts["arch"] == a], a, normalize)
+        rows.append(scores.merge(mutes.usage(sc, ev), on="participant"))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=[*attribution.COLUMNS, *mutes.COLUMNS[1:]])
 
 
 def console_vs_live(console: Tables, live: Tables) -> pd.DataFrame:
@@ -369,11 +378,6 @@ def console_vs_live(console: Tables, live: Tables) -> pd.DataFrame:
 
 
 MODE_COLUMNS = ["arch", "participant", "latency_p50", "latency_p95", "matched", "missed", "wer", "cpu_s", "pss_mb", "agent_participants"]
-
-
-def _median(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.median()) if len(values) else np.nan
 
 
 def _planned_jobs(info: ArchRun, events: pd.DataFrame, arch: str) -> int:
@@ -436,7 +440,7 @@ def _arch_row(record, sc, events, utts, arch, info, cost) -> dict:
         "stt_api": cost.stt_api, "stt_model": cost.stt_model,
         "stt_rtf": rec["infer_s"].sum() / rec["audio_s"].sum() if len(rec) else np.nan,
         # livekit-agents' own per-turn transcription_delay (session designs), beside vad_latency_p50
-        "lk_transcription_delay_p50": _median(ev.loc[ev["kind"] == "turn_metrics", "lk_transcription_delay_s"]),
+        "lk_transcription_delay_p50": float(ev.loc[ev["kind"] == "turn_metrics", "lk_transcription_delay_s"].median()),
         "cold_start_s": max((info.cold_start_s or {}).values(), default=np.nan),
         "errors": int((ev["kind"] == "error").sum()),
         "complete": bool(info.complete),

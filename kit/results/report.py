@@ -218,6 +218,13 @@ class ReportTables:
     versions: Markup
 
 
+ATTRIBUTION_COLUMNS = {
+    "arch": "architecture", "participant": "speaker", "ref_words": "words", "duplicated": "duplicated",
+    "misattributed": "misattributed", "missed_words": "missed words", "fragmented": "fragmented",
+    "muted_s": "muted s", "muted_stt_audio_s": "STT audio while muted s", "muted_finals": "finals while muted",
+}  # fmt: skip
+
+
 def _tables(run: Run, console: Run | None) -> ReportTables:
     dollars = _dollar_columns(run)
     return ReportTables(
@@ -227,7 +234,7 @@ def _tables(run: Run, console: Run | None) -> ReportTables:
         metrics=_table(METRICS),
         architectures=_table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars}),
         speakers=_table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars}),
-        attribution=_table(run.tables.speakers, metrics.ATTRIBUTION_COLUMNS),
+        attribution=_table(run.tables.speakers, ATTRIBUTION_COLUMNS),
         prices=_table(cost.load_pricing(pricing_path(run.record)).table) if dollars else Markup(""),
         console_vs_live=_table(metrics.console_vs_live(console.tables, run.tables)) if console else Markup(""),
         record=_table(_record_facts(run)),

@@ -63,12 +63,12 @@ class ConsoleRoom:
         self.vad = vad or VADSettings()  # its gate applies to the sessions' audio input
         self.t0 = t0  # may be set later, once every job is ready (audio is loaded here, before)
         self.identities = list(identities) if identities is not None else scenario.identities
-        self._pcm = {i: self._heard(i) for i in self.identities}
+        self._pcm = {i: self.heard(i) for i in self.identities}
         # Every frame made now, before t0, as a network hands them over ready-made: during the room
         # the replay only paces them (the loop's wake-ups per frame are the design's, as they are live).
         self._frames = {i: [self._frame(i, k) for k in self.frame_range(i)] for i in self.identities}
 
-    def _heard(self, identity: str) -> np.ndarray:
+    def heard(self, identity: str) -> np.ndarray:
         """The participant's track at the room's rate as an agent receives it: while their microphone
         is muted, digital silence at the usual pace (what a live AudioStream gives: docs/scenarios.md, "Mutes")."""
         pcm = to_int16(resample(self.scenario.read_audio(identity), self.scenario.sample_rate, ROOM_RATE))
