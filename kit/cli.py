@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: %(default)s)")
     w.add_argument("--pricing", type=Path, default=None, help="pricing CSV (default: data/pricing.csv)")
     add_bleed_args(w)
+    w.add_argument("--mutes", action="store_true", help="--pattern meeting: 3 in 4 of those who never speak are muted throughout")
     config_mod.add_arguments(w)
     w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
@@ -174,7 +175,8 @@ def _sweep(args) -> int:
                      pricing=str(args.pricing) if args.pricing else None)  # fmt: skip
     try:
         sweep_dir, table = sweep.run_sweep(ns, config, pattern=args.pattern, lines=args.lines, threshold_s=args.threshold,
-                                           progress_factory=room_bar, bleed=_bleed(args))  # fmt: skip
+                                           progress_factory=room_bar, bleed=_bleed(args),
+                                           mutes=args.mutes)  # fmt: skip
         interrupted = None
     except Interrupted as e:
         sweep_dir, interrupted = e.run_dir, e

@@ -6,6 +6,7 @@ from kit.cli import main
 from kit.config import DATA_DIR, SCENARIOS_DIR, KitError
 from kit.room import scenario
 from kit.room.bleed import Bleed, add_bleed
+from kit.room.synth import synth
 
 
 def test_synth_reproduces_committed_pair2(tmp_path, capsys):
@@ -81,3 +82,16 @@ def test_a_scripts_bleed_table_is_checked_before_anything_is_spoken(tmp_path, ca
                       '[[lines]]\nspeaker="a"\ntext="hi"\n')  # fmt: skip
     assert main(["synth", str(script), "-o", str(tmp_path / "out")]) == 2
     assert "nobody" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_scripts_mutes_reach_the_scenario_and_one_without_an_end_lasts_until_they_leave(tmp_path):
+    script = tmp_path / "muted.toml"
+    script.write_text(f'extends = "{DATA_DIR / "scripts" / "pair-2.toml"}"\nname = "muted-pair"\n'
+                      '[[mutes]]\nparticipant = "bob"\nstart_s = 9.5\nend_s = 13.6\n'
+                      '[[mutes]]\nparticipant = "alice"\nstart_s = 13.2\n')  # fmt: skip
+    sc = scenario.load(synth(script, tmp_path / "room"))
+    assert sc.muted("bob") == [(9.5, 13.6)] and sc.muted("alice") == [(13.2, pytest.approx(sc.duration_s))]
+    script.write_text(script.read_text().replace("start_s = 13.2", "start_s = 12.0"))  # over alice's last line
+    with pytest.raises(KitError, match="covers their line"):
+        synth(script, tmp_path / "room2")
+    assert not (tmp_path / "room2").exists()

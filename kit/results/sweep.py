@@ -72,24 +72,24 @@ def sweep_room(n: int, lines: int = 3, cache: Path = GENERATED_DIR) -> Path:
 PATTERNS = ("all-talk", "meeting")
 
 
-def pattern_room(pattern: str, n: int, lines: int = 3, bleed: Bleed | None = None) -> Path:
+def pattern_room(pattern: str, n: int, lines: int = 3, bleed: Bleed | None = None, mutes: bool = False) -> Path:
     """The cached room of N participants: "all-talk" (every one talks at once, `lines` each) or
     "meeting" (kit/room/meeting.py: one main speaker at a time, most never speak); `bleed`: a meeting's
-    microphones hear each other (kit/room/bleed.py)."""
+    microphones hear each other (kit/room/bleed.py); `mutes`: most of a meeting's silent participants are muted."""
     if pattern == "all-talk":
-        if bleed is not None:
-            raise KitError("bleed is for meeting rooms (--pattern meeting): in an all-talk room everyone speaks at once")
+        if bleed is not None or mutes:
+            raise KitError("bleed and mutes are for meeting rooms (--pattern meeting): in an all-talk room everyone speaks")
         return sweep_room(n, lines)
     if pattern == "meeting":
         from kit.room import meeting
 
-        return meeting.meeting_room(n, bleed=bleed)
+        return meeting.meeting_room(n, bleed=bleed, mutes=mutes)
     raise KitError(f"unknown --pattern {pattern!r}: use one of {', '.join(PATTERNS)}")
 
 
 def run_sweep(
     participants: list[int], config: RunConfig, pattern: str = "all-talk", lines: int = 3,
-    threshold_s: float = LATENCY_THRESHOLD_S, progress_factory=None, bleed: Bleed | None = None,
+    threshold_s: float = LATENCY_THRESHOLD_S, progress_factory=None, bleed: Bleed | None = None, mutes: bool = False,
 ) -> tuple[Path, pd.DataFrame]:  # fmt: skip
     """Run every architecture of `config` on the pattern's room at each N participants (ascending);
     an architecture stops once it is clearly past the threshold (p95 over twice the threshold, or
@@ -99,7 +99,7 @@ def run_sweep(
     sweep_dir = new_run_dir(config.results_dir)
     rows, stopped = [], set()
     for n in sorted(set(participants)):
-        room = pattern_room(pattern, n, lines, bleed)
+        room = pattern_room(pattern, n, lines, bleed, mutes)
         for arch in config.archs:
             if arch in stopped:
                 continue

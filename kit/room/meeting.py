@@ -28,6 +28,13 @@ The model (a slice of a meeting, 60 s by default; docs/scenarios.md has the stat
 - **Backchannels.** Between two sentences of a turn, with probability 0.7, a listener who may speak
   then (one who has not spoken yet first) says one of `BACKCHANNELS` over the end of the first,
   starting 0.10-0.25 s before it ends (every backchannel lasts longer: 0.33 s at the least).
+- **Mutes** (`mutes=True`, `kit sweep --pattern meeting --mutes`): 3 in 4 of the participants who
+  never speak are muted from joining to the end (MUTED_SHARE, chosen by their own `Random(seed + 1)`,
+  so the rest of the room is the same). An assumption, not a measured figure: the published ones are
+  that 48 % of video-call participants speak at all (Cisco Hybrid Work Index, 2022) and that 7.2 % of
+  the participants of small virtual meetings stayed muted for the whole meeting (Vyopta, 40 million
+  meetings, Q1 2023); neither says how many of the silent ones mute, which in large calls etiquette
+  makes most of them.
 - **Late joiners.** The last-ranked speaker (when there are 3 or more) joins at 15-35 % of the
   room and speaks 2 s after joining at the earliest; round(N / 8) of the silent participants join
   at 5-60 %. Nobody leaves early.
@@ -94,6 +101,9 @@ SENTENCES = [
 BACKCHANNELS = ["Yes.", "Right.", "Okay.", "Sure.", "Exactly.", "I see.", "Good point.", "Agreed.", "Yeah."]
 
 
+MUTED_SHARE = 0.75  # of the participants who never speak, muted throughout (mutes=True; the docstring says why)
+
+
 def speaker_count(n: int) -> int:
     """How many of n participants speak: log2 of the room, at least 3 (everyone in a smaller room)."""
     return min(n, max(3, math.ceil(math.log2(n))))
@@ -129,9 +139,9 @@ class _Plan:
         return TARGET_OVERLAP * (self.speech_s - self.overlap_s) - self.overlap_s
 
 
-def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0, bleed: Bleed | None = None) -> str:
+def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0, bleed: Bleed | None = None, mutes: bool = False) -> str:
     """The TOML synth script of a deterministic meeting of n participants, about duration_s long;
-    `bleed`: every microphone hears the others (kit/room/bleed.py)."""
+    `bleed`: every microphone hears the others (kit/room/bleed.py); `mutes`: most who never speak are muted."""
     if n < 1:
         raise KitError(f"the number of participants must be at least 1, got {n}")
     if duration_s < 10:
@@ -161,6 +171,9 @@ def meeting_script(n: int, duration_s: float = 60.0, seed: int = 0, bleed: Bleed
         out += ["[[lines]]", f'speaker = "{speaker}"', f'text = "{text}"']
         out += [] if gap is None else [f"gap_s = {gap + 0.0:.2f}" + (f"  # {note}" if note else "")]
         out.append("")
+    muted = random.Random(seed + 1).sample(silent, round(MUTED_SHARE * len(silent))) if mutes else []
+    for p in sorted(muted):
+        out += ["[[mutes]]  # never speaks, muted until the end", f'participant = "{p}"', f"start_s = {joins[p]}", ""]
     return "\n".join(out)
 
 
@@ -218,9 +231,9 @@ def _turn_start(rng: random.Random, plan: _Plan, holder: str, text: str) -> floa
 
 
 def meeting_room(n: int, duration_s: float = 60.0, seed: int = 0, cache: Path = synth.GENERATED_DIR,
-                 bleed: Bleed | None = None) -> Path:  # fmt: skip
+                 bleed: Bleed | None = None, mutes: bool = False) -> Path:  # fmt: skip
     """The scenario directory of the meeting, synthesised once and cached (keyed by the script's hash)."""
-    return synth.cached_room(meeting_script(n, duration_s, seed, bleed), f"meeting-{n}", cache)
+    return synth.cached_room(meeting_script(n, duration_s, seed, bleed, mutes), f"meeting-{n}", cache)
 
 
 PARTICIPANT_COLUMNS = ["participant", "joined_s", "left_s", "utterances", "speech_s", "share"]

@@ -10,7 +10,7 @@ full (readable, mono, at the declared rate, not empty, no NaN or infinite sample
 An optional top-level `"reference": false` marks a room without reference text (kit/room/importer.py
 without transcripts): its utterances are speech spans with empty text, and WER is not measured.
 Optional `"mutes": [{"participant", "start_s", "end_s"}]`: stretches in which a participant's
-microphone is muted (live: `LocalAudioTrack.mute()`; docs/scenarios.md, "Mutes"), each within their
+microphone is muted (`end_s` null or absent: until they leave) (live: `LocalAudioTrack.mute()`; docs/scenarios.md, "Mutes"), each within their
 presence, not overlapping another of theirs, and with no utterance of theirs in it (what a muted
 participant says reaches nobody, so it is not in the reference).
 """
@@ -58,7 +58,7 @@ class Utterance:
 class Mute:
     participant: str
     start_s: float  # the microphone is muted from here
-    end_s: float  # ... and unmuted here
+    end_s: float | None  # ... and unmuted here (None in scenario.json: until they leave; load() fills it in)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def load(name_or_path: str | Path) -> Scenario:
     rate = doc.sample_rate(raw)
     participants = tuple(doc.participant(p, i) for i, p in enumerate(doc.items(raw, "participants")))
     utterances = tuple(doc.utterance(u, i) for i, u in enumerate(doc.items(raw, "utterances")))
-    mutes = tuple(doc.mute(m, i) for i, m in enumerate(doc.items(raw, "mutes") if "mutes" in raw else []))
+    mutes = [doc.mute(m, i) for i, m in enumerate(doc.items(raw, "mutes") if "mutes" in raw else [])]
     reference = raw.get("reference", True)
     if not isinstance(reference, bool):
         doc.fail(f"'reference' must be true or false, not {_show(reference)}")
@@ -149,7 +149,7 @@ def load(name_or_path: str | Path) -> Scenario:
         doc.fail("no utterances: a room where nobody speaks has nothing to measure")
     durations = {p.identity: _check_track(path, p, rate) for p in participants}
     _check_utterances(path, participants, utterances, durations)
-    _check_mutes(path, participants, utterances, mutes, durations)
+    mutes = _check_mutes(path, participants, utterances, mutes, durations)
     return Scenario(name, rate, participants, utterances, path, max(durations.values()), reference, mutes)
 
 
@@ -290,7 +290,7 @@ class _Doc:
     def mute(self, m: dict, i: int) -> Mute:
         where = f"mutes[{i}]"
         participant = self.text(m, "participant", f"{where}.participant")
-        return Mute(participant, self.seconds(m, "start_s", f"{where}.start_s"), self.seconds(m, "end_s", f"{where}.end_s"))
+        return Mute(participant, self.seconds(m, "start_s", f"{where}.start_s"), self.seconds(m, "end_s", f"{where}.end_s", default=None))
 
 
 READ_BLOCK = 1 << 18  # frames per read when checking a track: memory stays flat on long rooms
@@ -362,17 +362,20 @@ def _check_utterances(path, participants, utterances, durations) -> None:
         last_end[u.participant] = u
 
 
-def _check_mutes(path, participants, utterances, mutes, durations) -> None:
+def _check_mutes(path, participants, utterances, mutes, durations) -> tuple[Mute, ...]:
+    """The mutes, each ending where it says or, without an end, when its participant leaves."""
     by_id = {p.identity: p for p in participants}
     last: dict[str, Mute] = {}
+    checked = []
     for m in sorted(mutes, key=lambda m: (m.participant, m.start_s)):
         p = by_id.get(m.participant)
         if p is None:
             raise ScenarioError(f"{path}: mute of unknown participant {m.participant!r}")
+        present = min(p.leave_s if p.leave_s is not None else math.inf, durations[p.identity])
+        m = m if m.end_s is not None else Mute(m.participant, m.start_s, present)
         span = f"mute of {m.participant!r} at {m.start_s:.2f}-{m.end_s:.2f} s"
         if not m.start_s < m.end_s:
             raise ScenarioError(f"{path}: {span} ends before it starts")
-        present = min(p.leave_s if p.leave_s is not None else math.inf, durations[p.identity])
         if m.start_s < p.join_s or m.end_s > present:
             raise ScenarioError(f"{path}: {span} is outside {m.participant!r}'s presence ({p.join_s:.2f}-{present:.2f} s)")
         if (prev := last.get(m.participant)) is not None and m.start_s < prev.end_s:
@@ -383,3 +386,5 @@ def _check_mutes(path, participants, utterances, mutes, durations) -> None:
             if u.participant == m.participant and u.start_s < m.end_s and m.start_s < u.end_s:
                 raise ScenarioError(f"{path}: {span} covers their utterance at {u.start_s:.2f}-{u.end_s:.2f} s "
                                     f"(what a muted participant says reaches nobody: leave it out, or unmute first)")  # fmt: skip
+        checked.append(m)
+    return tuple(checked)

@@ -37,7 +37,7 @@ Script format (TOML, see data/scripts/):
     [[mutes]]                # optional: a muted microphone (kit/room/scenario.py), never over its own lines
     participant = "bob"
     start_s = 2.0
-    end_s = 6.5
+    end_s = 6.5              # optional: without it, muted until they leave
 
 Same script, same tools -> byte-identical scenario.json (and identical samples). `place` gives the
 ground truth without writing audio; `cached_room` synthesises a generated script once (data/generated/).
@@ -179,9 +179,9 @@ class Placement:
         return self.total / self.rate
 
     def mutes(self) -> list[dict]:
-        """The scenario.json mutes, as the script lists them."""
-        return [{"participant": m["participant"], "start_s": float(m["start_s"]), "end_s": float(m["end_s"])}
-                for m in self.raw.get("mutes", [])]  # fmt: skip
+        """The scenario.json mutes, as the script lists them (no end_s: until the participant leaves)."""
+        return [{"participant": m["participant"], "start_s": float(m["start_s"]),
+                 "end_s": float(m["end_s"]) if "end_s" in m else None} for m in self.raw.get("mutes", [])]  # fmt: skip
 
     def utterances(self) -> list[dict]:
         """The scenario.json utterances: exact sample spans of the placed speech, by start."""
@@ -226,9 +226,9 @@ def _check_mutes(script: Path, p: Placement) -> None:
     ids = {s.identity for s in p.speakers}
     for i, m in enumerate(p.raw.get("mutes", [])):
         try:
-            who, start, end = m["participant"], float(m["start_s"]), float(m["end_s"])
+            who, start, end = m["participant"], float(m["start_s"]), float(m.get("end_s", p.duration_s))
         except (KeyError, TypeError, ValueError) as e:
-            raise ScriptError(f"{script}: mutes[{i}] needs participant, start_s and end_s ({e})") from None
+            raise ScriptError(f"{script}: mutes[{i}] needs participant and start_s, and end_s a number if given ({e})") from None
         if who not in ids:
             raise ScriptError(f"{script}: mutes[{i}] names unknown speaker {who!r}")
         if not 0 <= start < end <= p.duration_s:
