@@ -330,7 +330,7 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
     extras = _attribution_and_mutes(sc, events, utts, ran)
     speakers_df = speakers_df.merge(extras, on=["arch", "participant"], how="left")
     if len(archs_df):
-        archs_df = archs_df.merge(extras.groupby("arch", sort=False)[EXTRA_SUMS].sum().reset_index(), on="arch", how="left")
+        archs_df = archs_df.merge(extras.groupby("arch", sort=False)[EXTRA_SUMS].sum(min_count=1).reset_index(), on="arch", how="left")
     for df in (speakers_df, archs_df) if len(archs_df) else (speakers_df,):  # counts; NaN with no reference text
         df[attribution.COUNTS] = df[attribution.COUNTS].astype("Int64") if sc.reference else np.nan
     if not sc.reference:  # a room without reference text: WER and attribution are not measured (NaN), never 0

@@ -7,7 +7,9 @@ streaming STT client, which sends every frame it gets, streams the muted time an
 Per participant: `muted_s` (the room's muted time, while they were present), `muted_stt_audio_s` (the
 STT audio that fell inside it: the VAD turns the STT was given, each its span from speech_start to
 speech_end, or each stream's audio, which is its connected time, ending when it closed),
-`muted_finals` (finals spoken while muted: more than half of their VAD span inside a mute).
+`muted_finals` (finals spoken while muted: more than half of their VAD span inside a mute). A design
+whose STT clients report no audio of their own (your agent, `--stt inference`: the stand-in counts
+per stream, not per moment) gets NaN for muted_stt_audio_s: not measured, not 0.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def overlap(spans: list[tuple[float, float]], start: float, end: float) -> float
 
 def usage(sc: Scenario, events: pd.DataFrame) -> pd.DataFrame:
     """COLUMNS for every participant of one design's events."""
+    counted = events["kind"].isin(["recognized", "stt_sent"]).any()
     rows = []
     for who in sc.identities:
         muted = sc.muted(who)
@@ -38,6 +41,6 @@ def usage(sc: Scenario, events: pd.DataFrame) -> pd.DataFrame:
             sent = sum(overlap(muted, e.speech_start, e.speech_end) for e in turns.itertuples(index=False) if pd.notna(e.speech_start))
         finals = mine[(mine["kind"] == "final") & mine["speech_start"].notna()]
         spoken = sum(overlap(muted, e.speech_start, e.speech_end) > (e.speech_end - e.speech_start) / 2 for e in finals.itertuples(index=False))
-        rows.append({"participant": who, "muted_s": overlap(muted, 0.0, float("inf")), "muted_stt_audio_s": sent,
+        rows.append({"participant": who, "muted_s": overlap(muted, 0.0, float("inf")), "muted_stt_audio_s": sent if counted else float("nan"),
                      "muted_finals": int(spoken)})  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
