@@ -11,7 +11,6 @@ from pathlib import Path
 from kit.config import KitError
 from kit.live.server import BINARY_NAME, PINNED_VERSION, cache_home, venv_bin_dir, version_or_none
 
-
 GO_PACKAGE = "github.com/livekit/livekit-server/cmd/server"
 
 
