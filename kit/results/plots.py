@@ -28,15 +28,7 @@ from matplotlib.patches import Patch
 from kit.results.cost_plots import console_vs_live, cost, dollar_columns, dollar_label, dollar_panels, scaling  # noqa: F401
 from kit.results.metrics import Tables
 from kit.results.style import (  # arch_color and plain are part of this module's API, as the cost figures are
-    MISSED_COLOR,
-    SPEECH_COLOR,
-    arch_color,
-    arch_legend,
-    archs_of,
-    bar_offsets,
-    grouped_bars,
-    participants_of,
-    plain,
+    MISSED_COLOR, SPEECH_COLOR, arch_color, arch_legend, archs_of, bar_offsets, grouped_bars, participants_of, plain,
 )  # fmt: skip
 from kit.room.scenario import Scenario
 
