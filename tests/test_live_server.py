@@ -29,7 +29,7 @@ from livekit import api
 from synthetic import SHORT_ROOM, short_room_with_a_silent_participant
 
 from kit.architectures import NAMES
-from kit.config import REPO_ROOT, SCENARIOS_DIR
+from kit.config import REPO_ROOT
 from kit.live.common import Credentials, server_api
 from kit.run.record import RunRecord
 
@@ -185,13 +185,13 @@ def test_a_silent_participant_in_both_modes_is_the_same_row_and_the_report_is_wr
 
 
 def test_a_muted_stretch_streams_silence_in_both_modes(livekit_server, tmp_path):
-    """pair-2 with bob muted from 9.5 to 13.6 s, every design on a streaming STT, console then live. Live,
-    a muted track's frames keep coming, digital silence, so each design's stream sends (and is billed
-    for) the muted time; the console room, replaying that, sends the same; nothing is transcribed under
-    bob while muted, and every utterance is matched."""
+    """The short room with alice muted from 4.3 to 7.5 s (after her turn, while bob speaks), every design on
+    a streaming STT, console then live. Live, a muted track's frames keep coming, digital silence, so each
+    design's stream sends (and is billed for) the muted time; the console room, replaying that, sends the
+    same; nothing is transcribed under alice while muted, and every utterance is matched."""
     room = tmp_path / "room"
-    shutil.copytree(SCENARIOS_DIR / "pair-2", room)
-    edit_json(room / "scenario.json", lambda d: d.update(mutes=[{"participant": "bob", "start_s": 9.5, "end_s": 13.6}]))
+    shutil.copytree(SHORT_ROOM, room)
+    edit_json(room / "scenario.json", lambda d: d.update(mutes=[{"participant": "alice", "start_s": 4.3, "end_s": 7.5}]))
     done = kit("compare", "--mode", "both", "--stt", "stream-delay:0.1", "--scenario", str(room), "--no-report",
                "--results", str(tmp_path / "results"), env=kit_env(livekit_server))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -199,10 +199,11 @@ def test_a_muted_stretch_streams_silence_in_both_modes(livekit_server, tmp_path)
                      for run in sorted(p.parent for p in (tmp_path / "results").glob("*/run.json")))  # fmt: skip
     for spk in (console, live):
         for arch in NAMES:
-            bob = spk.loc[(arch, "bob")]
-            assert bob["muted_s"] == pytest.approx(4.1) and bob["muted_stt_audio_s"] == pytest.approx(4.1, abs=0.1), (arch, bob)
-            assert bob["muted_finals"] == 0 and bob["missed"] == 0 and spk.loc[(arch, "alice"), "muted_stt_audio_s"] == 0
-    # the streams live sent what the console ones did, the muted time included (bob's would be 4.1 s short),
+            alice = spk.loc[(arch, "alice")]
+            assert alice["muted_s"] == pytest.approx(3.2) and alice["muted_stt_audio_s"] == pytest.approx(3.2, abs=0.1), (arch, alice)
+            assert alice["muted_finals"] == 0 and spk.loc[(arch, "bob"), "muted_stt_audio_s"] == 0
+            assert spk.loc[[(arch, "alice"), (arch, "bob")], "missed"].sum() == 0
+    # the streams live sent what the console ones did, the muted time included (alice's would be 3.2 s short),
     # plus up to the 2 s a live publisher is connected before the room starts (CONNECT_AHEAD_S)
     more = live["stt_audio_s"] - console["stt_audio_s"]
     assert more.between(-0.5, 2.5).all(), more
