@@ -118,6 +118,18 @@ def test_the_bill_by_hand():
     assert (spk["stt_price_item"] == "stt_hand_streaming_minute").all() and (archs["stt_price_usd_per_minute"] == 0.0077).all()
     # the self-hosted price does not change: 0.1 core and 0.5 GB per speaker
     assert pe[cost.SELFHOST] == pytest.approx(0.0065)
+    assert archs[cost.STT_MUTED].isna().all()  # no muted time measured: not priced, not 0
+
+
+def test_the_stt_bill_of_muted_time():
+    """30 s streamed while muted, at $0.0077 a minute: $0.00385 in this run."""
+    spk, archs = _room(MEASURED)
+    spk["muted_stt_audio_s"], archs["muted_stt_audio_s"] = [30.0, 0.0, 0.0, 0.0], [30.0, 0.0]
+    cost.add_dollars(spk, archs, PRICES_STT, stt_item="stt_hand_streaming_minute")
+    assert list(archs[cost.STT_MUTED]) == pytest.approx([0.00385, 0.0])
+    assert list(spk[cost.STT_MUTED]) == pytest.approx([0.00385, 0.0, 0.0, 0.0])
+    cost.add_dollars(spk, archs, PRICES_STT)  # no STT price: the muted time is not priced
+    assert archs[cost.STT_MUTED].isna().all()
 
 
 def test_an_unknown_stt_price_is_refused_naming_the_known_ones():

@@ -64,6 +64,7 @@ CLOUD_PARTS = (CLOUD_AGENT, CLOUD_CONNECTION, CLOUD_STT)
 CLOUD_TOTAL = "dollars_cloud_per_speaker_hour"
 SELFHOST = "dollars_selfhost_per_speaker_hour"
 STT_MINUTES = "stt_minutes_per_speaker_hour"
+STT_MUTED = "stt_muted_usd"  # the STT bill of the run's muted time (USD in this run, not per hour; not a dollars_* rate)
 
 
 class PricingError(KitError):
@@ -187,7 +188,8 @@ def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pr
 
     Needs: architectures.{arch, agent_participants, speakers, cpu_s, window_s, peak_pss_mb};
     speakers.{arch, cpu_s, pss_mb}; optionally `stt_audio_s` in both (seconds of audio sent to the
-    STT: per speaker its own, per design the sum), NaN or absent = not measured. An unknown
+    STT: per speaker its own, per design the sum), NaN or absent = not measured, and likewise
+    `muted_stt_audio_s` (the part of it sent while muted: STT_MUTED, the dollars of this run). An unknown
     `stt_item` raises PricingError (naming the known STT items) before any column is written.
     """
     items = stt_item if isinstance(stt_item, dict) else {a: stt_item for a in architectures["arch"]}
@@ -200,6 +202,7 @@ def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pr
         for audio, window, n in zip(_column(architectures, "stt_audio_s"), architectures["window_s"], architectures["speakers"])
     ]
     architectures[CLOUD_STT] = architectures[STT_MINUTES] * architectures["arch"].map(prices)
+    architectures[STT_MUTED] = _column(architectures, "muted_stt_audio_s") / 60 * architectures["arch"].map(prices)
     _total(architectures, architectures["arch"].map(items), architectures["arch"].map(prices))
     architectures[SELFHOST] = [
         selfhost_per_speaker_hour(pricing, r.cpu_s / r.window_s / r.speakers, r.peak_pss_mb / r.speakers)
@@ -211,6 +214,7 @@ def add_dollars(speakers: pd.DataFrame, architectures: pd.DataFrame, pricing: Pr
     speakers[CLOUD_CONNECTION] = speakers["arch"].map(arch[CLOUD_CONNECTION])
     speakers[STT_MINUTES] = [stt_minutes_per_hour(a, w) for a, w in zip(_column(speakers, "stt_audio_s"), window)]
     speakers[CLOUD_STT] = speakers[STT_MINUTES] * speakers["arch"].map(prices)
+    speakers[STT_MUTED] = _column(speakers, "muted_stt_audio_s") / 60 * speakers["arch"].map(prices)
     _total(speakers, speakers["arch"].map(items), speakers["arch"].map(prices))
     speakers[SELFHOST] = [
         selfhost_per_speaker_hour(pricing, r.cpu_s / arch.loc[r.arch, "window_s"], r.pss_mb) for r in speakers.itertuples()

@@ -221,7 +221,8 @@ class ReportTables:
 ATTRIBUTION_COLUMNS = {
     "arch": "architecture", "participant": "speaker", "ref_words": "words", "duplicated": "duplicated",
     "misattributed": "misattributed", "missed_words": "missed words", "fragmented": "fragmented",
-    "muted_s": "muted s", "muted_stt_audio_s": "STT audio while muted s", "muted_finals": "finals while muted",
+    "muted_s": "muted s", "muted_stt_audio_s": "STT audio while muted s", "stt_muted_usd": "its STT bill $",
+    "muted_finals": "finals while muted",
 }  # fmt: skip
 
 
