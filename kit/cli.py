@@ -19,6 +19,7 @@ from kit.output import exit_code, print_summary, print_table, write_report
 from kit.progress import room_bar  # the one progress bar, shared with the notebooks
 from kit.results import metrics
 from kit.room import scenario
+from kit.room.bleed import Bleed
 from kit.run.skeleton import Interrupted
 
 
@@ -214,12 +215,10 @@ def add_bleed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bleed-db", type=float, default=None, metavar="DB",
                    help="add to each track the other participants' speech DB dB lower (e.g. -20: microphones in one "
                         "room; kit/room/bleed.py); default: none, or a script's [bleed] table")
-    p.add_argument("--bleed-ms", type=float, default=30.0, metavar="MS", help="--bleed-db: their delay (default: %(default)s ms)")
+    p.add_argument("--bleed-ms", type=float, default=Bleed.ms, metavar="MS", help="--bleed-db: their delay (default: %(default)s ms)")
 
 
 def _bleed(args):
-    from kit.room.bleed import Bleed
-
     return Bleed(args.bleed_db, args.bleed_ms) if args.bleed_db is not None else None
 
 

@@ -284,12 +284,17 @@ def pin_to_cores(cpus: int | None) -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+def _threads(pid: int) -> list[int]:
+    """The thread ids of a running process (/proc/<pid>/task)."""
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
 def pin_threads(pid: int, cores: list[int]) -> None:
     """Pin every thread of a running process to `cores`: os.sched_setaffinity pins one thread, and the
     threads a process already has (a runtime's, a server's) would stay where they were."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for tid in _threads(pid):
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task.name), cores)
+            os.sched_setaffinity(tid, cores)
 
 
 @contextlib.contextmanager
@@ -310,9 +315,9 @@ def threads_pinned(cores: list[int]):
 def thread_cores(pid: int) -> list[int]:
     """The cores any thread of a running process may use (read from /proc, not assumed)."""
     cores: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError):
-            cores |= os.sched_getaffinity(int(task.name))
+    for tid in _threads(pid):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            cores |= os.sched_getaffinity(tid)
     return sorted(cores)
 
 

@@ -75,9 +75,10 @@ def scores(scenario: Scenario, finals: pd.DataFrame, utts: pd.DataFrame, arch: s
             words = [w for j, w in enumerate(words) if j not in hit_hyp]  # a word is one speaker's at most
     counted = utts[utts["kind"] == "reference"]  # not those an interrupted run never reached
     fragmented = counted[counted["n_finals"] > 1].groupby("participant").size()
+    reached = set(counted["utt"])
     rows = []
     for who in scenario.identities:
-        mine = [i for i, u in enumerate(utterances) if u.participant == who and i in set(counted["utt"])]
+        mine = [i for i, u in enumerate(utterances) if u.participant == who and i in reached]
         o = np.concatenate([own[i] for i in mine] or [np.zeros(0, bool)])
         x = np.concatenate([other[i] for i in mine] or [np.zeros(0, bool)])
         rows.append({"arch": arch, "participant": who, "ref_words": len(o), "duplicated": int((o & x).sum()),

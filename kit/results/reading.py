@@ -56,14 +56,15 @@ def _candidates(arch: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]
     complete = arch[arch["complete"].astype(bool)]
     base = complete if len(complete) else arch
     best_missed, best_wer, best_p95 = base["missed"].min(), base["wer"].min(), base["latency_p95"].min()
-    best_wrong = wrong_speaker_share(base).min()
+    wrong = wrong_speaker_share(arch)
+    best_wrong = wrong[base.index].min()
     excluded = []
-    for r in arch.itertuples(index=False):
+    for r, r_wrong in zip(arch.itertuples(index=False), wrong):
         if not r.complete and len(complete):
             excluded.append((r.arch, "its run is incomplete (errors, see below)"))
         elif r.missed > best_missed:
             excluded.append((r.arch, f"it missed {r.missed} of {r.utterances} utterances, the best missed {best_missed}"))
-        elif wrong_speaker_share(pd.DataFrame([r])).iloc[0] > best_wrong + ATTRIBUTION_TOLERANCE:
+        elif r_wrong > best_wrong + ATTRIBUTION_TOLERANCE:
             excluded.append((r.arch, f"it put {r.duplicated + r.misattributed} of {r.ref_words} words under the wrong speaker "
                                      f"({r.duplicated} duplicated, {r.misattributed} misattributed), the best "
                                      f"{best_wrong:.0%} of the words"))  # fmt: skip

@@ -45,7 +45,7 @@ class Bleed:
                 raise KitError(f"{where}: [bleed] groups must be lists of identities, e.g. [[\"alice\", \"bob\"]]")
             groups = tuple(tuple(g) for g in groups)
         try:
-            return cls(float(table.get("db", -20.0)), float(table.get("ms", 30.0)), groups)
+            return cls(float(table.get("db", cls.db)), float(table.get("ms", cls.ms)), groups)
         except (TypeError, ValueError) as e:
             raise KitError(f"{where}: [bleed] db and ms must be numbers ({e})") from None
 
