@@ -55,6 +55,20 @@ def test_a_design_that_misses_utterances_is_left_out_whatever_it_costs(tmp_path)
     assert "**Speaker** `alice` with `participant_entrypoint`: 1 of 2 utterances missed" in text
 
 
+def test_words_under_the_wrong_speaker_leave_a_design_out(tmp_path):
+    t = tables(tmp_path, cpu=CHEAP_PE)
+    archs = t.architectures.set_index("arch")
+    assert (archs["duplicated"] == 0).all() and (archs["ref_words"] > 0).all()  # measured on the made-up run
+    words = int(archs.loc["participant_entrypoint", "ref_words"])
+    t.architectures.loc[t.architectures["arch"] == "participant_entrypoint", "duplicated"] = 3
+    text = reading.verdict(t)
+    assert text.startswith("**Ship `multi_session`")
+    assert (f"- `participant_entrypoint` is left out: it put 3 of {words} words under the wrong speaker (3 duplicated, "
+            f"0 misattributed), the best 0% of the words.") in text  # fmt: skip
+    t.architectures.loc[t.architectures["arch"] == "participant_entrypoint", ["duplicated", "misattributed"]] = [0, 3]
+    assert f"it put 3 of {words} words under the wrong speaker (0 duplicated, 3 misattributed)" in reading.verdict(t)
+
+
 def test_latency_counts_only_beyond_the_tolerance(tmp_path):
     slow = reading.verdict(tables(tmp_path / "a", cpu=CHEAP_PE, latency={"participant_entrypoint": 1.5}))
     assert "`participant_entrypoint` is left out: its p95 latency is 1.50 s against 1.00 s" in slow
