@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,52 @@ class VADSettings:
             raise KitError("the VAD gate is a fixed floor or adaptive, not both")
 
 
+# --- the network (live) -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetImpairment:
+    """`--net`: what each participant's uplink does to its audio packets in a live run (kit/live/net.py
+    applies it; console mode has no network). `str(net)` is its --net form, `parse` the one parser."""
+
+    loss: float = 0.0  # share of packets lost, 0..1
+    burst: float = 0.0  # mean length of a loss burst in packets (Gilbert-Elliott); 0: independent losses
+    delay_ms: float = 0.0  # one-way delay added to every packet
+    jitter_ms: float = 0.0  # each packet's delay varies uniformly by +-jitter (never below 0; order kept)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.loss < 1:
+            raise KitError(f"--net loss must be at least 0% and under 100%, got {self.loss:.0%}")
+        if self.burst and self.burst < 1:
+            raise KitError(f"--net burst is a mean burst length in packets, at least 1, got {self.burst:g}")
+        if self.delay_ms < 0 or self.jitter_ms < 0:
+            raise KitError("--net delay and jitter cannot be negative")
+
+    @classmethod
+    def parse(cls, text: str) -> NetImpairment:
+        """`loss=5%,burst=3,delay=20ms,jitter=30ms` (any of them, any order)."""
+        values: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            unit = {"loss": "%", "burst": "", "delay": "ms", "jitter": "ms"}.get(name.strip())
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*" + re.escape(unit) + r"\s*", value) if unit is not None else None
+            if m is None:
+                raise KitError(f"--net: cannot read {item!r}: give loss=N%, burst=N (packets), delay=Nms, jitter=Nms, "
+                               f"comma-separated, e.g. loss=5%,jitter=30ms")  # fmt: skip
+            values[name.strip()] = float(m.group(1)) / (100 if unit == "%" else 1)
+        if not values:
+            raise KitError("--net needs at least one of loss=N%, burst=N, delay=Nms, jitter=Nms")
+        return cls(loss=values.get("loss", 0.0), burst=values.get("burst", 0.0), delay_ms=values.get("delay", 0.0),
+                   jitter_ms=values.get("jitter", 0.0))  # fmt: skip
+
+    def __str__(self) -> str:
+        parts = [f"loss={self.loss * 100:g}%"]
+        parts += [f"burst={self.burst:g}"] if self.burst else []
+        parts += [f"delay={self.delay_ms:g}ms"] if self.delay_ms else []
+        parts += [f"jitter={self.jitter_ms:g}ms"] if self.jitter_ms else []
+        return ",".join(parts)
+
+
 ADAPTIVE_GATE_MARGIN_DB = 8.0  # --vad-gate auto: loud is this far above the track's own noise floor (docs/cost-and-scaling.md)
 
 
@@ -165,6 +212,7 @@ class RunConfig:
     results_dir: Path = DEFAULT_RESULTS_DIR
     pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
     stt_price: str | None = None  # --stt-price: the pricing row of the cloud STT the bill counts (None: not priced)
+    net: NetImpairment | None = None  # --net: live runs' uplink impairment (a string given here is parsed)
     # Test hook: "pipeline:<identity>" makes that participant's pipeline raise as it starts;
     # "model:<identity>" gives the job serving that participant a corrupt Whisper model.
     fault: str | None = None
@@ -172,6 +220,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.stt, SttSpec):
             object.__setattr__(self, "stt", SttSpec.parse(self.stt))
+        if isinstance(self.net, str):
+            object.__setattr__(self, "net", NetImpairment.parse(self.net))
         object.__setattr__(self, "archs", tuple(self.archs))
         object.__setattr__(self, "results_dir", Path(self.results_dir))
         for name in ("cpu_threads", "num_workers", "cpus"):
@@ -187,7 +237,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(stt=str(self.stt), archs=list(self.archs), results_dir=str(self.results_dir))
+        d.update(stt=str(self.stt), archs=list(self.archs), results_dir=str(self.results_dir), net=self.net and str(self.net))
         return d
 
     @classmethod
@@ -225,7 +275,7 @@ class RunConfig:
         )  # fmt: skip
         if hasattr(args, "stt"):  # add_arguments; add_model_arguments alone (the STT service) has the model's only
             vad = VADSettings(gate_margin_db=ADAPTIVE_GATE_MARGIN_DB) if args.vad_gate == "auto" else VADSettings(gate_dbfs=args.vad_gate)
-            given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price)
+            given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price, net=getattr(args, "net", None))
         return cls(**{**given, **overrides})
 
 

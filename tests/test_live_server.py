@@ -29,7 +29,7 @@ from livekit import api
 from synthetic import SHORT_ROOM, short_room_with_a_silent_participant
 
 from kit.architectures import NAMES
-from kit.config import REPO_ROOT
+from kit.config import REPO_ROOT, NetImpairment
 from kit.live.common import Credentials, server_api
 from kit.run.record import RunRecord
 
@@ -95,6 +95,24 @@ def test_every_design_live_transcribes_every_utterance(whisper_live):
         assert len(ref) == 4 and not ref["missed"].any(), (arch, ref[["participant", "hyp_text"]])
         assert ref["latency_s"].between(0.3, 5.0).all()  # a sanity bound, not a benchmark
     assert f"report: {run_dir / 'report.html'}" in done.stdout
+    archs = pd.read_csv(run_dir / "architectures.csv")  # loopback loses nothing: the server's own reports say so
+    assert (archs["uplink_packets"] > 1000).all() and (archs["uplink_loss"] == 0).all(), archs.filter(like="uplink")
+
+
+def test_a_lossy_uplink_is_what_the_server_reports(tmp_path):
+    """--net: every client reaches the run's server through the relay (the server advertises it,
+    ICE-lite), which drops a tenth of each participant's audio; the server's receiver reports count it."""
+    done = kit("live", "--local-server", "--local-agents", "--scenario", "pair-2", "--arch", "participant_entrypoint", "--stt",
+               "delay:0.1", "--net", "loss=10%,jitter=30ms", "--no-report", "--results", str(tmp_path), env=kit_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = only_run(tmp_path)
+    assert RunRecord.load(run_dir).run_config.net == NetImpairment(loss=0.1, jitter_ms=30)
+    relay = json.loads((run_dir / "net-relay.json").read_text())
+    arch = pd.read_csv(run_dir / "architectures.csv").iloc[0]
+    assert 0.07 <= relay["rtp_dropped"] / relay["rtp_packets"] <= 0.13 and relay["to_clients"] > 0
+    # ~880 packets per participant; the last receiver report may miss the last second's losses
+    assert relay["rtp_packets"] >= arch["uplink_packets"] > 1500 and 0.07 <= arch["uplink_loss"] <= 0.13
+    assert (pd.read_csv(run_dir / "speakers.csv")["uplink_jitter_ms"] > 0).all()
 
 
 def test_agents_and_jobs_are_counted_by_the_server(whisper_live):

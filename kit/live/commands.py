@@ -4,6 +4,7 @@ compare's `--mode live|both` (kit/cli.py registers them here)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from kit import config as config_mod
@@ -93,7 +94,7 @@ def compare_live(args, config: RunConfig) -> int:
     console_dir, console = None, None
     if args.mode == "both":
         try:
-            console_dir = runner.run(config, progress_factory=room_bar)
+            console_dir = runner.run(replace(config, net=None), progress_factory=room_bar)  # no network to impair
         except Interrupted as e:
             lab.load(e.run_dir).tables.save(e.run_dir)
             print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
@@ -144,6 +145,9 @@ def add_server_args(p) -> None:
     p.add_argument("--local-server", action="store_true",
                    help="live: start a private livekit-server on loopback for this run (kit/live/server.py); stopped afterwards")
     p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
+    p.add_argument("--net", default=None, metavar="SPEC",
+                   help="live, with --local-server: each participant's uplink loses and delays its audio, e.g. "
+                        "loss=5%%,jitter=30ms (also burst=N packets, delay=Nms; docs/live.md, 'A lossy network')")
     p.add_argument("--dispatch", choices=("api", "token", "room", "participant", "auto"), default=None,
                    help="live: the kit's designs are dispatched by the server API (api, the default) or by the first "
                         "publisher's token (token); --agent: one dispatch per room (room, the default with --agent-name), "

@@ -65,12 +65,7 @@ from kit.live.common import (
     server_api,
     wall_at,
 )  # fmt: skip
-from kit.live.publishers import (
-    CONNECT_AHEAD_S,
-    Listener,
-    connect_publisher,
-    publish,
-)
+from kit.live.publishers import CONNECT_AHEAD_S, Listener, connect_publisher, publish
 from kit.live.server import private_server
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
@@ -115,6 +110,8 @@ def run(
         raise KitError(f"--dispatch must be one of {', '.join(DISPATCH_PATHS)}, got {dispatch!r}")
     if not local_server:
         Credentials.from_env()  # fail fast, before anything is written
+        if config.net:
+            raise KitError("--net needs --local-server: the kit's own server is the one that advertises the relay")
     for name in config.archs:
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
@@ -134,7 +131,7 @@ def run(
     with contextlib.ExitStack() as stack:
         for signum in (signal.SIGINT, signal.SIGTERM):  # raised where the main thread is, whatever it awaits
             stack.callback(signal.signal, signum, signal.signal(signum, _as_interrupt))
-        srv = stack.enter_context(private_server(run_dir, server_bin)) if local_server else None
+        srv = stack.enter_context(private_server(run_dir, server_bin, config.net)) if local_server else None
         creds = Credentials.from_env()
         _redact_log_handlers(creds.api_secret)
         n_rooms = len(config.archs) + (agent is not None)
@@ -383,7 +380,7 @@ class RoomRun:
         self.result.t0_mono = self.t0
         self.events.emit("run_start", t=0.0, detail=f"{self.result.jobs} jobs, room {self.room}, dispatch by {self.dispatch}")
         replay = ConsoleRoom(self.sc, self.t0)
-        publishers = [asyncio.create_task(publish(self.creds, self.room, replay, i, self.listener.track_owner,
+        publishers = [asyncio.create_task(publish(self.creds, self.room, replay, i, self.listener.track_owner, self.events,
                                                   conn=self.first if self.first and i == self.sc.identities[0] else None))
                       for i in replay.identities]  # fmt: skip
         work = asyncio.gather(*publishers, return_exceptions=True)

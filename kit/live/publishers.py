@@ -84,9 +84,10 @@ async def connect_publisher(creds: Credentials, room: str, identity: str, room_c
 
 
 async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: str, track_owner: dict[str, str],
-                  conn: rtc.Room | None = None) -> str | None:  # fmt: skip
+                  events: EventLog, conn: rtc.Room | None = None) -> str | None:  # fmt: skip
     """One scenario participant: join (unless `conn` already did), publish a microphone, feed its
-    track in real time, leave. Returns a problem if its first frame could not leave on time."""
+    track in real time, log what the server says it received (`uplink`), leave. Returns a problem
+    if its first frame could not leave on time."""
     await sleep_until(replay.t0 + replay.scenario.participant(identity).join_s - CONNECT_AHEAD_S)
     conn = conn or await connect_publisher(creds, room, identity)
     source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=100)  # small: frames are pushed in real time anyway
@@ -112,12 +113,32 @@ async def publish(creds: Credentials, room: str, replay: ConsoleRoom, identity: 
                 track.mute() if mute else track.unmute()
             await source.capture_frame(frame)
         await source.wait_for_playout()
+        await log_uplink(track, identity, events)
     finally:
         await conn.disconnect()
         await source.aclose()
     return problem
 
 
+async def log_uplink(track: rtc.LocalAudioTrack, identity: str, events: EventLog) -> None:
+    """The `uplink` event: packets sent, and lost and jitter as the server's last RTCP receiver report
+    gave them (taken as the track ends: the last second or so may not be reported yet)."""
+    try:
+        stats = await asyncio.wait_for(track.get_stats(), UPLINK_STATS_TIMEOUT_S)
+    except Exception as e:  # best effort: the run's numbers do not depend on it
+        events.emit("uplink", participant=identity, detail=f"no stats: {type(e).__name__}: {e}")
+        return
+    fields: dict = {}
+    for s in stats:
+        if s.WhichOneof("stats") == "outbound_rtp":
+            fields["packets_sent"] = s.outbound_rtp.sent.packets_sent
+        elif s.WhichOneof("stats") == "remote_inbound_rtp":
+            received = s.remote_inbound_rtp.received
+            fields.update(packets_lost=received.packets_lost, jitter_s=received.jitter)
+    events.emit("uplink", participant=identity, **fields)
+
+
+UPLINK_STATS_TIMEOUT_S = 2.0
 LATE_START_S = 0.05  # a publisher ready later than this after its first frame was due is a problem (its track lags throughout)
 
 

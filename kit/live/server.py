@@ -133,8 +133,9 @@ def free_port(kind: int = socket.SOCK_STREAM, avoid: set[int] = frozenset()) -> 
     raise KitError("cannot find a free port on 127.0.0.1")
 
 
-def config_yaml(port: int, udp_port: int) -> str:
-    """The server's configuration (JSON is YAML): everything but the keys, which come from the environment."""
+def config_yaml(port: int, udp_port: int, relay_ip: str | None = None) -> str:
+    """The server's configuration (JSON is YAML): everything but the keys, which come from the environment.
+    `relay_ip`: advertise that address as the only candidate, ICE-lite (kit/live/net.py: the lossy network)."""
     cfg = {
         "port": port,
         "bind_addresses": ["127.0.0.1"],
@@ -150,6 +151,8 @@ def config_yaml(port: int, udp_port: int) -> str:
         "logging": {"level": "info", "json": False},
         "room": {"empty_timeout": 60, "departure_timeout": 10},
     }
+    if relay_ip:
+        cfg["rtc"].update(node_ip=relay_ip, use_ice_lite=True)
     return json.dumps(cfg, indent=1) + "\n"
 
 
@@ -171,7 +174,8 @@ class LocalServer:
     """
 
     def __init__(self, server_bin: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
-                 ready_timeout_s: float = READY_TIMEOUT_S) -> None:  # fmt: skip
+                 ready_timeout_s: float = READY_TIMEOUT_S, relay_ip: str | None = None) -> None:  # fmt: skip
+        self.relay_ip = relay_ip  # clients reach it through a relay there (config_yaml)
         self.binary = find_binary(server_bin)
         self.version = server_version(self.binary)
         self._log_path = Path(log_path) if log_path else None
@@ -242,7 +246,7 @@ class LocalServer:
         return self
 
     def _spawn(self) -> None:
-        self.config_path.write_text(config_yaml(self.port, self.udp_port), encoding="utf-8")
+        self.config_path.write_text(config_yaml(self.port, self.udp_port, self.relay_ip), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not _SERVER_ENV.match(k)}
         env["LIVEKIT_KEYS"] = f"{self.api_key}: {json.dumps(self.api_secret)}"  # YAML "key: secret", quoted
         self._log = open(self.log_path, "ab")
@@ -417,13 +421,18 @@ def _shell_quote(p: Path) -> str:
 
 
 @contextlib.contextmanager
-def private_server(run_dir: Path, server_bin: str | None):
+def private_server(run_dir: Path, server_bin: str | None, net=None):
     """A livekit-server for this run only: its log in the run directory, its credentials in this
-    process's environment (so the agent workers started here inherit them), both undone afterwards."""
+    process's environment (so the agent workers started here inherit them), both undone afterwards.
+    `net` (a kit.live.net.NetImpairment): every client reaches it through the impairment relay."""
     from kit.live.common import ENV_VARS  # the rtc stack: not for `kit server` alone
+    from kit.live.net import RELAY_IP, NetRelay
 
     saved = {k: os.environ.get(k) for k in ENV_VARS}
-    with LocalServer(server_bin, log_path=run_dir / "server.log") as srv:
+    with contextlib.ExitStack() as stack:
+        srv = stack.enter_context(LocalServer(server_bin, log_path=run_dir / "server.log", relay_ip=RELAY_IP if net else None))
+        if net:  # stopped before the server; its counts in net-relay.json
+            stack.enter_context(NetRelay(net, srv.udp_port, run_dir / "net-relay.json"))
         os.environ.update(srv.env())
         try:
             yield srv

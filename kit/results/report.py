@@ -233,7 +233,7 @@ def _tables(run: Run, console: Run | None) -> ReportTables:
         ground_truth=_table(run.scenario.utterances_frame()),
         designs=_table(designs(run.archs).rename(columns={"arch": "architecture"})),
         metrics=_table(METRICS),
-        architectures=_table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **dollars}),
+        architectures=_table(run.tables.architectures, {**metrics.ARCH_COLUMNS, **_uplink_columns(run), **dollars}),
         speakers=_table(run.tables.speakers, {**metrics.SPEAKER_COLUMNS, **dollars}),
         attribution=_table(run.tables.speakers, ATTRIBUTION_COLUMNS),
         prices=_table(cost.load_pricing(pricing_path(run.record)).table) if dollars else Markup(""),
@@ -249,6 +249,12 @@ def _dollar_columns(run: Run) -> dict[str, str]:
     if dollars and cost.STT_MINUTES in run.tables.architectures:
         dollars = {cost.STT_MINUTES: "STT min/spk-h", **dollars}
     return dollars
+
+
+def _uplink_columns(run: Run) -> dict[str, str]:
+    """Live: the uplink's loss and jitter as the server reported them (kit/results/network.py)."""
+    reported = run.tables.architectures.get("uplink_loss", pd.Series(dtype=float)).notna().any()
+    return {"uplink_loss": "uplink loss", "uplink_jitter_ms": "uplink jitter ms"} if reported else {}
 
 
 def _table(df: pd.DataFrame, columns: dict[str, str] | None = None) -> Markup:
@@ -347,6 +353,7 @@ def _record_facts(run: Run) -> pd.DataFrame:
     return pd.DataFrame(
         [("run id", rec.get("run_id")), ("started", rec.get("started")), ("ended", rec.get("ended")),
          ("complete", rec.get("complete")), ("git sha", rec.get("git_sha")),
+         ("network (live, --net)", run.record.run_config.net or "not impaired") if rec.get("mode") == "live" else ("mode", "console"),
          ("scenario", f"{rec['scenario']['name']} (sha256 {rec['scenario']['sha256']})"),
          ("model", f"{model.get('source')}: {model.get('location')} (sha256 {model.get('sha256')})" if model
                    else "none (calibration STT)"),

@@ -32,6 +32,7 @@ KINDS = (
     "vad_metrics",  # one participant's VAD work since the last vad_metrics event
     "turn_metrics",  # a session design: livekit-agents' own metrics of one user turn (lk_transcription_delay_s)
     "lk_stt_usage",  # a session design's session closed: audio_s, the STT audio livekit-agents' session.usage counts
+    "uplink",  # live: a publisher's audio as it left: packets_sent, and packets_lost, jitter_s from the server's reports
     "job_end",
     "error",  # detail holds the reason
     "run_end",
@@ -64,6 +65,9 @@ class Event:
     proc_cpu_s: float | None = None  # job_end: CPU seconds of the job's process over its life
     kit_cpu_s: float | None = None  # job_end: CPU seconds the kit itself spent there (the event log)
     lk_transcription_delay_s: float | None = None  # turn_metrics: livekit-agents' transcription_delay of the turn
+    packets_sent: int | None = None  # uplink: RTP packets the publisher sent
+    packets_lost: int | None = None  # uplink: of them, lost on the way (the server's RTCP receiver report)
+    jitter_s: float | None = None  # uplink: interarrival jitter the server reported
     wall: float | None = None  # live mode: time.time() when the event was written
     detail: str | None = None
 
