@@ -144,8 +144,6 @@ def _compare(args) -> int:
     config = RunConfig.from_args(args, archs=archs, results_dir=args.results, pricing=str(args.pricing) if args.pricing else None)
     if args.mode != "console":
         return compare_live(args, config)
-    if config.net:
-        raise KitError("--net impairs a live run's network (console mode has none): use --mode live or both")
     try:
         run_dir, interrupted = runner.run(config, progress_factory=room_bar), None
     except Interrupted as e:

@@ -208,6 +208,10 @@ class RunConfig:
     # max(window, the turn): a shortcut judged on real speech in tests/test_voices.py
     window_s: float = 30.0
     cpus: int | None = None  # pin the run (worker and every job process) to this many cores
+    # live, --local-agents: a fleet of this many agent workers per design, each pinned to its own
+    # cpus_per_worker cores (None: unpinned) and reporting its own load, as production ones do
+    workers: int = 1
+    cpus_per_worker: int | None = None
     vad: VADSettings = field(default_factory=VADSettings)
     results_dir: Path = DEFAULT_RESULTS_DIR
     pricing: str | None = None  # pricing CSV for dollars (None: data/pricing.csv)
@@ -224,7 +228,7 @@ class RunConfig:
             object.__setattr__(self, "net", NetImpairment.parse(self.net))
         object.__setattr__(self, "archs", tuple(self.archs))
         object.__setattr__(self, "results_dir", Path(self.results_dir))
-        for name in ("cpu_threads", "num_workers", "cpus"):
+        for name in ("cpu_threads", "num_workers", "cpus", "workers", "cpus_per_worker"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise KitError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
@@ -253,7 +257,8 @@ class RunConfig:
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
         args = ["--stt", str(self.stt), *self.to_model_args()]
         gate = "auto" if self.vad.gate_margin_db is not None else self.vad.gate_dbfs
-        for flag, value in (("--cpus", self.cpus), ("--vad-gate", gate), ("--stt-price", self.stt_price)):
+        fleet = self.workers if self.workers > 1 else None  # a worker of a fleet reports its own load
+        for flag, value in (("--cpus", self.cpus), ("--vad-gate", gate), ("--stt-price", self.stt_price), ("--workers", fleet)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -275,7 +280,8 @@ class RunConfig:
         )  # fmt: skip
         if hasattr(args, "stt"):  # add_arguments; add_model_arguments alone (the STT service) has the model's only
             vad = VADSettings(gate_margin_db=ADAPTIVE_GATE_MARGIN_DB) if args.vad_gate == "auto" else VADSettings(gate_dbfs=args.vad_gate)
-            given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price, net=getattr(args, "net", None))
+            given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price, net=getattr(args, "net", None),
+                         workers=args.workers, cpus_per_worker=args.cpus_per_worker)  # fmt: skip
         return cls(**{**given, **overrides})
 
 
@@ -289,6 +295,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--cpus", type=int, default=None, metavar="K",
                    help="pin the run (worker and every job process) to K cores (default: all)")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="live, --local-agents: K agent workers per design, each reporting its own load so the server's "
+                        "dispatcher balances them (a fleet; docs/cost-and-scaling.md)")
+    p.add_argument("--cpus-per-worker", type=int, default=None, metavar="C",
+                   help="with --workers: pin each worker (and its jobs) to its own C cores")
     p.add_argument("--vad-gate", type=gate_arg, nargs="?", const=-60.0, default=None, metavar="DBFS|auto",
                    help="skip silero on a participant's quiet frames once the silence that ends a turn has passed: "
                         "below DBFS (-60 with the flag alone), or 'auto': less than 8 dB above the track's own noise "
@@ -369,6 +380,18 @@ def thread_cores(pid: int) -> list[int]:
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
             cores |= os.sched_getaffinity(tid)
     return sorted(cores)
+
+
+def fleet_cores(workers: int, per_worker: int | None) -> list[list[int] | None]:
+    """Each agent worker's cores: consecutive blocks of `per_worker` of the cores this process may
+    use (None: not pinned), or a KitError when they do not fit."""
+    if per_worker is None:
+        return [None] * workers
+    allowed = sorted(os.sched_getaffinity(0))
+    if workers * per_worker > len(allowed):
+        raise KitError(f"--workers {workers} --cpus-per-worker {per_worker} needs {workers * per_worker} cores; "
+                       f"this process may use {len(allowed)}")  # fmt: skip
+    return [allowed[i * per_worker : (i + 1) * per_worker] for i in range(workers)]
 
 
 def check_cpus(cpus: int) -> list[int]:

@@ -31,6 +31,22 @@ def short_room_with_a_silent_participant(dst: Path, identity: str = "mo") -> str
     return str(dst)
 
 
+def short_room_of(dst: Path, n: int) -> str:
+    """The short room's two tracks each given to n/2 participants (p1..pn, all there from the start):
+    a room of many jobs for the tests of how they are spread (what they say does not matter)."""
+    import shutil
+
+    shutil.copytree(SHORT_ROOM, dst)
+    doc = json.loads((dst / "scenario.json").read_text())
+    sources = {p["identity"]: p for p in doc["participants"]}
+    names = list(sources)
+    doc["participants"] = [{**sources[names[i % 2]], "identity": f"p{i + 1}"} for i in range(n)]
+    doc["utterances"] = [{**u, "participant": f"p{i + 1}"} for i in range(n) for u in doc["utterances"]
+                         if u["participant"] == names[i % 2]]  # fmt: skip
+    (dst / "scenario.json").write_text(json.dumps(doc))
+    return str(dst)
+
+
 PIDS = {"multi_session": 1100, "participant_entrypoint": 1200, "multi_dispatch": 1300}
 RUNNER_PID = 1000
 

@@ -26,11 +26,12 @@ import psutil
 import pytest
 from conftest import edit_json
 from livekit import api
-from synthetic import SHORT_ROOM, short_room_with_a_silent_participant
+from synthetic import SHORT_ROOM, short_room_of, short_room_with_a_silent_participant
 
 from kit.architectures import NAMES
 from kit.config import REPO_ROOT, NetImpairment
 from kit.live.common import Credentials, server_api
+from kit.run.events import read_events
 from kit.run.record import RunRecord
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
@@ -113,6 +114,61 @@ def test_a_lossy_uplink_is_what_the_server_reports(tmp_path):
     # ~880 packets per participant; the last receiver report may miss the last second's losses
     assert relay["rtp_packets"] >= arch["uplink_packets"] > 1500 and 0.07 <= arch["uplink_loss"] <= 0.13
     assert (pd.read_csv(run_dir / "speakers.csv")["uplink_jitter_ms"] > 0).all()
+
+
+def test_a_two_node_cluster_carries_every_design_across_nodes(tmp_path):
+    """--nodes 2: Redis and two nodes; each room made on the first node (the publishers'), the agent
+    workers registered through the second, so dispatch, signalling and the agents' media cross nodes.
+    A calibration STT: what the cluster changes is the transport and the dispatch, not the STT."""
+    done = kit("live", "--local-server", "--nodes", "2", "--local-agents", "--scenario", "pair-2", *CONCURRENT_ARGS,
+               "--stt", "delay:0.1", "--no-report", "--results", str(tmp_path), env=kit_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    record = RunRecord.load(run_dir)
+    assert record.live["nodes"] == 2 and record.live["room_nodes"] == {arch: 0 for arch in NAMES}
+    workers_node = (run_dir / "server-1.log").read_text()  # the workers registered with the second node
+    assert all(f'"agentName": "{record.live["agents"][arch]}"' in workers_node for arch in NAMES)
+    utts = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False)
+    ref = utts[utts["kind"] == "reference"]
+    assert len(ref) == 4 * len(NAMES) and not ref["missed"].any(), ref[["arch", "participant", "missed"]]
+    assert dict(pd.read_csv(run_dir / "architectures.csv").set_index("arch")["agent_participants"]) == {a: AGENTS[a] for a in NAMES}
+
+
+def test_a_fleet_of_two_pinned_workers_shares_the_jobs_and_a_killed_one_loses_only_its_speakers(livekit_server, tmp_path):
+    """--workers 2 --cpus-per-worker 1: two agent workers, each on its own core and reporting its own
+    load; the server's dispatcher spreads eight multi-dispatch jobs over them (weighted by load, at
+    random: all on one worker has odds around 1 in 100). --kill-worker 2: the worker with most jobs
+    dies with them 2 s into the room, in the middle of the first line: its speakers lose it, the other's do not."""
+    room = short_room_of(tmp_path / "room-8", 8)
+    done = kit("live", "--local-agents", "--scenario", room, "--arch", "multi_dispatch", "--workers", "2", "--cpus-per-worker",
+               "1", "--kill-worker", "2", "--stt", "delay:0.1", "--no-report", "--results", str(tmp_path / "results"),
+               env=kit_env(livekit_server))  # fmt: skip
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr[-3000:]
+    run_dir = only_run(tmp_path / "results")
+    info = RunRecord.load(run_dir).archs["multi_dispatch"]
+    assert len(info.worker_pids) == 2 and info.worker_cores == sorted(os.sched_getaffinity(0))[:2]
+    assert 2.0 <= info.worker_killed_s < 3.0 and isinstance(info.rejoined_after_s, list)  # re-dispatched or not: recorded
+    speakers = pd.read_csv(run_dir / "speakers.csv").set_index("participant")
+    served = speakers["worker"].dropna()
+    assert set(served) == {1, 2}, speakers[["worker", "matched"]]
+    # the production gate: a one-core worker busy starting jobs says it is full, and the server refuses
+    # the jobs no worker has room for (LiveKit does not queue them): each such speaker is a recorded problem
+    assert len(speakers) - len(served) == 8 - info.agent_participants
+    assert info.agent_participants == 8 or any("agents had joined" in p for p in info.problems), info.problems
+    killed, other = info.killed_worker, 3 - info.killed_worker  # the one with most jobs was killed
+    assert (served == killed).sum() >= (served == other).sum()
+    assert (speakers.loc[speakers["worker"] == other, ["missed", "speech_lost_s"]] == 0).all().all()
+    first_line = [p for p in served.index if p in {"p1", "p3", "p5", "p7"} and served[p] == killed]  # alice's line, 1 s to 3.7 s
+    lost = speakers.loc[first_line]
+    assert (lost["missed"] == 1).all() and (lost["speech_lost_s"] > 2).all(), speakers[["worker", "missed", "speech_lost_s"]]
+    assert speakers.loc[speakers["worker"] == killed, "speech_lost_s"].sum() > 0 or info.rejoined_after_s  # lost, or dispatched again
+    arch = pd.read_csv(run_dir / "architectures.csv").iloc[0]
+    assert (arch["workers"], arch["workers_used"]) == (2, 2) and arch["speech_lost_s"] == speakers["speech_lost_s"].sum()
+    events = read_events(run_dir)  # each job's cores, read from /proc in the job, and whom it served
+    jobs = events[events["kind"] == "job_start"].merge(events[events["kind"] == "participant_joined"][["pid", "participant"]], on="pid",
+                                                       suffixes=("_", ""))  # fmt: skip
+    cores = {w: {tuple(a) for a in jobs[jobs["participant"].map(served) == w]["affinity"]} for w in (1, 2)}
+    assert all(len(c) == 1 and len(next(iter(c))) == 1 for c in cores.values()) and cores[1] != cores[2], cores
 
 
 def test_agents_and_jobs_are_counted_by_the_server(whisper_live):

@@ -40,11 +40,11 @@ def test_a_bad_net_is_refused_with_the_form_it_takes(text, message):
 def test_net_is_refused_where_there_is_no_network_to_impair():
     run = [sys.executable, "-m", "kit"]
     console = subprocess.run([*run, "compare", "--scenario", "pair-2", "--net", "loss=5%"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert console.returncode == 2 and "console mode has none" in console.stderr
+    assert console.returncode == 2 and "console mode has no agent workers and no network" in console.stderr
     env = {"LIVEKIT_URL": "ws://127.0.0.1:9", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s" * 40, "PATH": "/usr/bin:/bin"}
     live = subprocess.run([*run, "live", "--arch", "participant_entrypoint", "--net", "loss=5%"], cwd=REPO_ROOT,
                           capture_output=True, text=True, env=env)  # fmt: skip
-    assert live.returncode == 2 and "--net needs --local-server" in live.stderr
+    assert live.returncode == 2 and "--net and --nodes need --local-server" in live.stderr
 
 
 def loss_runs(model: LossModel, n: int) -> tuple[float, float]:

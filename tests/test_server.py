@@ -14,9 +14,12 @@ import urllib.request
 
 import psutil
 import pytest
+from livekit import api
 
 from kit.config import KitError
-from kit.live import doctor, install, server
+from kit.live import dev_server, doctor, install, server
+from kit.live.api import create_room
+from kit.live.common import Credentials, hosting_node, server_api
 
 pytestmark = pytest.mark.server  # a real livekit-server (tests/conftest.py: markers)
 
@@ -57,6 +60,35 @@ def test_listens_on_loopback_only(livekit_server):
     sockets = _listening(livekit_server.pid)
     assert (("127.0.0.1", livekit_server.port, "tcp") in sockets) and ("127.0.0.1", livekit_server.udp_port, "udp") in sockets
     assert all(ipaddress.ip_address(ip).is_loopback for ip, _, _ in sockets), sockets
+
+
+def ss_listening(pids: list[int]) -> list[str]:
+    """`ss`'s local address of every TCP/UDP socket these processes listen on (UDP: bound)."""
+    out = subprocess.run(["ss", "-H", "-lntup"], capture_output=True, text=True, check=True).stdout.splitlines()
+    return [line.split()[4] for line in out if any(f"pid={pid}," in line for pid in pids)]
+
+
+async def room_names(creds: Credentials) -> list[str]:
+    async with server_api(creds, room_list=True) as lk:
+        return [r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms]
+
+
+def test_a_cluster_shares_redis_and_rooms_and_listens_on_loopback_only(tmp_path):
+    """LiveKit's multi-node mode: Redis and two nodes with one key pair; a room made through one node
+    on the other is known to both, and hosted where it was asked to be."""
+    with server.LocalCluster(2, log_dir=tmp_path) as cluster:
+        a, b = cluster.nodes
+        assert cluster.running and a.api_secret == b.api_secret and a.port != b.port and a.node_id != b.node_id
+        assert (cluster.url, cluster.agent_url) == (a.url, b.url)
+        creds = Credentials(a.url, a.api_key, a.api_secret)
+        asyncio.run(create_room(creds, "across", node_id=b.node_id))
+        assert hosting_node(cluster, "across") == 1
+        for node in (a, b):
+            assert asyncio.run(room_names(Credentials(node.url, node.api_key, node.api_secret))) == ["across"]
+        addresses = ss_listening(cluster.pids)
+        assert f"127.0.0.1:{cluster.redis.port}" in addresses and f"127.0.0.1:{b.udp_port}" in addresses
+        assert all(addr.startswith("127.0.0.1:") for addr in addresses), addresses
+    assert not cluster.running and all(_gone(p) for p in cluster.pids)
 
 
 def test_secret_never_in_its_log_config_or_command_line(livekit_server):
@@ -123,7 +155,7 @@ def test_a_second_server_coexists(livekit_server, tmp_path):
 
 def test_a_startup_error_is_one_line(tmp_path, monkeypatch):
     """The server exits 0 on a bad configuration; the kit notices it died and says why."""
-    monkeypatch.setattr(server, "config_yaml", lambda port, udp: "port: [not a port]\n")
+    monkeypatch.setattr(server, "config_yaml", lambda *args: "port: [not a port]\n")
     with pytest.raises(KitError, match="exited while starting") as e:
         server.LocalServer(log_path=tmp_path / "server.log", ready_timeout_s=10).start()
     assert "\n" not in str(e.value)
@@ -133,12 +165,12 @@ def test_env_file_is_private_and_loads(livekit_server, tmp_path, monkeypatch):
     path = tmp_path / "lk.env"
     path.write_text("old\n")
     path.chmod(0o644)
-    server.write_env_file(path, livekit_server)
+    dev_server.write_env_file(path, livekit_server)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert server.read_env_file(path) == livekit_server.env()
+    assert dev_server.read_env_file(path) == livekit_server.env()
     for k in server.ENV_VARS:
         monkeypatch.delenv(k, raising=False)
-    assert server.load_env_file(path) == sorted(server.ENV_VARS)
+    assert dev_server.load_env_file(path) == sorted(server.ENV_VARS)
     assert os.environ["LIVEKIT_API_SECRET"] == livekit_server.api_secret
     sourced = subprocess.run(["bash", "-c", f"source {path} && echo $LIVEKIT_URL"], capture_output=True, text=True)
     assert sourced.stdout.strip() == livekit_server.url
@@ -155,7 +187,7 @@ def test_cli_server_never_prints_the_secret(tmp_path):
         while not env_file.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert env_file.exists(), proc.communicate(timeout=5)
-        creds = server.read_env_file(env_file)
+        creds = dev_server.read_env_file(env_file)
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         assert doctor.problems(creds)[0] == []
         server_pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]

@@ -48,6 +48,7 @@ NOT_INFERENCE = {
     "stt_price",  # which price row the bill uses, not how a turn is inferred
     "cpus",  # where the processes run (pinning), not how a turn is inferred
     "net",  # what the live network does to the audio, not how a turn is inferred (its own table: docs/live.md)
+    "workers", "cpus_per_worker",  # how many agent workers share the jobs (a fleet), not how a turn is inferred
     "model",  # other weights are another measurement (and a download), not a shortcut of these
     "vad",  # decides the turns, not how they are transcribed (the VAD's turns: docs/scenarios.md)
 }  # fmt: skip

@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kit.config import KitError, RunConfig
+from kit.config import KitError, RunConfig, fleet_cores
 from kit.live.common import redact
 from kit.run.sampler import read_stat
 
@@ -72,19 +72,28 @@ class ExternalAgent:
 
 
 @contextlib.contextmanager
-def local_agent(arch: str, config: RunConfig, workers: dict[str, subprocess.Popen] | None = None):
-    """`python -m kit agent --arch <arch>` as a child process, registered before the run goes on;
-    stopped (SIGTERM: it drains, then exits) afterwards. Its output goes to the terminal. While it
-    runs it is `workers[arch]`: the sampler measures its whole process tree as the design's cost."""
+def local_agent(arch: str, config: RunConfig, workers: dict[str, list[subprocess.Popen]] | None = None):
+    """`python -m kit agent --arch <arch>` as child processes (`config.workers` of them, each on its
+    own cores with `--cpus-per-worker`), registered before the run goes on; stopped (SIGTERM: they
+    drain, then exit) afterwards. Yields their AgentWorkers; their output goes to the terminal. While
+    they run their processes are `workers[arch]`: the sampler measures their trees as the design's cost."""
     # every inference setting of the run (kit/config.py: to_args), so the worker's idle job processes
-    # load the very model the jobs use, pinned to the run's cores
-    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, *config.to_args()]
-    worker = AgentWorker(cmd, f"the {arch} agent worker")
-    with worker:
+    # load the very model the jobs use, pinned to the worker's cores
+    cores = fleet_cores(config.workers, config.cpus_per_worker)
+    pinned = replace(config, cpus=config.cpus_per_worker) if config.cpus_per_worker else config
+    cmd = [sys.executable, "-m", "kit", "agent", "--arch", arch, *pinned.to_args()]
+    n = len(cores)
+    with contextlib.ExitStack() as stack:
+        fleet = [stack.enter_context(AgentWorker(cmd, f"the {arch} agent worker" + (f" {i + 1}/{n}" if n > 1 else ""), cores=c))
+                 for i, c in enumerate(cores)]  # fmt: skip
         if workers is not None:
-            workers[arch] = worker.proc
+            workers[arch] = [w.proc for w in fleet]
+        if n > 1:  # a fleet reports its own load: dispatch once each worker says it has room (warm, its first status)
+            deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
+            while any(w.full or not w.status_known for w in fleet) and time.monotonic() < deadline:
+                time.sleep(0.2)
         try:
-            yield worker.proc
+            yield fleet
         finally:
             if workers is not None:
                 workers.pop(arch, None)
@@ -98,18 +107,21 @@ class AgentWorker:
     Python and Node.js workers both log "registered worker" once the server accepted them."""
 
     def __init__(self, cmd: list[str] | str, what: str, env: dict[str, str] | None = None, log: Path | None = None,
-                 secret: str | None = None) -> None:  # fmt: skip
+                 secret: str | None = None, cores: list[int] | None = None) -> None:  # fmt: skip
         self.cmd, self.what, self.env, self.log, self.secret = cmd, what, env, log, secret
+        self.cores = cores  # pinned there from its first instruction (a fleet's worker), else where this process runs
         self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
         self.tail: deque[str] = deque(maxlen=4)
         self.full = False  # it said it is at full capacity (and not since that it is below it)
+        self.status_known = False  # it said either (livekit-agents logs its first status, then each change)
         self.proc: subprocess.Popen
         self.pump: threading.Thread
 
     def __enter__(self) -> AgentWorker:
         self.proc = subprocess.Popen(self.cmd, shell=self.group, start_new_session=self.group, env=self.env, text=True,
                                      errors="replace", stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT if self.group else None)  # fmt: skip
+                                     stderr=subprocess.STDOUT if self.group else None,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, self.cores)) if self.cores else None)  # fmt: skip
         lines: queue.Queue[str | None] = queue.Queue()
         self.pump = threading.Thread(target=self._pump, args=(lines,), daemon=True)
         self.pump.start()
@@ -186,6 +198,7 @@ class AgentWorker:
                 line = redact(line, self.secret) if self.secret else line
                 self.tail.append(line)
                 self.full = bool(FULL.search(line)) or (self.full and not AVAILABLE.search(line))
+                self.status_known = self.status_known or bool(FULL.search(line) or AVAILABLE.search(line))
                 if out:
                     out.write(line)
                     out.flush()
@@ -243,11 +256,35 @@ def agent_env(base: dict[str, str], url: str, creds) -> dict[str, str]:
             **stand_in_env(url)}  # fmt: skip
 
 
-def agent_pids(events_dir: Path, workers: dict[str, subprocess.Popen], arch: str) -> list[int]:
+def kill_tree(pid: int) -> int:
+    """SIGKILL a process and every process under it at once, as a machine that dies; returns how many were under it."""
+    import psutil
+
+    victims = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for p in victims:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(victims) - 1
+
+
+def busiest_worker(worker_pids: list[int], job_pids: list[int]) -> int:
+    """The index of the worker whose process tree holds most of these jobs (the first on a tie)."""
+    import psutil
+
+    def held(pid: int) -> int:
+        with contextlib.suppress(psutil.Error):
+            return len({p.pid for p in psutil.Process(pid).children(recursive=True)} & set(job_pids))
+        return 0
+
+    counts = [held(pid) for pid in worker_pids]
+    return counts.index(max(counts))
+
+
+def agent_pids(events_dir: Path, workers: dict[str, list[subprocess.Popen]], arch: str) -> list[int]:
     """What the sampler measures as the design's cost: the agent worker started here (its whole
     tree: main process, job processes), else the local job processes of the design."""
-    worker = workers.get(arch)
-    return [worker.pid] if worker is not None else job_pids(events_dir, arch)
+    procs = workers.get(arch)
+    return [p.pid for p in procs] if procs else job_pids(events_dir, arch)
 
 
 def job_pids(events_dir: Path, arch: str) -> list[int]:

@@ -9,9 +9,10 @@ from kit.live.common import Credentials, redact, server_api, t0_metadata
 EMPTY_TIMEOUT_S = 60  # the server closes an abandoned room after this long empty
 
 
-async def create_room(creds: Credentials, room: str) -> None:
+async def create_room(creds: Credentials, room: str, node_id: str | None = None) -> None:
+    """`node_id`: the cluster node that hosts it (None: the server's node selector chooses)."""
     async with server_api(creds, room_create=True) as lk:
-        await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=EMPTY_TIMEOUT_S))
+        await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=EMPTY_TIMEOUT_S, node_id=node_id or ""))
 
 
 async def create_dispatches(creds: Credentials, room: str, agent: str, metadata: list[str]) -> list[str]:

@@ -52,6 +52,8 @@ def add_live_commands(sub) -> None:
     sv = sub.add_parser("server", help="run a local LiveKit dev server on loopback until Ctrl-C (kit/live/server.py)")
     sv.add_argument("--install", action="store_true", help="only install the pinned livekit-server into the virtualenv (needs Go)")
     sv.add_argument("--server-bin", default=None, metavar="PATH", help="use this livekit-server (default: the virtualenv's, else PATH)")
+    sv.add_argument("--nodes", type=int, default=1, metavar="N",
+                    help="a local cluster: N nodes sharing a redis-server on loopback (LiveKit's multi-node mode)")
     sv.add_argument("--env-file", type=Path, default=None, metavar="PATH",
                     help="where to write the LIVEKIT_* variables, mode 0600 (default: ~/.cache/livekit-transcription-kit/livekit.env)")
     sv.set_defaults(func=_server)
@@ -78,7 +80,7 @@ def _live(args) -> int:
     try:
         run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=room_bar, local_agents=args.local_agents,
                                                local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin,
-                                               agent=agent), None  # fmt: skip
+                                               agent=agent, nodes=args.nodes, kill_worker_s=args.kill_worker_s), None  # fmt: skip
     except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report,
@@ -94,7 +96,8 @@ def compare_live(args, config: RunConfig) -> int:
     console_dir, console = None, None
     if args.mode == "both":
         try:
-            console_dir = runner.run(replace(config, net=None), progress_factory=room_bar)  # no network to impair
+            # console has no network to impair and no agent workers
+            console_dir = runner.run(replace(config, net=None, workers=1, cpus_per_worker=None), progress_factory=room_bar)
         except Interrupted as e:
             lab.load(e.run_dir).tables.save(e.run_dir)
             print(f"{e}: console results kept in {e.run_dir}; live not run", file=sys.stderr)
@@ -104,7 +107,8 @@ def compare_live(args, config: RunConfig) -> int:
     try:
         run_dir, interrupted = live_driver.run(config, progress_factory=room_bar, local_agents=True, local_server=args.local_server,
                                                dispatch=args.dispatch or "api", server_bin=args.server_bin,
-                                               console_run=console_dir), None  # fmt: skip
+                                               console_run=console_dir, nodes=args.nodes,
+                                               kill_worker_s=args.kill_worker_s), None  # fmt: skip
     except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted, console=console)
@@ -145,6 +149,12 @@ def add_server_args(p) -> None:
     p.add_argument("--local-server", action="store_true",
                    help="live: start a private livekit-server on loopback for this run (kit/live/server.py); stopped afterwards")
     p.add_argument("--server-bin", default=None, help="the livekit-server binary for --local-server (default: .venv/bin, then PATH)")
+    p.add_argument("--nodes", type=int, default=1, metavar="N",
+                   help="with --local-server: a local cluster of N livekit-server nodes sharing a Redis (LiveKit's "
+                        "multi-node mode); the room joins through the first, agent workers through the last")
+    p.add_argument("--kill-worker", dest="kill_worker_s", type=float, default=None, metavar="AT_S",
+                   help="live, with the kit's agents: SIGKILL one agent worker (the first, with --workers) and its job "
+                        "processes AT_S seconds into each design's room; what each design loses is measured")
     p.add_argument("--net", default=None, metavar="SPEC",
                    help="live, with --local-server: each participant's uplink loses and delays its audio, e.g. "
                         "loss=5%%,jitter=30ms (also burst=N packets, delay=Nms; docs/live.md, 'A lossy network')")
@@ -174,9 +184,9 @@ def _doctor(args) -> int:
 
 
 def _server(args) -> int:
-    from kit.live import install, server
+    from kit.live import dev_server, install
 
     if args.install:
         install.install()
         return 0
-    return server.serve(server_bin=args.server_bin, env_file=args.env_file)
+    return dev_server.serve(server_bin=args.server_bin, env_file=args.env_file, nodes=args.nodes)

@@ -410,4 +410,26 @@ class LiveRoom:
             task.add_done_callback(self._pending.discard)
 
 
+def room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
+    if given:
+        return given if n_archs == 1 else f"{given}-{agent}"
+    return f"{agent}-{run_id}"
 
+
+def redact_log_handlers(secret: str) -> None:
+    """livekit.log (set up by kit.run.skeleton.quiet_livekit) gets the secret and tokens scrubbed."""
+    for h in logging.getLogger().handlers:
+        if getattr(h, "_kit", False):
+            h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
+
+
+def hosting_node(srv, room: str) -> int | None:
+    """Which node of a local server or cluster (kit/live/server.py) hosts the room, by index: the one
+    its room allocator selected, as the nodes' own logs say."""
+    ids = [node.node_id for node in srv.nodes]
+    for node in srv.nodes:
+        m = re.search(r'selected node for room\s+\{"room": "' + re.escape(room) + r'", "selectedNodeID": "(ND_\w+)"',
+                      node.log_path.read_text(errors="replace"))  # fmt: skip
+        if m and m.group(1) in ids:
+            return ids.index(m.group(1))
+    return 0 if len(ids) == 1 else None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -44,7 +43,7 @@ from livekit import api, rtc
 
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, thread_cores, threads_pinned
-from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, local_agent
+from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, busiest_worker, job_pids, kill_tree, local_agent
 from kit.live.api import (
     EMPTY_TIMEOUT_S,
     announce_t0,
@@ -57,10 +56,12 @@ from kit.live.api import (
 from kit.live.common import (
     TRANSCRIPTION_TOPIC,
     Credentials,
-    RedactingFormatter,
     agent_name,
+    hosting_node,
     mono_at,
     redact,
+    redact_log_handlers,
+    room_name,
     sanitize_suffix,
     server_api,
     wall_at,
@@ -73,14 +74,7 @@ from kit.run.events import EventLog
 from kit.run.jobs import JobSpec
 from kit.run.record import ArchRun, RunRecord
 from kit.run.sampler import ResourceSampler
-from kit.run.skeleton import (
-    END_GRACE_S,
-    RunFrame,
-    job_errors,
-    new_run_dir,
-    quiet_livekit,
-    unfinished_jobs,
-)
+from kit.run.skeleton import END_GRACE_S, RunFrame, job_errors, new_run_dir, quiet_livekit, raise_interrupt, unfinished_jobs
 from kit.stt import resolve_model
 from kit.stt.request_log import refusals, run_service_log, stt_clients
 
@@ -96,7 +90,7 @@ AGENT_NAME_ENV = "KIT_AGENT_NAME"  # an --agent's agent name (explicit dispatch)
 def run(
     config: RunConfig, room: str | None = None, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None,
     local_agents: bool = False, local_server: bool = False, dispatch: str = "api", server_bin: str | None = None,
-    console_run: Path | None = None, agent: ExternalAgent | None = None,
+    console_run: Path | None = None, agent: ExternalAgent | None = None, nodes: int = 1, kill_worker_s: float | None = None,
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
     `local_agents`: start each architecture's agent worker on this machine for its turn.
@@ -104,14 +98,19 @@ def run(
     `dispatch`: "api" (AgentDispatchService.CreateDispatch) or "token" (a RoomConfiguration with
     RoomAgentDispatch in the first publisher's token: the room and its dispatches are made as it joins).
     `console_run`: the console run of the same room this one is compared with (compare --mode both).
+    `nodes` > 1 (with `local_server`): a local cluster; the room's side joins through its first node,
+    the agent workers register through its last. `kill_worker_s` (with `local_agents`): SIGKILL the
+    agent worker running most of the design's jobs, and them, that many seconds into each room.
     `agent`: your own agent worker, run (here) and measured after the kit's designs, if any; its STT
     is the run's shared service (--stt service, unless --stt service:URL names another)."""
     if dispatch not in DISPATCH_PATHS:
         raise KitError(f"--dispatch must be one of {', '.join(DISPATCH_PATHS)}, got {dispatch!r}")
     if not local_server:
         Credentials.from_env()  # fail fast, before anything is written
-        if config.net:
-            raise KitError("--net needs --local-server: the kit's own server is the one that advertises the relay")
+        if config.net or nodes > 1:
+            raise KitError("--net and --nodes need --local-server: they shape the kit's own server")
+    if kill_worker_s is not None and not (local_agents and config.archs):
+        raise KitError("--kill-worker kills one of the kit's agent workers: it needs --local-agents and a design")
     for name in config.archs:
         architectures.get(name)
     names = {name: agent_name(name) for name in config.archs}
@@ -124,23 +123,23 @@ def run(
                        "for agents running elsewhere start `python -m kit stt-service` and use --stt service:URL")  # fmt: skip
     run_dir = new_run_dir(config.results_dir)
     quiet_livekit(run_dir)
-    workers: dict[str, subprocess.Popen] = {}
+    workers: dict[str, list[subprocess.Popen]] = {}
     frame: RunFrame | None = None  # --stt service: the run's STT service is part of every design's cost
     sampler = ResourceSampler(run_dir / "resources.jsonl", roots=lambda arch: agent_pids(run_dir / "events", workers, arch)
                               + ([frame.service.pid] if frame and frame.service else []))  # fmt: skip
     with contextlib.ExitStack() as stack:
         for signum in (signal.SIGINT, signal.SIGTERM):  # raised where the main thread is, whatever it awaits
-            stack.callback(signal.signal, signum, signal.signal(signum, _as_interrupt))
-        srv = stack.enter_context(private_server(run_dir, server_bin, config.net)) if local_server else None
-        creds = Credentials.from_env()
-        _redact_log_handlers(creds.api_secret)
+            stack.callback(signal.signal, signum, signal.signal(signum, raise_interrupt))
+        srv = stack.enter_context(private_server(run_dir, server_bin, config.net, nodes)) if local_server else None
+        creds = replace(Credentials.from_env(), url=srv.url) if srv else Credentials.from_env()
+        redact_log_handlers(creds.api_secret)
         n_rooms = len(config.archs) + (agent is not None)
-        rooms = {name: _room_name(room, names[name], run_dir.name, n_rooms) for name in config.archs}
+        rooms = {name: room_name(room, names[name], run_dir.name, n_rooms) for name in config.archs}
         if agent is not None:
-            rooms[agent.label] = _room_name(room, f"kit-{sanitize_suffix(agent.label)}", run_dir.name, n_rooms)
+            rooms[agent.label] = room_name(room, f"kit-{sanitize_suffix(agent.label)}", run_dir.name, n_rooms)
             names[agent.label] = agent.name or "(automatic dispatch)"
         live = {"server": creds.http_url, "server_version": srv.version if srv else None, "local_server": bool(srv),
-                "dispatch": dispatch, "agents": names, "rooms": rooms,
+                "nodes": len(srv.nodes) if srv else None, "dispatch": dispatch, "kill_worker_s": kill_worker_s, "agents": names, "rooms": rooms,
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.cores = check_cpus(config.cpus) if config.cpus and local_agents else None  # the agents' cores
@@ -148,26 +147,32 @@ def run(
         # so the agent's cores measure the agent (none left with --cpus = every core: shared, as without it)
         room_side = sorted(os.sched_getaffinity(0) - set(record.cores)) if record.cores else []
         if srv and room_side:
-            pin_threads(srv.proc.pid, room_side)
+            for pid in srv.pids:
+                pin_threads(pid, room_side)
         record.save(run_dir)
         frame = stack.enter_context(RunFrame(run_dir, record, sampler, config))
         config = frame.jobs_config  # the agents get "service:<its URL>"
         try:
             for name in config.archs:
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
-                with local_agent(name, config, workers) if local_agents else contextlib.nullcontext() as worker:
-                    run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv)
+                with local_agent(name, config, workers) if local_agents else contextlib.nullcontext() as fleet:
+                    pids = [w.proc.pid for w in fleet] if fleet else []
+                    victim = (kill_worker_s, pids) if kill_worker_s is not None and pids else None
+                    worker_cores = sorted(set().union(*(os.sched_getaffinity(p) for p in pids))) if pids else None
+                    run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv, kill=victim)
                     with threads_pinned(room_side):  # after the worker started: it must not inherit them
                         result = asyncio.run(run.run(sampler, progress))
                         if room_side:
-                            result.room_cores = sorted(set(thread_cores(os.getpid()) + (thread_cores(srv.proc.pid) if srv else [])))
-                    if worker is not None:
-                        result.worker_cores = sorted(os.sched_getaffinity(worker.pid))
+                            result.room_cores = sorted(set(thread_cores(os.getpid()) + [c for p in (srv.pids if srv else []) for c in thread_cores(p)]))
+                    if fleet:
+                        result.worker_pids, result.worker_cores = pids, worker_cores
                 frame.add(name, result)
             if agent is not None:
                 name = agent.label
                 progress = progress_factory(name, sc.duration_s) if progress_factory else None
                 frame.add(name, run_external(agent, config, sc, run_dir, creds, rooms[name], srv, sampler, workers, progress))
+            if srv:  # which node each room lived on; the publishers joined through node 0, the agents through the last
+                record.live["room_nodes"] = {arch: hosting_node(srv, room) for arch, room in rooms.items()}
         except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: the running design cleaned up its room; keep what was measured
             signum = getattr(e, "signum", signal.SIGINT)
             frame.add(name, record.archs.get(name) or ArchRun(arch=name, problems=[f"interrupted by {signal.Signals(signum).name}"],
@@ -179,33 +184,20 @@ def run(
 DISPATCH_PATHS = ("api", "token")
 
 
-class _Interrupt(KeyboardInterrupt):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _as_interrupt(signum, frame) -> None:
-    """Ctrl-C and SIGTERM stop a live run the same way: rooms and dispatches deleted, tables kept. Not
-    asyncio.run's own Ctrl-C handling: it cancels the main task, and a cancellation something under it
-    absorbs loses the signal (seen once: SIGINT mid-room, the run went on and exited 0)."""
-    raise _Interrupt(signum)
-
-
 def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials,
-                 room: str, srv, sampler: ResourceSampler, workers: dict[str, subprocess.Popen],
+                 room: str, srv, sampler: ResourceSampler, workers: dict[str, list[subprocess.Popen]],
                  progress: Callable[[float], None] | None) -> ArchRun:  # fmt: skip
     """Your agent's turn: start it (its environment: the server's credentials, the STT service's URL,
     its agent name), wait for it to register, replay the room to it, stop it. A worker that never
     registers, exits or publishes nothing is a problem of its row, not the end of the run."""
-    env = agent_env(dict(os.environ), config.stt.url, creds)
+    env = agent_env(dict(os.environ), config.stt.url, replace(creds, url=srv.agent_url) if srv else creds)
     if agent.name:
         env[AGENT_NAME_ENV] = agent.name
     log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"
     worker = AgentWorker(agent.command, f"the agent {agent.command!r}", env=env, log=log, secret=creds.api_secret)
     try:
         with worker:
-            workers[agent.label] = worker.proc
+            workers[agent.label] = [worker.proc]
             # a production worker that says it is full gets no job, and a dispatch is not retried: wait
             deadline = time.monotonic() + EXTERNAL_JOIN_S
             while worker.full and time.monotonic() < deadline and worker.exited() is None:
@@ -218,19 +210,6 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     except KitError as e:  # never registered: nothing was measured, the row says why
         return ArchRun(arch=agent.label, jobs=len(agent.metadata(sc.identities)), room=room, agent_name=agent.name,
                        command=agent.command, problems=[redact(str(e), creds.api_secret)])  # fmt: skip
-
-
-def _room_name(given: str | None, agent: str, run_id: str, n_archs: int) -> str:
-    if given:
-        return given if n_archs == 1 else f"{given}-{agent}"
-    return f"{agent}-{run_id}"
-
-
-def _redact_log_handlers(secret: str) -> None:
-    """livekit.log (set up by kit.run.skeleton.quiet_livekit) gets the secret and tokens scrubbed."""
-    for h in logging.getLogger().handlers:
-        if getattr(h, "_kit", False):
-            h.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
 
 
 def job_specs(name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, t_submit: float) -> list[JobSpec]:
@@ -247,8 +226,9 @@ class RoomRun:
 
     def __init__(self, name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
                  dispatch: str = "api", server=None, external: ExternalAgent | None = None,
-                 worker: AgentWorker | None = None) -> None:  # fmt: skip
+                 worker: AgentWorker | None = None, kill: tuple[float, list[int]] | None = None) -> None:  # fmt: skip
         self.name, self.config, self.sc, self.run_dir, self.creds, self.room = name, config, sc, run_dir, creds, room
+        self.kill = kill  # --kill-worker: (seconds into the room, the fleet's worker pids: the busiest is killed)
         self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
         self.external, self.worker = external, worker  # your agent (--agent), and its process when it runs here
         self.t_submit = time.time()
@@ -279,7 +259,8 @@ class RoomRun:
             if self.dispatch == "token":  # the first publisher's join creates the room and its dispatches
                 self.first = await connect_publisher(creds, self.room, self.sc.identities[0], self.token_dispatches())
             else:
-                await create_room(creds, self.room)
+                # a cluster: the room on the publishers' node, so the agents (through the last node) cross nodes
+                await create_room(creds, self.room, self.server.nodes[0].node_id if self.server and len(self.server.nodes) > 1 else None)
             await self.listener.connect(creds, self.room)
             if self.dispatch == "api":
                 self.dispatches = await create_dispatches(creds, self.room, self.agent, self.metadata)
@@ -306,6 +287,8 @@ class RoomRun:
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
             result.agent_participants = len(self.agents_seen)
+            if result.worker_killed_s is not None:  # agents that joined after the kill: the server dispatched again
+                result.rejoined_after_s = sorted(at - self.kill_wall for at in self.agents_seen.values() if at > self.kill_wall)
             if self.server_alive():
                 result.server_jobs = await count_jobs(creds, self.room)
                 result.problems += await close_room(creds, self.room, self.dispatches, find=self.dispatch == "token")
@@ -387,6 +370,8 @@ class RoomRun:
         while not work.done():
             if progress:
                 progress(time.monotonic() - replay.t0)
+            if self.kill and self.result.worker_killed_s is None and time.monotonic() - replay.t0 >= self.kill[0]:
+                self.kill_worker(self.kill[1])
             await asyncio.wait([work], timeout=0.2)
             self.check_server()
         self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret) if isinstance(r, BaseException) else r
@@ -400,6 +385,14 @@ class RoomRun:
             self.check_server()
         if self.agents_now:
             self.result.problems.append(f"agent(s) still in the room {END_GRACE_S:.0f} s after it ended")
+
+    def kill_worker(self, pids: list[int]) -> None:
+        """--kill-worker: SIGKILL the worker running most of this design's jobs, and its job processes,
+        at once, as a machine that dies."""
+        self.result.killed_worker = 1 + busiest_worker(pids, job_pids(self.run_dir / "events", self.name))
+        under = kill_tree(pid := pids[self.result.killed_worker - 1])
+        self.result.worker_killed_s, self.kill_wall = self.events.now(), time.time()
+        self.events.emit("worker_killed", detail=f"agent worker {pid} and {under} process(es) under it: SIGKILL")
 
     async def settle(self, until: float) -> None:
         """After the room: until no final has arrived for AGENT_QUIET_S, or END_GRACE_S have passed."""
@@ -417,8 +410,7 @@ class RoomRun:
     def check_server(self) -> None:
         """A server that died (or a lost connection) ends the run at once, with what it measured."""
         if self.server is not None and not self.server.running:
-            raise ServerLost(f"the LiveKit server stopped during the run (exit code {self.server.proc.returncode}; "
-                             f"see server.log)")  # fmt: skip
+            raise ServerLost(f"the LiveKit server stopped during the run ({self.server.stopped()})")
         if self.listener.lost.is_set():
             raise ServerLost(f"lost the connection to the LiveKit server at {self.creds.url}")
         if self.worker is not None and (gone := self.worker.exited()):

@@ -192,11 +192,10 @@ class NetRelay:
             return
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()  # if it is still there (nothing once it has exited)
+            self.proc.wait()
         with contextlib.suppress(OSError, ValueError, TypeError):
             self.stats = RelayStats(**json.loads(self.stats_path.read_text(encoding="utf-8")))
 

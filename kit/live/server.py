@@ -1,27 +1,23 @@
-"""The one place that owns a local LiveKit server's life: install it, start it, wait until it is ready, stop it.
+"""The one place that owns the lives of local LiveKit servers: install, start, ready, stop; one
+server or a cluster.
 
-- **Install** (kit/live/install.py, `python -m kit server --install`): the server is the Go module
-  `github.com/livekit/livekit-server`, pinned to v1.13.5 (v1.13.0/.1 and later main carry `replace`
-  lines in go.mod, which `go install pkg@version` refuses). `CGO_ENABLED=0 go install` builds it
-  into a cache (GOMODCACHE, GOCACHE, GOBIN under GO_CACHE_DIR, so later builds are instant) and the
-  binary is copied into the virtualenv's bin/ as `livekit-server`. Idempotent: nothing happens when
-  the installed binary already reports the pinned version. Any other `livekit-server` works too
-  (on PATH, or `--server-bin`); the kit records the version it ran against.
-- **Start** (`LocalServer`): one single-node server (no Redis: REDIS_HOST and every LIVEKIT_*
-  variable of the caller are kept out of its environment) on free loopback ports, with an API key
-  and a 43-character secret generated for this start. The configuration file (written next to the
-  log) holds no secret: the keys reach the server in its environment (LIVEKIT_KEYS), which only
-  this user can read, never on its command line. Nothing listens beyond 127.0.0.1:
-  `bind_addresses` for HTTP/WebSocket, `rtc.ips.includes 127.0.0.1/32` + the loopback candidate for
-  the single-port UDP mux, and no ICE/TCP port (`rtc.tcp_port: 0`: the server opens that one on
-  every interface, ignoring bind_addresses). The server never logs a configured secret (it logs
-  the placeholder `secret` only in --dev mode without keys, which the kit never uses).
-- **Ready**: `GET http://127.0.0.1:PORT/` answers 200 once the server serves (406 before). A
-  startup error is printed and the process exits with code 0, so readiness also watches that the
-  process is alive; a port taken between choosing it and the server binding it means a retry.
-- **Stop**: SIGTERM (the server waits for participants to leave), then a second SIGTERM (forced),
-  then SIGKILL; no process is left. Started from the main thread, the server also gets SIGTERM
-  from the kernel if this process dies (PR_SET_PDEATHSIG).
+- **Install** (kit/live/install.py, `python -m kit server --install`): the Go module
+  `github.com/livekit/livekit-server` pinned to v1.13.5 (later versions carry `replace` lines that
+  `go install pkg@version` refuses), built with CGO_ENABLED=0 into a cache under GO_CACHE_DIR and
+  copied into the virtualenv's bin/. Any other `livekit-server` works too (PATH, `--server-bin`);
+  the kit records the version it ran against.
+- **Start** (`LocalServer`): one node on free loopback ports, with an API key and a 43-character
+  secret generated for it; no caller's LIVEKIT_*/REDIS_* variable reaches it, and the keys reach it
+  in its environment (LIVEKIT_KEYS), never on its command line or in its config file. Nothing
+  listens beyond 127.0.0.1: `bind_addresses`, `rtc.ips.includes 127.0.0.1/32` + the loopback
+  candidate for the single-port UDP mux, no ICE/TCP port (the server would open it on every
+  interface). The server never logs a configured secret.
+- **A cluster** (`LocalCluster`, `--nodes N`): LiveKit's own multi-node mode: `redis-server` on
+  loopback (nothing persisted) and N nodes sharing it and one key pair.
+- **Ready**: `GET /` answers 200 (406 before); a startup error exits 0, so readiness also watches
+  the process; a port taken between choosing and binding it means a retry.
+- **Stop**: SIGTERM (the server drains), a second SIGTERM (forced), SIGKILL; nothing is left.
+  Started from the main thread, a node also gets SIGTERM from the kernel if the kit dies.
 """
 
 from __future__ import annotations
@@ -41,7 +37,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +63,6 @@ def kit_cache_dir() -> Path:
 
 def venv_bin_dir() -> Path:
     return Path(sys.prefix) / "bin"
-
-
-# --- install -------------------------------------------------------------------------------------------
 
 
 # --- the binary ---------------------------------------------------------------------------------------
@@ -133,9 +125,10 @@ def free_port(kind: int = socket.SOCK_STREAM, avoid: set[int] = frozenset()) -> 
     raise KitError("cannot find a free port on 127.0.0.1")
 
 
-def config_yaml(port: int, udp_port: int, relay_ip: str | None = None) -> str:
+def config_yaml(port: int, udp_port: int, relay_ip: str | None = None, redis: str | None = None) -> str:
     """The server's configuration (JSON is YAML): everything but the keys, which come from the environment.
-    `relay_ip`: advertise that address as the only candidate, ICE-lite (kit/live/net.py: the lossy network)."""
+    `relay_ip`: advertise that address as the only candidate, ICE-lite (kit/live/net.py: the lossy network).
+    `redis`: host:port of the Redis a cluster's nodes share (multi-node mode)."""
     cfg = {
         "port": port,
         "bind_addresses": ["127.0.0.1"],
@@ -153,6 +146,8 @@ def config_yaml(port: int, udp_port: int, relay_ip: str | None = None) -> str:
     }
     if relay_ip:
         cfg["rtc"].update(node_ip=relay_ip, use_ice_lite=True)
+    if redis:
+        cfg["redis"] = {"address": redis}
     return json.dumps(cfg, indent=1) + "\n"
 
 
@@ -174,8 +169,10 @@ class LocalServer:
     """
 
     def __init__(self, server_bin: str | os.PathLike | None = None, log_path: str | os.PathLike | None = None,
-                 ready_timeout_s: float = READY_TIMEOUT_S, relay_ip: str | None = None) -> None:  # fmt: skip
-        self.relay_ip = relay_ip  # clients reach it through a relay there (config_yaml)
+                 ready_timeout_s: float = READY_TIMEOUT_S, relay_ip: str | None = None, redis: str | None = None,
+                 keys: tuple[str, str] | None = None) -> None:  # fmt: skip
+        self.relay_ip, self.redis = relay_ip, redis  # config_yaml
+        self.keys = keys  # a cluster's shared (key, secret); None: generated at start
         self.binary = find_binary(server_bin)
         self.version = server_version(self.binary)
         self._log_path = Path(log_path) if log_path else None
@@ -212,6 +209,21 @@ class LocalServer:
     def env(self) -> dict[str, str]:
         return {"LIVEKIT_URL": self.url, "LIVEKIT_API_KEY": self.api_key, "LIVEKIT_API_SECRET": self.api_secret}
 
+    # The interface a run uses, the same for one server and a cluster (LocalCluster)
+    nodes = property(lambda self: [self])
+    agent_url = property(lambda self: self.url)  # where agent workers register
+    pids = property(lambda self: [self.pid] if self.pid else [])
+
+    def stopped(self) -> str | None:
+        """Why the server is gone (None while it runs)."""
+        return None if self.running else f"exit code {self.proc.returncode if self.proc else None}: {self.log_problem()} (log: {self.log_path})"
+
+    @property
+    def node_id(self) -> str | None:
+        """The node id it chose (its log's first line), e.g. ND_axQcVPJNkGsS."""
+        m = re.search(r'"nodeID": "(ND_\w+)"', self.log_path.read_text(errors="replace")) if self.log_path else None
+        return m.group(1) if m else None
+
     def __enter__(self) -> LocalServer:
         self.start()
         return self
@@ -227,8 +239,7 @@ class LocalServer:
         log_path = self._log_path or Path(self._tmpdir) / "server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path, self.config_path = log_path, log_path.with_suffix(".yaml")
-        self.api_key = f"APIkit{secrets.token_hex(5)}"
-        self.api_secret = secrets.token_urlsafe(32)  # 43 characters (PyJWT warns under 32 bytes)
+        self.api_key, self.api_secret = self.keys or new_keys()
         for attempt in range(START_ATTEMPTS):
             self.port = free_port(socket.SOCK_STREAM)
             self.udp_port = free_port(socket.SOCK_DGRAM, avoid={self.port})
@@ -246,7 +257,7 @@ class LocalServer:
         return self
 
     def _spawn(self) -> None:
-        self.config_path.write_text(config_yaml(self.port, self.udp_port, self.relay_ip), encoding="utf-8")
+        self.config_path.write_text(config_yaml(self.port, self.udp_port, self.relay_ip, self.redis), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not _SERVER_ENV.match(k)}
         env["LIVEKIT_KEYS"] = f"{self.api_key}: {json.dumps(self.api_secret)}"  # YAML "key: secret", quoted
         self._log = open(self.log_path, "ab")
@@ -263,7 +274,7 @@ class LocalServer:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:  # a startup error exits 0: any exit is a failure
-                problem = self._log_problem()
+                problem = self.log_problem()
                 if "address already in use" in problem:
                     raise _PortTaken
                 raise KitError(f"livekit-server exited while starting (code {self.proc.returncode}): {problem} (log: {self.log_path})")
@@ -278,7 +289,7 @@ class LocalServer:
             time.sleep(0.1)
         raise KitError(f"livekit-server did not answer 200 at {self.http_url}/ within {self.ready_timeout_s:.0f} s (log: {self.log_path})")
 
-    def _log_problem(self) -> str:
+    def log_problem(self) -> str:
         try:
             lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("--- kit:")]
         except OSError:
@@ -320,120 +331,114 @@ class _PortTaken(Exception):
     pass
 
 
-# --- the env file ---------------------------------------------------------------------------------------
+def new_keys() -> tuple[str, str]:
+    """A fresh API key and a 43-character secret (PyJWT warns under 32 bytes)."""
+    return f"APIkit{secrets.token_hex(5)}", secrets.token_urlsafe(32)
 
 
-def _creds_env(creds: Any) -> dict[str, str]:
-    if isinstance(creds, Mapping):
-        return {k: str(creds[k]) for k in ENV_VARS}
-    return {"LIVEKIT_URL": creds.url, "LIVEKIT_API_KEY": creds.api_key, "LIVEKIT_API_SECRET": creds.api_secret}
+# --- a cluster: Redis and nodes sharing it ------------------------------------------------------------------
 
 
-def write_env_file(path: str | os.PathLike, creds: Any) -> Path:
-    """The three LIVEKIT_* variables as `export NAME=value` lines, readable by this user only (0600).
-    `creds`: a LocalServer, kit.live.common.Credentials or a mapping of the three variables."""
-    import shlex
+class LocalRedis:
+    """redis-server on a free loopback port, nothing persisted: a cluster's shared state for one run."""
 
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = "# LiveKit credentials written by `python -m kit server`; load with: source " + shlex.quote(str(path)) + "\n"
-    body += "".join(f"export {k}={shlex.quote(v)}\n" for k, v in _creds_env(creds).items())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, body.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return path
+    def __init__(self, log_path: Path) -> None:
+        self.log_path, self.port, self.proc = log_path, 0, None
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
-def read_env_file(path: str | os.PathLike) -> dict[str, str]:
-    """The variables of an env file written by write_env_file (or any `[export ]NAME=value` file)."""
-    import shlex
+    def __enter__(self) -> LocalRedis:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise KitError("no redis-server: a cluster needs Debian's redis-server package (apt-get install redis-server)")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes", "--save", "",
+             "--appendonly", "no", "--dir", str(self.log_path.parent)], stdin=subprocess.DEVNULL,
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise KitError(f"redis-server did not answer on {self.address} (log: {self.log_path})")
 
-    out = {}
-    for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        name, sep, value = line.partition("=")
-        if sep:
-            out[name.strip()] = " ".join(shlex.split(value)) if value.strip() else ""
-    return out
-
-
-def load_env_file(path: str | os.PathLike) -> list[str]:
-    """Put the file's variables into os.environ (a notebook's `source`); returns their names."""
-    env = read_env_file(path)
-    os.environ.update(env)
-    return sorted(env)
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(STOP_TIMEOUT_S)
+            self.proc.kill()  # if it is still there (nothing once it has exited)
+            self.proc.wait()
 
 
-# --- `python -m kit server` ---------------------------------------------------------------------------------
+class LocalCluster:
+    """LiveKit's own multi-node mode on loopback: Redis and `n` livekit-servers sharing it and one key
+    pair. The room's side joins through the first node (`url`), agent workers register through the
+    last (`agent_url`), so signalling, dispatch and media cross nodes. Same interface as LocalServer."""
 
+    def __init__(self, n: int, server_bin: str | os.PathLike | None = None, log_dir: Path | None = None) -> None:
+        if n < 2:
+            raise KitError(f"--nodes makes a cluster of at least 2 nodes, got {n}")
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="kit-cluster-"))
+        self.redis = LocalRedis(self.log_dir / "redis.log")
+        self.api_key, self.api_secret = keys = new_keys()
+        logs = [self.log_dir / ("server.log" if i == 0 else f"server-{i}.log") for i in range(n)]
+        self.nodes = [LocalServer(server_bin, log_path=log, keys=keys, redis="") for log in logs]
+        self.version = self.nodes[0].version
+        self._stack = contextlib.ExitStack()
 
-def serve(server_bin: str | None = None, env_file: str | os.PathLike | None = None, out=print) -> int:
-    """Run a dev server until Ctrl-C / SIGTERM; write the env file while it runs (removed at the end)."""
-    env_path = Path(env_file).expanduser() if env_file else kit_cache_dir() / "livekit.env"
-    log_dir = Path(tempfile.mkdtemp(prefix="server-", dir=_mkdir(kit_cache_dir())))
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    srv = LocalServer(server_bin, log_path=log_dir / "server.log")
-    try:
-        srv.start()
-        write_env_file(env_path, srv)
-        q = _shell_quote(env_path)
-        out(f"livekit-server {srv.version} (pid {srv.pid}) at {srv.url}, loopback only; API key {srv.api_key}\n"
-            f"credentials: {env_path} (mode 0600, only you can read it; removed when the server stops)\n"
-            f"  shell:    source {q}\n"
-            f"  notebook: import kit.live.server; kit.live.server.load_env_file({str(env_path)!r})"
-            f"   (or %env NAME=value for each line of the file)\n"
-            f"log: {srv.log_path}\n"
-            f"Ctrl-C to stop.", flush=True)  # fmt: skip
-        while not stop.wait(0.5):
-            if not srv.running:
-                raise KitError(f"livekit-server exited (code {srv.proc.returncode}): {srv._log_problem()} (log: {srv.log_path})")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        srv.stop()
-        with contextlib.suppress(FileNotFoundError):
-            if srv.api_secret and srv.api_secret in env_path.read_text(encoding="utf-8"):
-                env_path.unlink()  # its credentials died with the server
-    out("livekit-server stopped", flush=True)
-    return 0
+    def __enter__(self) -> LocalCluster:
+        with self._stack as stack:
+            stack.enter_context(self.redis)
+            for node in self.nodes:
+                node.redis = self.redis.address
+                stack.enter_context(node)
+            self._stack = stack.pop_all()
+        return self
 
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()  # nodes first, Redis last
 
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    url = property(lambda self: self.nodes[0].url)
+    agent_url = property(lambda self: self.nodes[-1].url)
+    pids = property(lambda self: [p for node in self.nodes for p in node.pids] + [self.redis.proc.pid])
+    running = property(lambda self: self.stopped() is None)
 
+    def env(self) -> dict[str, str]:
+        return self.nodes[0].env()
 
-def _shell_quote(p: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(p))
+    def stopped(self) -> str | None:
+        for i, node in enumerate(self.nodes):
+            if not node.running:
+                return f"node {i} stopped: {node.stopped()}"
+        return None if self.redis.proc.poll() is None else f"redis-server stopped (see {self.redis.log_path.name})"
 
 
 @contextlib.contextmanager
-def private_server(run_dir: Path, server_bin: str | None, net=None):
+def private_server(run_dir: Path, server_bin: str | None, net=None, nodes: int = 1):
     """A livekit-server for this run only: its log in the run directory, its credentials in this
     process's environment (so the agent workers started here inherit them), both undone afterwards.
-    `net` (a kit.live.net.NetImpairment): every client reaches it through the impairment relay."""
+    `net` (a kit.live.net.NetImpairment): every client reaches it through the impairment relay.
+    `nodes` > 1: a LocalCluster; the agent workers started here get the last node's URL."""
     from kit.live.common import ENV_VARS  # the rtc stack: not for `kit server` alone
     from kit.live.net import RELAY_IP, NetRelay
 
     saved = {k: os.environ.get(k) for k in ENV_VARS}
     with contextlib.ExitStack() as stack:
-        srv = stack.enter_context(LocalServer(server_bin, log_path=run_dir / "server.log", relay_ip=RELAY_IP if net else None))
+        if nodes > 1 and net:
+            raise KitError("--net relays one node's traffic: give it without --nodes")
+        srv = stack.enter_context(LocalCluster(nodes, server_bin, run_dir) if nodes > 1 else
+                                  LocalServer(server_bin, log_path=run_dir / "server.log", relay_ip=RELAY_IP if net else None))
         if net:  # stopped before the server; its counts in net-relay.json
             stack.enter_context(NetRelay(net, srv.udp_port, run_dir / "net-relay.json"))
-        os.environ.update(srv.env())
+        os.environ.update(srv.env(), LIVEKIT_URL=srv.agent_url)  # the room's side takes srv.url
         try:
             yield srv
         finally:

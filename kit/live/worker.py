@@ -6,9 +6,15 @@ dispatch only. It runs wherever the user runs agents; `kit live --local-agents` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
+import time
 from functools import partial
+
+import psutil
 
 from kit import architectures
 from kit.config import RunConfig, pin_to_cores
@@ -34,7 +40,9 @@ def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
         # workers with sufficient capacity"): on the kit's machine that CPU is mostly the kit's own
         # publishers and the previous design winding down, so a measured dispatch would fail at
         # random. The kit dispatches one job at a time on purpose: the worker always takes it.
-        load_fnc=_always_available,
+        # A fleet (--workers K) is balanced by the server on each worker's reported load, as in production:
+        # each reports its own process tree's CPU over its own cores, and the gate is on.
+        load_fnc=OwnLoad() if config.workers > 1 else _always_available,
     )  # fmt: skip
     server.rtc_session(architectures.get(arch).entrypoint, agent_name=agent_name(arch))
     return server
@@ -42,6 +50,29 @@ def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
 
 def _always_available() -> float:
     return 0.0
+
+
+class OwnLoad:
+    """A worker's load as it would be on a machine of its own: the CPU its process tree used since the
+    last call, over the cores it may use (livekit-agents' default reads the whole machine's CPU,
+    the same for every worker on it, so a dispatcher could not tell them apart)."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.last = (time.monotonic(), self.tree_cpu())
+
+    def tree_cpu(self) -> float:
+        total = 0.0
+        for p in [self.me, *self.me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def __call__(self) -> float:
+        now, cpu = time.monotonic(), self.tree_cpu()
+        (then, before), self.last = self.last, (now, cpu)
+        return min(1.0, max(0.0, cpu - before) / max(now - then, 1e-3) / len(os.sched_getaffinity(0)))
 
 
 def serve_agent(arch: str, config: RunConfig) -> int:
@@ -74,7 +105,14 @@ async def _serve(server, name: str) -> None:
 def _log_to_stderr(secret: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secret))
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith("livekit"))
+    # and livekit's two capacity lines (INFO) on stdout, which the kit reads: a fleet waits on them (kit/live/agents.py)
+    capacity = logging.StreamHandler(sys.stdout)
+    capacity.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    capacity.addFilter(lambda r: r.name.startswith("livekit") and "capacity" in r.getMessage())
     logging.getLogger().addHandler(handler)
-    for name in ("livekit", "livekit.agents", "livekit.plugins"):
+    logging.getLogger().addHandler(capacity)
+    for name in ("livekit", "livekit.plugins"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("livekit.agents").setLevel(logging.INFO)
     logging.getLogger("kit").setLevel(logging.INFO)

@@ -54,7 +54,7 @@ import jiwer
 import numpy as np
 import pandas as pd
 
-from kit.results import attribution, cost, mutes, network
+from kit.results import attribution, cost, fleet, mutes, network
 from kit.results.resources import design_usage, read_resources
 from kit.room import scenario as scenario_mod
 from kit.room.scenario import Scenario
@@ -329,7 +329,7 @@ def tables(record: RunRecord, sc: Scenario, events: pd.DataFrame, resources: pd.
     archs_df = pd.DataFrame(arch_rows)
     extras = _attribution_and_mutes(sc, events, utts, ran)
     speakers_df = speakers_df.merge(extras, on=["arch", "participant"], how="left")
-    speakers_df, archs_df = network.add_uplink(speakers_df, archs_df, events)
+    speakers_df, archs_df = fleet.add_workers(*network.add_uplink(speakers_df, archs_df, events), record, events, resources, utts, sc)
     if len(archs_df):
         archs_df = archs_df.merge(extras.groupby("arch", sort=False)[EXTRA_SUMS].sum(min_count=1).reset_index(), on="arch", how="left")
     for df in (speakers_df, archs_df) if len(archs_df) else (speakers_df,):  # counts; NaN with no reference text

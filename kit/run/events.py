@@ -33,6 +33,7 @@ KINDS = (
     "turn_metrics",  # a session design: livekit-agents' own metrics of one user turn (lk_transcription_delay_s)
     "lk_stt_usage",  # a session design's session closed: audio_s, the STT audio livekit-agents' session.usage counts
     "uplink",  # live: a publisher's audio as it left: packets_sent, and packets_lost, jitter_s from the server's reports
+    "worker_killed",  # live, --kill-worker: an agent worker and its job processes were killed (detail: which)
     "job_end",
     "error",  # detail holds the reason
     "run_end",

@@ -44,7 +44,11 @@ class ArchRun:
     room: str | None = None
     agent_name: str | None = None
     command: str | None = None  # `kit live --agent CMD`: your own agent, measured only from outside
-    worker_cores: list[int] | None = None  # live, --local-agents: the cores the agent worker may use (/proc)
+    worker_cores: list[int] | None = None  # live, --local-agents: the cores the agent worker(s) may use (/proc)
+    worker_pids: list[int] | None = None  # live, --local-agents: its agent workers' pids (--workers K: K of them)
+    worker_killed_s: float | None = None  # --kill-worker: when a worker was killed (seconds since t0)
+    killed_worker: int | None = None  # --kill-worker: which (1..K, the order of worker_pids): the one with most jobs
+    rejoined_after_s: list[float] | None = None  # --kill-worker: agents that joined after the kill, seconds after it
     room_cores: list[int] | None = None  # live, --local-agents --cpus K: the cores the room's side (publishers, listener, the run's own server) used (/proc)
     stt_api: str | None = None  # the protocol(s) its STT clients spoke to the run's STT service ("openai", "inference", ...)
     stt_model: str | None = None  # the model name(s) they asked for (as the client named them)

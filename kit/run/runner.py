@@ -254,6 +254,9 @@ def run(config: RunConfig, progress_factory: Callable[[str, float], Callable[[fl
     """Run every architecture of the config on its scenario, one after the other; return the run dir."""
     for name in config.archs:
         architectures.get(name)  # fail fast on an unknown name
+    if config.workers > 1 or config.net:
+        raise KitError("--workers and --net shape a live run (console mode has no agent workers and no network): "
+                       "use --mode live or both")  # fmt: skip
     sc = scenario.load(config.scenario)
     # the model the run's own processes load (the job processes, or the run's STT service)
     model = resolve_model(config.model) if config.stt.run_loads_model else None

@@ -31,6 +31,21 @@ class Interrupted(Exception):
         self.run_dir = run_dir
 
 
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the main thread is (a live run's handler: raise_interrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupt(signum, frame) -> None:
+    """Ctrl-C and SIGTERM stop a live run the same way: rooms and dispatches deleted, tables kept. Not
+    asyncio.run's own Ctrl-C handling: it cancels the main task, and a cancellation something under it
+    absorbs loses the signal (seen once: SIGINT mid-room, the run went on and exited 0)."""
+    raise SignalInterrupt(signum)
+
+
 class RunFrame:
     """One run between its record and its end: `with RunFrame(...) as frame:` starts the STT service
     (`frame.jobs_config` is what the jobs get) and the sampler; `frame.add(name, result)` records a
