@@ -27,6 +27,9 @@ AGENT_REGISTER_TIMEOUT_S = 60.0  # --local-agents: start-up and registration of 
 
 
 AGENT_STOP_TIMEOUT_S = 30.0
+# A worker sends its load every 2.5 s (livekit-agents UPDATE_STATUS_INTERVAL) and logs only a change of status,
+# starting from "available": a fleet's worker has sent a status of its own this long after registering.
+FLEET_SETTLE_S = 3.5
 
 
 AGENT_DISPATCH = ("room", "participant", "auto")
@@ -88,9 +91,9 @@ def local_agent(arch: str, config: RunConfig, workers: dict[str, list[subprocess
                  for i, c in enumerate(cores)]  # fmt: skip
         if workers is not None:
             workers[arch] = [w.proc for w in fleet]
-        if n > 1:  # a fleet reports its own load: dispatch once each worker says it has room (warm, its first status)
-            deadline = time.monotonic() + AGENT_REGISTER_TIMEOUT_S
-            while any(w.full or not w.status_known for w in fleet) and time.monotonic() < deadline:
+        if n > 1:  # a fleet reports its own load: dispatch once each has sent a status of its own and none is full
+            settled, deadline = time.monotonic() + FLEET_SETTLE_S, time.monotonic() + AGENT_REGISTER_TIMEOUT_S
+            while (time.monotonic() < settled or any(w.full for w in fleet)) and time.monotonic() < deadline:
                 time.sleep(0.2)
         try:
             yield fleet
@@ -113,7 +116,6 @@ class AgentWorker:
         self.group = isinstance(cmd, str)  # yours: a shell command, in a process group of its own
         self.tail: deque[str] = deque(maxlen=4)
         self.full = False  # it said it is at full capacity (and not since that it is below it)
-        self.status_known = False  # it said either (livekit-agents logs its first status, then each change)
         self.proc: subprocess.Popen
         self.pump: threading.Thread
 
@@ -198,7 +200,6 @@ class AgentWorker:
                 line = redact(line, self.secret) if self.secret else line
                 self.tail.append(line)
                 self.full = bool(FULL.search(line)) or (self.full and not AVAILABLE.search(line))
-                self.status_known = self.status_known or bool(FULL.search(line) or AVAILABLE.search(line))
                 if out:
                     out.write(line)
                     out.flush()
