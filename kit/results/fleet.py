@@ -2,7 +2,9 @@
 by walking each job process up its parents (resources.jsonl) to one of the design's worker pids.
 
 Columns: per speaker `worker` (1..K: the worker whose process tree ran the job that transcribed
-them; empty without --local-agents); per design `workers` (K) and `workers_used` (how many of them
+them; empty without --local-agents) and `served_from_s` (seconds from the room's start at which that
+job saw them in the room: negative, it was there first; late, their words before it are missed
+whatever the fleet does); per design `workers` (K) and `workers_used` (how many of them
 served a job). With `--kill-worker AT_S` (the worker with most of the design's jobs is killed): per speaker and design
 `speech_lost_s`, the seconds of reference speech missed that ended after the kill, for the killed
 worker's speakers (0 for the others; empty for a speaker no job served); per design `worker_killed_s` and
@@ -53,13 +55,14 @@ def add_workers(speakers: pd.DataFrame, architectures: pd.DataFrame, record: Run
         killed = info.worker_killed_s is not None
         lost = speech_lost(utts[utts["arch"] == arch], info.worker_killed_s) if killed else pd.Series(dtype=float)
         lost = lost[[p for p in lost.index if served.get(p) == info.killed_worker]]  # the killed worker's speakers
-        rows += [{"arch": arch, "participant": p, "worker": served.get(p),
+        joined = events[(events["arch"] == arch) & (events["kind"] == "participant_joined")].groupby("participant")["t"].min()
+        rows += [{"arch": arch, "participant": p, "worker": served.get(p), "served_from_s": joined.get(p) if p in served else None,
                   "speech_lost_s": float(lost.get(p, 0.0)) if killed and p in served else None}
                  for p in speakers.loc[speakers["arch"] == arch, "participant"]]  # fmt: skip
         per_arch.append({"arch": arch, "workers": len(info.worker_pids), "workers_used": len(set(served.values())),
                          "killed_worker": info.killed_worker, "worker_killed_s": info.worker_killed_s, "speech_lost_s": float(lost.sum()) if killed else None,
                          "rejoined_after_s": (info.rejoined_after_s or [None])[0]})  # fmt: skip
-    extra = pd.DataFrame(rows, columns=["arch", "participant", "worker", "speech_lost_s"]).astype({"worker": "Int64"})
+    extra = pd.DataFrame(rows, columns=["arch", "participant", "worker", "served_from_s", "speech_lost_s"]).astype({"worker": "Int64"})
     speakers = speakers.merge(extra, on=["arch", "participant"], how="left")
     if len(architectures):
         architectures = architectures.merge(pd.DataFrame(per_arch, columns=ARCH_COLUMNS), on="arch", how="left")
