@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--settings", default="1x1x1,2x1x1,1x2x1,2x2x1,2x1x2,2x1x4,2x1x8",
                    help="comma-separated THREADSxWORKERSxBATCH (default: %(default)s)")
     b.add_argument("--out", type=Path, default=None, help="also write the table to this CSV")
+    b.add_argument("--breakdown", action="store_true",
+                   help="instead: where a turn's CPU goes (features, encoder, decoder), one thread, ms per turn")
     config_mod.add_arguments(b)
     b.set_defaults(func=_stt_bench)
 
@@ -127,7 +129,8 @@ def _stt_bench(args) -> int:
     settings = stt.parse_settings(args.settings)
     sc = scenario.load(args.scenario)
     turns = stt.room_turns(sc)
-    table = stt.benchmark(RunConfig.from_args(args), turns, settings)
+    config = RunConfig.from_args(args)
+    table = stt.breakdown(config, turns) if args.breakdown else stt.benchmark(config, turns, settings)
     print(f"{len(turns)} turns of {sc.name}, model {args.model or 'bundled tiny.en'} {args.compute_type}, "
           f"{stt.usable_cores()} cores")
     print_table(table.round(1))

@@ -120,6 +120,9 @@ class SttSpec:
 # --- the run's configuration -------------------------------------------------------------------------
 
 
+ADAPTIVE_GATE_MARGIN_DB = 8.0  # --vad-gate auto: loud is this far above the track's own noise floor (docs/cost-and-scaling.md)
+
+
 @dataclass(frozen=True)
 class VADSettings:
     """Silero VAD parameters, identical for every participant and architecture."""
@@ -129,10 +132,11 @@ class VADSettings:
     prefix_padding_duration: float = 0.5
     activation_threshold: float = 0.5
     # --vad-gate (kit/room/gate.py): silero skips a participant's quiet frames once the silence that ends a
-    # turn has passed. Quiet: below gate_dbfs (--vad-gate DBFS), or less than gate_margin_db above the
-    # track's own noise floor (--vad-gate auto). Neither (None, None): every frame, the default.
+    # turn has passed. Quiet: less than gate_margin_db above the track's own noise floor (--vad-gate auto,
+    # the default), or below gate_dbfs (--vad-gate DBFS, with gate_margin_db None). Neither (None, None,
+    # --vad-gate off): every frame.
     gate_dbfs: float | None = None
-    gate_margin_db: float | None = None
+    gate_margin_db: float | None = ADAPTIVE_GATE_MARGIN_DB
 
     def __post_init__(self) -> None:
         if self.gate_dbfs is not None and self.gate_margin_db is not None:
@@ -184,8 +188,6 @@ class NetImpairment:
         parts += [f"jitter={self.jitter_ms:g}ms"] if self.jitter_ms else []
         return ",".join(parts)
 
-
-ADAPTIVE_GATE_MARGIN_DB = 8.0  # --vad-gate auto: loud is this far above the track's own noise floor (docs/cost-and-scaling.md)
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,9 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         """The config of `to_dict`'s form; keys it does not know (a run.json of another version) are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known and k != "vad"}, vad=VADSettings(**d.get("vad", {})))
+        # a run from before the gate, or from when it was off by default, has no gate: (None, None)
+        vad = {"gate_dbfs": None, "gate_margin_db": None, **d.get("vad", {})}
+        return cls(**{k: v for k, v in d.items() if k in known and k != "vad"}, vad=VADSettings(**vad))
 
     # --- the command line (every process the run starts: agent workers, the STT service) ---
 
@@ -256,7 +260,7 @@ class RunConfig:
         """The flags `add_arguments` reads back into this config's inference settings (the room,
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
         args = ["--stt", str(self.stt), *self.to_model_args()]
-        gate = "auto" if self.vad.gate_margin_db is not None else self.vad.gate_dbfs
+        gate = "auto" if self.vad.gate_margin_db is not None else "off" if self.vad.gate_dbfs is None else self.vad.gate_dbfs
         fleet = self.workers if self.workers > 1 else None  # a worker of a fleet reports its own load
         for flag, value in (("--cpus", self.cpus), ("--vad-gate", gate), ("--stt-price", self.stt_price), ("--workers", fleet)):
             if value is not None:
@@ -279,7 +283,7 @@ class RunConfig:
             cpu_threads=args.cpu_threads, num_workers=args.num_workers, max_batch=args.max_batch, window_s=args.window_s,
         )  # fmt: skip
         if hasattr(args, "stt"):  # add_arguments; add_model_arguments alone (the STT service) has the model's only
-            vad = VADSettings(gate_margin_db=ADAPTIVE_GATE_MARGIN_DB) if args.vad_gate == "auto" else VADSettings(gate_dbfs=args.vad_gate)
+            vad = gate_settings(args.vad_gate)
             given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price, net=getattr(args, "net", None),
                          workers=args.workers, cpus_per_worker=args.cpus_per_worker)  # fmt: skip
         return cls(**{**given, **overrides})
@@ -300,23 +304,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dispatcher balances them (a fleet; docs/cost-and-scaling.md)")
     p.add_argument("--cpus-per-worker", type=int, default=None, metavar="C",
                    help="with --workers: pin each worker (and its jobs) to its own C cores")
-    p.add_argument("--vad-gate", type=gate_arg, nargs="?", const=-60.0, default=None, metavar="DBFS|auto",
+    p.add_argument("--vad-gate", type=gate_arg, nargs="?", const=-60.0, default="auto", metavar="auto|off|DBFS",
                    help="skip silero on a participant's quiet frames once the silence that ends a turn has passed: "
-                        "below DBFS (-60 with the flag alone), or 'auto': less than 8 dB above the track's own noise "
-                        "floor; not the default: see docs/cost-and-scaling.md")
+                        "'auto' (the default): less than 8 dB above the track's own noise floor; DBFS: below a fixed "
+                        "level (-60 with the flag alone); 'off': every frame (docs/cost-and-scaling.md)")
     p.add_argument("--stt-price", default=None, metavar="ITEM",
                    help="price the cloud STT bill with this row of the pricing file (e.g. "
                         "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
 
 
+def gate_settings(gate: float | str) -> VADSettings:
+    """The VAD settings of a --vad-gate value (gate_arg's)."""
+    if gate == "auto":
+        return VADSettings(gate_margin_db=ADAPTIVE_GATE_MARGIN_DB)
+    return VADSettings(gate_dbfs=None if gate == "off" else gate, gate_margin_db=None)
+
+
 def gate_arg(text: str) -> float | str:
-    """--vad-gate's value: 'auto' or a level in dBFS."""
-    if text == "auto":
+    """--vad-gate's value: 'auto', 'off' or a level in dBFS."""
+    if text in ("auto", "off"):
         return text
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'auto' or a level in dBFS such as -60, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"'auto', 'off' or a level in dBFS such as -60, got {text!r}") from None
     if not -120 <= value <= 0:
         raise argparse.ArgumentTypeError(f"a level in dBFS is between -120 and 0, got {text!r}")
     return value

@@ -61,7 +61,7 @@ def test_bad_settings_are_refused_where_the_config_is_made(kwargs, message):
 
 FULL = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="stream-delay:0.25", model="/m/tiny",
                  compute_type="float32", cpu_threads=1, num_workers=2, max_batch=4, window_s=10.0, cpus=1,
-                 vad=VADSettings(gate_dbfs=-55.0), stt_price="stt_x_minute")  # fmt: skip
+                 vad=VADSettings(gate_dbfs=-55.0, gate_margin_db=None), stt_price="stt_x_minute")  # fmt: skip
 
 
 def test_json_round_trip():
@@ -87,10 +87,17 @@ def test_the_adaptive_vad_gate_round_trips_and_a_bad_level_is_refused(capsys):
     assert "auto" in auto.to_args() and RunConfig.from_dict(auto.to_dict()) == auto
     assert RunConfig.from_args(parser.parse_args(auto.to_args()), scenario=auto.scenario, archs=auto.archs) == auto
     assert RunConfig.from_args(parser.parse_args(["--vad-gate"])).vad.gate_dbfs == -60.0
+    assert RunConfig.from_args(parser.parse_args([])).vad == VADSettings() == auto.vad, "the adaptive gate is the default"
+    off = dataclasses.replace(FULL, vad=VADSettings(gate_margin_db=None))
+    assert "off" in off.to_args() and RunConfig.from_args(parser.parse_args(off.to_args()), scenario=off.scenario, archs=off.archs) == off
+    # a run.json from before the gate was the default recorded no gate: it reads back as none, not as the default
+    old = {k: v for k, v in off.to_dict().items()}
+    old["vad"] = {k: v for k, v in old["vad"].items() if not k.startswith("gate")}
+    assert RunConfig.from_dict(old) == off and RunConfig.from_dict(off.to_dict()) == off
     for bad in ("loud", "20", "nan"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--vad-gate", bad])
-    assert "'auto' or a level in dBFS" in capsys.readouterr().err
+    assert "'auto', 'off' or a level in dBFS" in capsys.readouterr().err
 
 
 def test_the_stt_service_takes_the_model_flags_of_the_same_config():

@@ -10,6 +10,7 @@ from kit.results import metrics
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
 from kit.run.events import EventLog, read_events
+from synthetic import SHORT_ROOM
 
 
 def test_bundled_model_is_pinned():
@@ -68,3 +69,14 @@ def test_pair2_through_stream_adapter_with_silero(tmp_path):
     rec = events[events["kind"] == "recognized"]
     assert (rec["stt_cpu_s"] > 0).all(), "inference CPU time is measured"
     assert (utts["latency_s"].between(0.3, 5.0)).all()  # generous sanity bound
+
+
+@pytest.mark.whisper
+def test_the_breakdown_times_each_stage_of_a_turn():
+    """`kit stt-bench --breakdown`: at Whisper's own window the encoder's pass over 30 s is most of a
+    turn's CPU, and the whole call the kit makes holds one such pass."""
+    turns = stt.room_turns(scenario.load(SHORT_ROOM))
+    row = stt.breakdown(RunConfig(), turns).iloc[0]
+    assert row["turns"] == len(turns) == 2 and row["window_s"] == 30.0 and 2.0 < row["turn_s"] < 6.0
+    assert (row[["features", "encode", "decode", "transcribe"]] > 0).all()
+    assert row["encode"] > row["decode"] and row["transcribe"] > 0.5 * row["encode"], row

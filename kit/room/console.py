@@ -16,6 +16,7 @@ room, as a LiveKit transcription, logged by the room driver when it arrives).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -101,7 +102,9 @@ class ConsoleRoom:
             yield frame
 
     async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
-        audio = RoomAudioInput(self, identity, self.vad)
+        # the gate stands in front of the VAD only: a streaming STT hears every frame (kit/room/gate.py)
+        streaming = session.stt is not None and session.stt.capabilities.streaming
+        audio = RoomAudioInput(self, identity, dataclasses.replace(self.vad, gate_dbfs=None, gate_margin_db=None) if streaming else self.vad)
         session.input.audio = audio  # no room: the session reads the replay (no RoomIO)
         await session.start(agent, record=False)
         return audio.ended

@@ -1,6 +1,8 @@
 """The VAD gate (`--vad-gate`): which of one participant's frames its VAD needs, so that silero does
 not run on the silence of someone who is not speaking.
 
+It is on by default (`--vad-gate auto`; `--vad-gate off`: every frame) and stands in front of the
+VAD only: a streaming STT, which finds turns itself and is billed for what it hears, gets every frame.
 A frame is loud when its level reaches the gate's threshold: a fixed floor (`--vad-gate DBFS`), or
 (`--vad-gate auto`) `margin_db` (8 dB) above the track's own noise floor, the quietest level seen lately
 (it follows a quieter frame at once and rises at most RISE_DB_PER_S, so speech cannot pull it up

@@ -4,7 +4,7 @@
 
 The public names are re-exported here: `from kit.stt import make_stt`."""
 
-from kit.stt.bench import benchmark, parse_settings, room_turns
+from kit.stt.bench import benchmark, breakdown, parse_settings, room_turns
 from kit.stt.engine import (
     Transcript,
     Whisper,
@@ -42,7 +42,7 @@ from kit.stt.plugins import (
 )  # fmt: skip
 
 __all__ = [
-    "benchmark", "parse_settings", "room_turns", "Transcript", "Whisper", "inference_cpu_seconds", "load_whisper", "loaded_models", "usable_cores",
+    "benchmark", "breakdown", "parse_settings", "room_turns", "Transcript", "Whisper", "inference_cpu_seconds", "load_whisper", "loaded_models", "usable_cores",
     "BUNDLED_PACKAGE", "BUNDLED_SHA256", "SIZE_NAMES", "WHISPER_RATE", "WHISPER_WINDOW_S", "ModelError", "ModelInfo",
     "resolve_model", "SERVICE_API_KEY", "SERVICE_HEADERS", "SERVICE_MODEL", "SERVICE_PARTICIPANT_HEADER", "STREAM_PATH",
     "STREAM_RATE", "DelaySTT", "FasterWhisperSTT", "Recognition", "ServiceSpeechStream", "ServiceSTT", "StreamingSTT",

@@ -1,4 +1,5 @@
-"""Whisper's speed on a room's turns per (threads, workers, batch): `python -m kit stt-bench`."""
+"""Whisper's speed on a room's turns per (threads, workers, batch): `python -m kit stt-bench`; where a
+turn's CPU goes: `python -m kit stt-bench --breakdown`."""
 
 from __future__ import annotations
 
@@ -55,3 +56,39 @@ def benchmark(config: RunConfig, turns: list[np.ndarray], settings: list[tuple[i
                      "queued_ms_per_turn": 1000 * queued, "turns_per_s": 1 / queued,
                      "largest_batch": max(r.batch for r in results)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def breakdown(config: RunConfig, turns: list[np.ndarray]) -> pd.DataFrame:
+    """Where one turn's CPU goes, one thread, one turn at a time (ms of process CPU per turn, mean over
+    the turns, after one untimed pass): `features` (log-mel), `encode` (the encoder's pass over the
+    window: 30 s unless --window), `decode` (greedy, as the kit decodes), and `transcribe`, the whole
+    call the kit makes (faster-whisper's own for one turn: the three and its bookkeeping)."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    whisper = Whisper(resolve_model(config.model), config.compute_type, 1, 1, 1, config.window_s)
+    model = whisper.model
+    prompt = model.get_prompt(Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en"), [], without_timestamps=True)
+    frames = int(config.window_s * 100)  # 100 feature frames per second
+
+    def stages(audio: np.ndarray) -> dict[str, float]:
+        cpu = {}
+        start = time.process_time()
+        features = model.feature_extractor(audio)[..., :-1]
+        cpu["features"] = time.process_time() - start
+        start = time.process_time()
+        encoded = model.encode(pad_or_trim(features, max(frames, features.shape[-1]))[None])
+        cpu["encode"] = time.process_time() - start
+        start = time.process_time()
+        model.model.generate(encoded, [prompt], beam_size=1, max_length=model.max_length, suppress_blank=True, suppress_tokens=[-1])
+        cpu["decode"] = time.process_time() - start
+        start = time.process_time()
+        whisper.texts([audio])
+        cpu["transcribe"] = time.process_time() - start
+        return cpu
+
+    for audio in turns:  # warm
+        stages(audio)
+    table = pd.DataFrame([stages(audio) for audio in turns]) * 1000
+    return pd.DataFrame([{"turns": len(turns), "turn_s": float(np.mean([len(a) for a in turns])) / WHISPER_RATE,
+                          "window_s": config.window_s, **table.mean().round(1).to_dict()}])  # fmt: skip
