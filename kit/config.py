@@ -142,6 +142,11 @@ class VADSettings:
         if self.gate_dbfs is not None and self.gate_margin_db is not None:
             raise KitError("the VAD gate is a fixed floor or adaptive, not both")
 
+    @property
+    def gate(self) -> str:
+        """The gate as --vad-gate says it: 'auto', 'off' or a level in dBFS."""
+        return "auto" if self.gate_margin_db is not None else "off" if self.gate_dbfs is None else f"{self.gate_dbfs:g}"
+
 
 # --- the network (live) -----------------------------------------------------------------------------------
 
@@ -260,9 +265,8 @@ class RunConfig:
         """The flags `add_arguments` reads back into this config's inference settings (the room,
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
         args = ["--stt", str(self.stt), *self.to_model_args()]
-        gate = "auto" if self.vad.gate_margin_db is not None else "off" if self.vad.gate_dbfs is None else self.vad.gate_dbfs
         fleet = self.workers if self.workers > 1 else None  # a worker of a fleet reports its own load
-        for flag, value in (("--cpus", self.cpus), ("--vad-gate", gate), ("--stt-price", self.stt_price), ("--workers", fleet)):
+        for flag, value in (("--cpus", self.cpus), ("--vad-gate", self.vad.gate), ("--stt-price", self.stt_price), ("--workers", fleet)):
             if value is not None:
                 args += [flag, str(value)]
         return args

@@ -88,6 +88,7 @@ def test_the_adaptive_vad_gate_round_trips_and_a_bad_level_is_refused(capsys):
     assert RunConfig.from_args(parser.parse_args(auto.to_args()), scenario=auto.scenario, archs=auto.archs) == auto
     assert RunConfig.from_args(parser.parse_args(["--vad-gate"])).vad.gate_dbfs == -60.0
     assert RunConfig.from_args(parser.parse_args([])).vad == VADSettings() == auto.vad, "the adaptive gate is the default"
+    assert (VADSettings().gate, VADSettings(gate_margin_db=None).gate, FULL.vad.gate) == ("auto", "off", "-55")
     off = dataclasses.replace(FULL, vad=VADSettings(gate_margin_db=None))
     assert "off" in off.to_args() and RunConfig.from_args(parser.parse_args(off.to_args()), scenario=off.scenario, archs=off.archs) == off
     # a run.json from before the gate was the default recorded no gate: it reads back as none, not as the default

@@ -11,7 +11,7 @@ from synthetic import make_run, rename_participant
 
 from kit import lab
 from kit.cli import main
-from kit.config import REPO_ROOT, SCENARIOS_DIR
+from kit.config import REPO_ROOT, SCENARIOS_DIR, RunConfig
 from kit.results import cost, reading, report
 from kit.room import scenario
 
@@ -331,3 +331,13 @@ def test_a_report_that_fails_after_a_measured_run_is_its_own_exit_code(tmp_path,
     err = capsys.readouterr().err
     assert "error: writing the report failed (ValueError: a figure broke)" in err and err.count("\n") == 1
     assert (run_dir / "speakers.csv").is_file() and (run_dir / "architectures.csv").is_file()
+
+
+@pytest.mark.slow
+def test_the_report_says_which_vad_gate_ran(tmp_path):
+    """The gate's default changed (off before December 8, 2026): a report says which one its run had."""
+    off = {"vad": {**RunConfig().to_dict()["vad"], "gate_margin_db": None}}
+    for gate, extra in (("auto", None), ("off", off)):
+        run_dir = make_run(tmp_path / gate, extra_config=extra)
+        html = re.sub(r">\s+<", "><", report.write(run_dir).read_text())
+        assert f"<td>VAD gate (--vad-gate)</td><td>{gate}</td>" in html

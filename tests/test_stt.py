@@ -2,6 +2,7 @@ import asyncio
 import time
 
 import pytest
+from synthetic import SHORT_ROOM
 
 from kit import stt
 from kit.architectures.pipeline import transcribe_participant
@@ -10,7 +11,6 @@ from kit.results import metrics
 from kit.room import scenario
 from kit.room.console import ConsoleRoom
 from kit.run.events import EventLog, read_events
-from synthetic import SHORT_ROOM
 
 
 def test_bundled_model_is_pinned():

@@ -355,6 +355,7 @@ def _record_facts(run: Run) -> pd.DataFrame:
          ("complete", rec.get("complete")), ("git sha", rec.get("git_sha")),
          ("network (live, --net)", run.record.run_config.net or "not impaired") if rec.get("mode") == "live" else ("mode", "console"),
          ("scenario", f"{rec['scenario']['name']} (sha256 {rec['scenario']['sha256']})"),
+         ("VAD gate (--vad-gate)", run.record.run_config.vad.gate),
          ("model", f"{model.get('source')}: {model.get('location')} (sha256 {model.get('sha256')})" if model
                    else "none (calibration STT)"),
          *((f"machine: {k}", v) for k, v in (rec.get("machine") or {}).items())],
