@@ -31,6 +31,29 @@ def short_room_with_a_silent_participant(dst: Path, identity: str = "mo") -> str
     return str(dst)
 
 
+def short_room_with_a_late_reply(dst: Path, delay_s: float) -> str:
+    """The short room with bob's reply delay_s later (silence inserted before it on his track, and at
+    the end of alice's): a room that goes on long after its first line."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    shutil.copytree(SHORT_ROOM, dst)
+    doc = json.loads((dst / "scenario.json").read_text())
+    rate, pad = doc["sample_rate"], int(delay_s * doc["sample_rate"])
+    for p in doc["participants"]:
+        audio, _ = sf.read(dst / p["audio"], dtype="int16")
+        bob = p["identity"] == "bob"
+        at = int((min(u["start_s"] for u in doc["utterances"] if u["participant"] == "bob") - 0.3) * rate) if bob else len(audio)
+        sf.write(dst / p["audio"], np.concatenate([audio[:at], np.zeros(pad, dtype=np.int16), audio[at:]]), rate)
+    for u in doc["utterances"]:
+        if u["participant"] == "bob":
+            u["start_s"], u["end_s"] = u["start_s"] + delay_s, u["end_s"] + delay_s
+    (dst / "scenario.json").write_text(json.dumps(doc))
+    return str(dst)
+
+
 def short_room_of(dst: Path, n: int) -> str:
     """The short room's two tracks each given to n/2 participants (p1..pn, all there from the start):
     a room of many jobs for the tests of how they are spread (what they say does not matter)."""

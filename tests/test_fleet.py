@@ -36,6 +36,13 @@ def test_a_speaker_is_served_by_the_worker_at_the_top_of_its_jobs_process_tree()
     plan = {"j1": ["alice", "dave"], "j2": ["bob"], "j3": ["carol"]}
     assert served_by(events, resources, [10, 20], plan) == {"alice": 1, "dave": 1, "bob": 2}
     assert served_by(events, resources.iloc[:0], [10, 20], plan) == {}
+    # worker 2 stopped before its job: the last sample of its job's process names init as its parent
+    orphaned = pd.concat([resources, pd.DataFrame({"pid": [21], "ppid": [1]})], ignore_index=True)
+    assert served_by(events, orphaned, [10, 20], plan) == {"alice": 1, "dave": 1, "bob": 2}
+    # --redispatch: j1 lost with worker 1 and run again by worker 2 (job 22): its speakers stay worker 1's
+    again = pd.concat([events, pd.DataFrame({"kind": ["job_start"], "pid": [22], "job": ["j1"]})], ignore_index=True)
+    more = pd.concat([resources, pd.DataFrame({"pid": [22], "ppid": [20]})], ignore_index=True)
+    assert served_by(again, more, [10, 20], plan) == {"alice": 1, "dave": 1, "bob": 2}
 
 
 def test_speech_lost_is_the_missed_reference_speech_that_ended_after_the_kill():

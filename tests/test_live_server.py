@@ -26,7 +26,7 @@ import psutil
 import pytest
 from conftest import edit_json
 from livekit import api
-from synthetic import SHORT_ROOM, short_room_of, short_room_with_a_silent_participant
+from synthetic import SHORT_ROOM, short_room_of, short_room_with_a_late_reply, short_room_with_a_silent_participant
 
 from kit.architectures import NAMES
 from kit.config import REPO_ROOT, NetImpairment
@@ -175,6 +175,28 @@ def test_a_fleet_of_two_pinned_workers_shares_the_jobs_and_a_killed_one_loses_on
                                                        suffixes=("_", ""))  # fmt: skip
     cores = {w: {tuple(a) for a in jobs[jobs["participant"].map(served) == w]["affinity"]} for w in (1, 2)}
     assert all(len(c) == 1 and len(next(iter(c))) == 1 for c in cores.values()) and cores[1] != cores[2], cores
+
+
+def test_a_watchdog_dispatches_a_dead_workers_job_again_and_transcription_resumes(livekit_server, tmp_path):
+    """--redispatch: participant_entrypoint's one job dies with its worker 1.5 s in, in alice's line.
+    livekit-server 1.13.5 keeps the dead agent in the room (its job still "running") until its
+    connection times out, about 20 s; then the kit's watchdog sees it gone while both speakers are
+    still there and dispatches the job again; the surviving worker takes it, and bob's reply, 28 s in,
+    is transcribed."""
+    room = short_room_with_a_late_reply(tmp_path / "room", 25.0)
+    done = kit("live", "--local-agents", "--scenario", room, "--arch", "participant_entrypoint", "--workers", "2",
+               "--cpus-per-worker", "1", "--kill-worker", "1.5", "--redispatch", "--stt", "delay:0.1", "--no-report",
+               "--results", str(tmp_path / "results"), env=kit_env(livekit_server))  # fmt: skip
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr[-3000:]
+    run_dir = only_run(tmp_path / "results")
+    record = RunRecord.load(run_dir)
+    info = record.archs["participant_entrypoint"]
+    assert record.live["redispatch"] and info.worker_killed_s is not None
+    redispatched = read_events(run_dir).query("kind == 'redispatched'")
+    assert len(redispatched) == 1 and 10 < redispatched["t"].iloc[0] - info.worker_killed_s < 26, redispatched
+    assert info.rejoined_after_s and info.agent_participants == 2, info  # the first agent, and the one dispatched again
+    ref = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False).query("kind == 'reference'").set_index("participant")
+    assert not ref.loc["bob", "missed"], ref[["missed", "hyp_text"]]
 
 
 def test_agents_and_jobs_are_counted_by_the_server(whisper_live):

@@ -46,6 +46,18 @@ async def redispatch_jobless(creds: Credentials, room: str, agent: str, dispatch
     return ids
 
 
+async def redispatch_departed(creds: Credentials, room: str, agent: str, departed: set[str], needed: set[str]) -> list[str]:
+    """The watchdog's one call per lost job (`--redispatch`): each dispatch whose agent left the room
+    while its job was still `needed` (its metadata is among them: someone it serves is still in the
+    room, so its worker or process died) is made again with that metadata; returns the new dispatch ids.
+    LiveKit 1.13.5 does not dispatch a dead worker's jobs again by itself (docs/live.md)."""
+    async with server_api(creds, room_admin=True, room=room) as lk:
+        lost = [d for d in await lk.agent_dispatch.list_dispatch(room) if d.agent_name == agent and d.metadata in needed
+                and any(j.state.participant_identity in departed for j in d.state.jobs)]  # fmt: skip
+        return [(await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent, room=room,
+                                                                                        metadata=d.metadata))).id for d in lost]  # fmt: skip
+
+
 async def count_jobs(creds: Credentials, room: str) -> int | None:
     """The jobs the server assigned for the room's dispatches (None: it could not be asked)."""
     try:

@@ -80,7 +80,8 @@ def _live(args) -> int:
     try:
         run_dir, interrupted = live_driver.run(config, room=args.room, progress_factory=room_bar, local_agents=args.local_agents,
                                                local_server=args.local_server, dispatch=dispatch, server_bin=args.server_bin,
-                                               agent=agent, nodes=args.nodes, kill_worker_s=args.kill_worker_s), None  # fmt: skip
+                                               agent=agent, nodes=args.nodes, kill_worker_s=args.kill_worker_s,
+                                               redispatch=args.redispatch), None  # fmt: skip
     except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, list(archs) + ([agent.label] if agent else []), report=args.report,
@@ -108,7 +109,7 @@ def compare_live(args, config: RunConfig) -> int:
         run_dir, interrupted = live_driver.run(config, progress_factory=room_bar, local_agents=True, local_server=args.local_server,
                                                dispatch=args.dispatch or "api", server_bin=args.server_bin,
                                                console_run=console_dir, nodes=args.nodes,
-                                               kill_worker_s=args.kill_worker_s), None  # fmt: skip
+                                               kill_worker_s=args.kill_worker_s, redispatch=args.redispatch), None  # fmt: skip
     except Interrupted as e:
         run_dir, interrupted = e.run_dir, e
     return _live_summary(run_dir, config.archs, report=args.report, interrupted=interrupted, console=console)
@@ -153,8 +154,11 @@ def add_server_args(p) -> None:
                    help="with --local-server: a local cluster of N livekit-server nodes sharing a Redis (LiveKit's "
                         "multi-node mode); the room joins through the first, agent workers through the last")
     p.add_argument("--kill-worker", dest="kill_worker_s", type=float, default=None, metavar="AT_S",
-                   help="live, with the kit's agents: SIGKILL one agent worker (the first, with --workers) and its job "
+                   help="live, with the kit's agents: SIGKILL one agent worker (the busiest, with --workers) and its job "
                         "processes AT_S seconds into each design's room; what each design loses is measured")
+    p.add_argument("--redispatch", action="store_true",
+                   help="live, the kit's designs: a watchdog dispatches a job again when its agent leaves the room while "
+                        "someone it serves is still there (LiveKit does not: docs/live.md, 'A cluster and a fleet')")
     p.add_argument("--net", default=None, metavar="SPEC",
                    help="live, with --local-server: each participant's uplink loses and delays its audio, e.g. "
                         "loss=5%%,jitter=30ms (also burst=N packets, delay=Nms; docs/live.md, 'A lossy network')")

@@ -43,16 +43,8 @@ from livekit import api, rtc
 
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, thread_cores, threads_pinned
+from kit.live import api as room_api
 from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, busiest_worker, job_pids, kill_tree, local_agent
-from kit.live.api import (
-    EMPTY_TIMEOUT_S,
-    announce_t0,
-    close_room,
-    count_jobs,
-    create_dispatches,
-    create_room,
-    redispatch_jobless,
-)
 from kit.live.common import (
     TRANSCRIPTION_TOPIC,
     Credentials,
@@ -91,6 +83,7 @@ def run(
     config: RunConfig, room: str | None = None, progress_factory: Callable[[str, float], Callable[[float], None]] | None = None,
     local_agents: bool = False, local_server: bool = False, dispatch: str = "api", server_bin: str | None = None,
     console_run: Path | None = None, agent: ExternalAgent | None = None, nodes: int = 1, kill_worker_s: float | None = None,
+    redispatch: bool = False,
 ) -> Path:  # fmt: skip
     """Run every architecture of the config live, one after the other; return the run directory.
     `local_agents`: start each architecture's agent worker on this machine for its turn.
@@ -101,6 +94,7 @@ def run(
     `nodes` > 1 (with `local_server`): a local cluster; the room's side joins through its first node,
     the agent workers register through its last. `kill_worker_s` (with `local_agents`): SIGKILL the
     agent worker running most of the design's jobs, and them, that many seconds into each room.
+    `redispatch`: a watchdog dispatches a job again when its agent leaves the room before it ends.
     `agent`: your own agent worker, run (here) and measured after the kit's designs, if any; its STT
     is the run's shared service (--stt service, unless --stt service:URL names another)."""
     if dispatch not in DISPATCH_PATHS:
@@ -139,7 +133,7 @@ def run(
             rooms[agent.label] = room_name(room, f"kit-{sanitize_suffix(agent.label)}", run_dir.name, n_rooms)
             names[agent.label] = agent.name or "(automatic dispatch)"
         live = {"server": creds.http_url, "server_version": srv.version if srv else None, "local_server": bool(srv),
-                "nodes": len(srv.nodes) if srv else None, "dispatch": dispatch, "kill_worker_s": kill_worker_s, "agents": names, "rooms": rooms,
+                "nodes": len(srv.nodes) if srv else None, "dispatch": dispatch, "kill_worker_s": kill_worker_s, "redispatch": redispatch, "agents": names, "rooms": rooms,
                 "console_run": str(console_run) if console_run else None}  # fmt: skip
         record = RunRecord.new(run_dir, config, sc, model, mode="live", live=live)
         record.cores = check_cpus(config.cpus) if config.cpus and local_agents else None  # the agents' cores
@@ -159,7 +153,7 @@ def run(
                     pids = [w.proc.pid for w in fleet] if fleet else []
                     victim = (kill_worker_s, pids) if kill_worker_s is not None and pids else None
                     worker_cores = sorted(set().union(*(os.sched_getaffinity(p) for p in pids))) if pids else None
-                    run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv, kill=victim)
+                    run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv, kill=victim, watchdog=redispatch)
                     with threads_pinned(room_side):  # after the worker started: it must not inherit them
                         result = asyncio.run(run.run(sampler, progress))
                         if room_side:
@@ -226,9 +220,10 @@ class RoomRun:
 
     def __init__(self, name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
                  dispatch: str = "api", server=None, external: ExternalAgent | None = None,
-                 worker: AgentWorker | None = None, kill: tuple[float, list[int]] | None = None) -> None:  # fmt: skip
+                 worker: AgentWorker | None = None, kill: tuple[float, list[int]] | None = None, watchdog: bool = False) -> None:  # fmt: skip
         self.name, self.config, self.sc, self.run_dir, self.creds, self.room = name, config, sc, run_dir, creds, room
         self.kill = kill  # --kill-worker: (seconds into the room, the fleet's worker pids: the busiest is killed)
+        self.watchdog, self.replaced = watchdog, set()  # --redispatch; the agents whose jobs it dispatched again
         self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
         self.external, self.worker = external, worker  # your agent (--agent), and its process when it runs here
         self.t_submit = time.time()
@@ -260,10 +255,10 @@ class RoomRun:
                 self.first = await connect_publisher(creds, self.room, self.sc.identities[0], self.token_dispatches())
             else:
                 # a cluster: the room on the publishers' node, so the agents (through the last node) cross nodes
-                await create_room(creds, self.room, self.server.nodes[0].node_id if self.server and len(self.server.nodes) > 1 else None)
+                await room_api.create_room(creds, self.room, self.server.nodes[0].node_id if self.server and len(self.server.nodes) > 1 else None)
             await self.listener.connect(creds, self.room)
             if self.dispatch == "api":
-                self.dispatches = await create_dispatches(creds, self.room, self.agent, self.metadata)
+                self.dispatches = await room_api.create_dispatches(creds, self.room, self.agent, self.metadata)
             watch = asyncio.create_task(self.watch_server())
             await self.wait_for_agents()
             joined = len(self.agents_seen)
@@ -290,8 +285,8 @@ class RoomRun:
             if result.worker_killed_s is not None:  # agents that joined after the kill: the server dispatched again
                 result.rejoined_after_s = sorted(at - self.kill_wall for at in self.agents_seen.values() if at > self.kill_wall)
             if self.server_alive():
-                result.server_jobs = await count_jobs(creds, self.room)
-                result.problems += await close_room(creds, self.room, self.dispatches, find=self.dispatch == "token")
+                result.server_jobs = await room_api.count_jobs(creds, self.room)
+                result.problems += await room_api.close_room(creds, self.room, self.dispatches, find=self.dispatch == "token")
             await self.listener.close()
             if self.first is not None:
                 await self.first.disconnect()
@@ -327,15 +322,15 @@ class RoomRun:
             deadline = dispatched + EXTERNAL_JOIN_S
             while len(self.agents_seen) < len(self.metadata) and time.monotonic() < deadline:
                 if self.dispatches:  # a dispatch the worker could not take (it was full) is never offered again
-                    self.dispatches = await redispatch_jobless(self.creds, self.room, self.agent, self.dispatches, self.metadata)
+                    self.dispatches = await room_api.redispatch_jobless(self.creds, self.room, self.agent, self.dispatches, self.metadata)
                 await until(min(deadline, time.monotonic() + REDISPATCH_EVERY_S))
         self.t0 = self.events.t0 = time.monotonic() + CONNECT_AHEAD_S
         if self.external is None and self.agents_seen:
-            await announce_t0(self.creds, self.room, wall_at(self.t0))
+            await room_api.announce_t0(self.creds, self.room, wall_at(self.t0))
 
     def token_dispatches(self) -> api.RoomConfiguration:
         """The room configuration a token carries for token dispatch: one RoomAgentDispatch per job."""
-        return api.RoomConfiguration(empty_timeout=EMPTY_TIMEOUT_S,
+        return api.RoomConfiguration(empty_timeout=room_api.EMPTY_TIMEOUT_S,
                                      agents=[api.RoomAgentDispatch(agent_name=self.agent, metadata=m) for m in self.metadata])  # fmt: skip
 
     def nobody_joined(self) -> str:
@@ -374,6 +369,8 @@ class RoomRun:
                 self.kill_worker(self.kill[1])
             await asyncio.wait([work], timeout=0.2)
             self.check_server()
+            if self.watchdog:
+                await self.redispatch_lost()
         self.result.problems += [redact(f"publisher {i}: {type(r).__name__}: {r}", self.creds.api_secret) if isinstance(r, BaseException) else r
                                  for i, r in zip(replay.identities, work.result()) if r is not None]  # fmt: skip
         until = self.t0 + self.sc.duration_s + END_GRACE_S
@@ -393,6 +390,16 @@ class RoomRun:
         under = kill_tree(pid := pids[self.result.killed_worker - 1])
         self.result.worker_killed_s, self.kill_wall = self.events.now(), time.time()
         self.events.emit("worker_killed", detail=f"agent worker {pid} and {under} process(es) under it: SIGKILL")
+
+    async def redispatch_lost(self) -> None:
+        """--redispatch: an agent gone while someone its job serves is still in the room (a job ends by
+        itself once they have all left) was lost with its worker or process: dispatch its job again."""
+        if gone := set(self.agents_seen) - self.agents_now - self.replaced:
+            self.replaced |= gone
+            now, leave = self.events.now(), {p.identity: p.leave_s for p in self.sc.participants}
+            needed = [m for m in self.metadata if any(leave[i] is None or leave[i] > now for i in JobSpec.from_json(m).identities)]
+            self.dispatches += await room_api.redispatch_departed(self.creds, self.room, self.agent, gone, set(needed))
+            self.events.emit("redispatched", detail=f"{len(gone)} agent(s) left the room before it ended")
 
     async def settle(self, until: float) -> None:
         """After the room: until no final has arrived for AGENT_QUIET_S, or END_GRACE_S have passed."""

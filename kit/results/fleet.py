@@ -23,15 +23,16 @@ from kit.run.record import RunRecord
 def served_by(events: pd.DataFrame, resources: pd.DataFrame, worker_pids: list[int], plan: dict[str, list[str]]) -> dict[str, int]:
     """participant -> the 1-based index of the worker whose tree ran the job serving them. `plan`:
     each job's participants (the design's plan: a late joiner belongs to its job before it joins)."""
-    parents = resources.drop_duplicates("pid", keep="last").set_index("pid")["ppid"].to_dict() if len(resources) else {}
+    # each process's parent when first sampled: a worker stopped at the end leaves its forkserver an orphan (ppid 1)
+    parents = resources.drop_duplicates("pid", keep="first").set_index("pid")["ppid"].to_dict() if len(resources) else {}
     out = {}
     for ev in events[events["kind"] == "job_start"].itertuples(index=False):
         pid, seen = int(ev.pid), set()
         while pid not in worker_pids and pid in parents and pid not in seen:
             seen.add(pid)
             pid = int(parents[pid])
-        if pid in worker_pids:
-            out.update(dict.fromkeys(plan.get(ev.job, []), worker_pids.index(pid) + 1))
+        for participant in plan.get(ev.job, []) if pid in worker_pids else []:  # the job's first run (--redispatch: not its second)
+            out.setdefault(participant, worker_pids.index(pid) + 1)
     return out
 
 

@@ -150,7 +150,8 @@ def design_usage(sc: Scenario, events, resources, arch: str, t0: float, planned_
     vad = ev[ev["kind"] == "vad_metrics"].groupby("participant")[["vad_infer_s", "vad_inferences"]].sum()
     vad = vad.reindex(sc.identities, fill_value=0)
     weights = vad["vad_inferences"] / vad["vad_inferences"].sum() if vad["vad_inferences"].sum() else pd.Series(1 / n, index=sc.identities)
-    per_job = procs.dropna(subset=["job"]).set_index("job")
+    # a job dispatched again (--redispatch) ran in two processes: its cost is both's
+    per_job = procs.dropna(subset=["job"]).groupby("job").agg(cpu_s=("cpu_s", "sum"), peak_pss_mb=("peak_pss_mb", "max"))
     dispatched = ev[ev["kind"] == "participant_joined"].groupby("participant")["job"].first().to_dict()
     one_job_each = len(sc.participants) > 1 and planned_jobs == len(sc.participants)
     service_pid = (stt_service or {}).get("pid")

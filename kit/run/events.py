@@ -34,6 +34,7 @@ KINDS = (
     "lk_stt_usage",  # a session design's session closed: audio_s, the STT audio livekit-agents' session.usage counts
     "uplink",  # live: a publisher's audio as it left: packets_sent, and packets_lost, jitter_s from the server's reports
     "worker_killed",  # live, --kill-worker: an agent worker and its job processes were killed (detail: which)
+    "redispatched",  # live, --redispatch: the watchdog dispatched again the jobs of agents that left the room too soon (detail: how many)
     "job_end",
     "error",  # detail holds the reason
     "run_end",
