@@ -398,8 +398,9 @@ class RoomRun:
             self.replaced |= gone
             now, leave = self.events.now(), {p.identity: p.leave_s for p in self.sc.participants}
             needed = [m for m in self.metadata if any(leave[i] is None or leave[i] > now for i in JobSpec.from_json(m).identities)]
-            self.dispatches += await room_api.redispatch_departed(self.creds, self.room, self.agent, gone, set(needed))
-            self.events.emit("redispatched", detail=f"{len(gone)} agent(s) left the room before it ended")
+            if again := await room_api.redispatch_departed(self.creds, self.room, self.agent, gone, set(needed)):
+                self.dispatches += again
+                self.events.emit("redispatched", detail=f"{len(again)} job(s) whose agent left the room before it ended")
 
     async def settle(self, until: float) -> None:
         """After the room: until no final has arrived for AGENT_QUIET_S, or END_GRACE_S have passed."""
