@@ -35,10 +35,11 @@ def test_no_gate_passes_every_frame_and_keeps_them_frames():
         for _ in range(20):
             yield rtc.AudioFrame(quiet.tobytes(), ROOM_RATE, 1, FRAME_SAMPLES)
 
-    async def through(vad):
-        return [f async for f in gated(frames(), vad)]
+    async def through(vad, streaming=False):
+        return [f async for f in gated(frames(), vad, streaming)]
 
     assert len(asyncio.run(through(OFF))) == 20
+    assert len(asyncio.run(through(FIXED, streaming=True))) == 20, "a streaming STT hears every frame"
     out = asyncio.run(through(FIXED))
     assert out == [] or all(isinstance(f, rtc.AudioFrame) for f in out)
     with pytest.raises(Exception, match="not both"):

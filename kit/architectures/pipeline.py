@@ -65,11 +65,8 @@ async def transcribe_participant(room: RoomView, identity: str, config: RunConfi
     else:
         stream = agents_stt.StreamAdapter(stt=stt, vad=make_vad(config, participant=identity, log=log)).stream()
 
-    # the VAD gate stands in front of the VAD only: a streaming STT is billed for, and hears, every frame
-    frames = room.frames(identity) if stt.capabilities.streaming else gated(room.frames(identity), config.vad)
-
     async def push() -> None:
-        async for frame in frames:
+        async for frame in gated(room.frames(identity), config.vad, streaming=stt.capabilities.streaming):
             stream.push_frame(frame)
         stream.end_input()
 

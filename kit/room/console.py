@@ -16,7 +16,6 @@ room, as a LiveKit transcription, logged by the room driver when it arrives).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -102,9 +101,8 @@ class ConsoleRoom:
             yield frame
 
     async def start_session(self, session: Any, agent: Any, identity: str) -> asyncio.Event:
-        # the gate stands in front of the VAD only: a streaming STT hears every frame (kit/room/gate.py)
-        streaming = session.stt is not None and session.stt.capabilities.streaming
-        audio = RoomAudioInput(self, identity, dataclasses.replace(self.vad, gate_dbfs=None, gate_margin_db=None) if streaming else self.vad)
+        streaming = session.stt is not None and session.stt.capabilities.streaming  # the gate's frames: kit/room/gate.py
+        audio = RoomAudioInput(self, identity, self.vad, streaming)
         session.input.audio = audio  # no room: the session reads the replay (no RoomIO)
         await session.start(agent, record=False)
         return audio.ended
@@ -119,9 +117,9 @@ class ConsoleRoom:
 class RoomAudioInput(voice_io.AudioInput):
     """An AgentSession's audio input fed from one participant's frames of the kit's room."""
 
-    def __init__(self, room: RoomView, identity: str, vad: VADSettings) -> None:
+    def __init__(self, room: RoomView, identity: str, vad: VADSettings, streaming: bool = False) -> None:
         super().__init__(label=f"kit-room-{identity}")
-        self._frames = aiter(gated(room.frames(identity), vad))
+        self._frames = aiter(gated(room.frames(identity), vad, streaming))
         self.ended = asyncio.Event()
 
     async def __anext__(self) -> rtc.AudioFrame:

@@ -14,6 +14,7 @@ a word, and the VAD's own prefix padding, are not lost.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -94,9 +95,10 @@ def gate_hold_s(vad: VADSettings) -> float:
     return vad.min_silence_duration + 0.45
 
 
-async def gated(frames: AsyncIterator[rtc.AudioFrame], vad: VADSettings) -> AsyncIterator[rtc.AudioFrame]:
-    """The frames of one track its VAD needs (all of them with no gate)."""
-    gate = Gate(vad)
+async def gated(frames: AsyncIterator[rtc.AudioFrame], vad: VADSettings, streaming: bool = False) -> AsyncIterator[rtc.AudioFrame]:
+    """The frames of one track its VAD needs (all of them with no gate). `streaming`: the track feeds a
+    streaming STT, which finds turns itself and is billed for what it hears: every frame, never gated."""
+    gate = Gate(vad if not streaming else dataclasses.replace(vad, gate_dbfs=None, gate_margin_db=None))
     async for frame in frames:
         if not gate.enabled:  # the default: no level to read
             yield frame

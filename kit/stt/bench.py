@@ -64,11 +64,9 @@ def breakdown(config: RunConfig, turns: list[np.ndarray]) -> pd.DataFrame:
     window: 30 s unless --window), `decode` (greedy, as the kit decodes), and `transcribe`, the whole
     call the kit makes (faster-whisper's own for one turn: the three and its bookkeeping)."""
     from faster_whisper.audio import pad_or_trim
-    from faster_whisper.tokenizer import Tokenizer
 
     whisper = Whisper(resolve_model(config.model), config.compute_type, 1, 1, 1, config.window_s)
     model = whisper.model
-    prompt = model.get_prompt(Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en"), [], without_timestamps=True)
     frames = int(config.window_s * 100)  # 100 feature frames per second
 
     def stages(audio: np.ndarray) -> dict[str, float]:
@@ -80,7 +78,7 @@ def breakdown(config: RunConfig, turns: list[np.ndarray]) -> pd.DataFrame:
         encoded = model.encode(pad_or_trim(features, max(frames, features.shape[-1]))[None])
         cpu["encode"] = time.process_time() - start
         start = time.process_time()
-        model.model.generate(encoded, [prompt], beam_size=1, max_length=model.max_length, suppress_blank=True, suppress_tokens=[-1])
+        whisper.decode(encoded)
         cpu["decode"] = time.process_time() - start
         start = time.process_time()
         whisper.texts([audio])

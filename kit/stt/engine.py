@@ -136,16 +136,18 @@ class Whisper:
         features = [self.model.feature_extractor(a)[..., :-1] for a in audios]
         frames = max(int(self.window_s * 100), *(f.shape[-1] for f in features))  # 100 feature frames per second
         features = np.stack([pad_or_trim(f, frames) for f in features])
-        prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
-        results = self.model.model.generate(
-            self.model.encode(features), [prompt] * len(audios), beam_size=1, max_length=self.model.max_length,
-            suppress_blank=True, suppress_tokens=[-1],
-        )  # fmt: skip
+        results = self.decode(self.model.encode(features))
         eot = self._tokenizer.eot
         texts = [self._tokenizer.decode([t for t in r.sequences_ids[0] if t < eot]).strip() for r in results]
         # faster-whisper's own test for a decoding stuck in a loop (its temperature fallback's trigger):
         # such a turn is decoded again the standard way, alone
         return [self._text_alone(a) if _looping(t) else t for a, t in zip(audios, texts)]
+
+    def decode(self, encoded):
+        """Greedy decoding, without timestamps, of a batch of encoder outputs (CTranslate2's results)."""
+        prompt = self.model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        return self.model.model.generate(encoded, [prompt] * encoded.shape[0], beam_size=1, max_length=self.model.max_length,
+                                         suppress_blank=True, suppress_tokens=[-1])  # fmt: skip
 
     def _text_alone(self, audio: np.ndarray) -> str:
         segments, _ = self.model.transcribe(
