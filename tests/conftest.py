@@ -86,20 +86,45 @@ FIXTURE_TIERS = {"whisper_run": ("replay", "whisper"), "voices_compare": ("repla
 SHARED_MODULE_FIXTURES = {"whisper_run", "voices_compare", "whisper_live", "rebuilt", "room_turns", "service"}
 
 
+# make test's lanes (pytest-xdist, -n 4 --dist loadgroup; docs/design.md): each runs its tests one after another.
+LANES = ("live", "whisper")
+
+
+def lane(item) -> str | None:
+    """`live`: every test of the session's livekit-server or of the Node examples (@livekit/agents 1.9.0
+    binds its health check to port 8081 in `start` mode: two Node workers cannot run at once). `whisper`:
+    every real-time replay with the real model (two at once on 2 cores missed utterances). Each lane
+    runs beside the other and beside the rest, which the other workers share: a live test with a
+    private server (`--local-server`) and a calibration STT, or Whisper flat out (no replay)."""
+    if item.get_closest_marker("node") or "livekit_server" in item.fixturenames:
+        return "live"
+    if item.get_closest_marker("whisper") and item.get_closest_marker("replay"):
+        return "whisper"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def clockless_tests_yield_the_cpu(request):
+    """Under make test (four workers on two cores) a test that waits on no clock (no replay, server or Node
+    agent: transcription flat out, fuzzing, figures) runs at nice 10, it and what it starts, so the real-time
+    replays beside it keep their pace; the next test gets nice 0 again. Only as root (CI), who may lower it back."""
+    clockless = not any(request.node.get_closest_marker(tier) for tier in ("replay", "server", "node"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.geteuid() == 0:
+        os.setpriority(os.PRIO_PROCESS, 0, 10 if clockless else 0)
+    yield
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for fixture in set(item.fixturenames) & set(FIXTURE_TIERS):
             for tier in FIXTURE_TIERS[fixture]:
                 item.add_marker(tier)
-        # Under pytest-xdist (make test: -n 2 --dist loadgroup) the Whisper replays, the Node tests and the live
-        # tests run on one worker, one after another: two Whisper replays at once on 2 cores miss utterances,
-        # a live room beside one is late (measured: docs/design.md), and in `start` mode @livekit/agents 1.9.0
-        # binds its health check to port 8081 (port 0 counts as unset), so two Node agent workers cannot run at once.
-        if any(item.get_closest_marker(tier) for tier in ("whisper", "node", "server")):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
+        if name := lane(item):
+            item.add_marker(pytest.mark.xdist_group(name))
         # A module fixture runs once per worker that needs it: the tests sharing a costly one (a replay,
         # a service, a model) go to one worker, or the replay runs twice.
         elif set(item.fixturenames) & SHARED_MODULE_FIXTURES:
             item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-shared"))
-
+    # The lanes first: xdist hands out work in collection order, and a lane is the suite's critical path.
+    items.sort(key=lambda item: LANES.index(lane(item)) if lane(item) else len(LANES))

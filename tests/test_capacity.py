@@ -22,7 +22,7 @@ def _pair_turns():
     return [tracks[u.participant][round((u.start_s - 0.3) * 16000) : round((u.end_s + 0.5) * 16000)] for u in sc.utterances]
 
 
-@pytest.mark.replay
+@pytest.mark.slow
 @pytest.mark.whisper
 def test_a_batch_returns_the_same_text_as_one_by_one():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))
@@ -31,7 +31,7 @@ def test_a_batch_returns_the_same_text_as_one_by_one():
     assert all(alone) and whisper.texts(turns) == alone
 
 
-@pytest.mark.replay
+@pytest.mark.slow
 @pytest.mark.whisper
 def test_waiting_turns_are_batched_and_each_gets_its_own_text_and_cost():
     whisper = stt.load_whisper(RunConfig(num_workers=1, cpu_threads=2, max_batch=4))

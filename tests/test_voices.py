@@ -172,7 +172,7 @@ def room_turns():
 @pytest.mark.parametrize(
     "option,value", [(name, v) for name, values in INFERENCE_OPTIONS.items() for v in values], ids=lambda x: str(x)
 )
-@pytest.mark.replay
+@pytest.mark.slow  # Whisper flat out on the room's turns: no replay
 def test_inference_option_keeps_the_wer_on_real_speech(room_turns, option, value):
     turns, refs, default_wer = room_turns
     assert default_wer <= DEFAULT_MAX_WER

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -39,10 +40,13 @@ def make_agent_server(arch: str, config: RunConfig, creds: Credentials):
         # The production gate compares the MACHINE's CPU with 0.7 and then refuses every job ("no
         # workers with sufficient capacity"): on the kit's machine that CPU is mostly the kit's own
         # publishers and the previous design winding down, so a measured dispatch would fail at
-        # random. The kit dispatches one job at a time on purpose: the worker always takes it.
+        # random. One worker always takes a job: its load is 0 and its gate off (livekit-agents 1.8 also counts
+        # each job accepted but not yet started as threshold / idle processes, 0.35 on 2 cores in production,
+        # so it refused the third of three dispatches arriving at once: "worker not available").
         # A fleet (--workers K) is balanced by the server on each worker's reported load, as in production:
         # each reports its own process tree's CPU over its own cores, and the gate is on.
         load_fnc=OwnLoad() if config.workers > 1 else _always_available,
+        load_threshold=0.7 if config.workers > 1 else math.inf,
     )  # fmt: skip
     server.rtc_session(architectures.get(arch).entrypoint, agent_name=agent_name(arch))
     return server
