@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +141,12 @@ class VADSettings:
     def __post_init__(self) -> None:
         if self.gate_dbfs is not None and self.gate_margin_db is not None:
             raise KitError("the VAD gate is a fixed floor or adaptive, not both")
+        if not 0.05 <= self.min_silence_duration <= 5:
+            raise KitError(f"--min-silence is the silence that ends a turn, 0.05 to 5 s, got {self.min_silence_duration:g}")
+        if not 0 < self.activation_threshold < 1:
+            raise KitError(f"--activation-threshold is silero's speech probability, between 0 and 1, got {self.activation_threshold:g}")
+        if not 0 <= self.prefix_padding_duration <= 2:
+            raise KitError(f"--prefix-padding is the audio kept before a turn's start, 0 to 2 s, got {self.prefix_padding_duration:g}")
 
     @property
     def gate(self) -> str:
@@ -266,10 +272,17 @@ class RunConfig:
         designs and results directory are not among them: a worker serves whatever is dispatched)."""
         args = ["--stt", str(self.stt), *self.to_model_args()]
         fleet = self.workers if self.workers > 1 else None  # a worker of a fleet reports its own load
+        args += self.to_vad_args()
         for flag, value in (("--cpus", self.cpus), ("--vad-gate", self.vad.gate), ("--stt-price", self.stt_price), ("--workers", fleet)):
             if value is not None:
                 args += [flag, str(value)]
         return args
+
+    def to_vad_args(self) -> list[str]:
+        """The flags `add_vad_arguments` reads back (the designs' VADs, and the STT service's endpointing)."""
+        v = self.vad
+        return ["--min-silence", repr(v.min_silence_duration), "--activation-threshold", repr(v.activation_threshold),
+                "--prefix-padding", repr(v.prefix_padding_duration)]  # fmt: skip
 
     def to_model_args(self) -> list[str]:
         """The flags `add_model_arguments` reads back: the model and how it runs (the STT service's)."""
@@ -290,6 +303,9 @@ class RunConfig:
             vad = gate_settings(args.vad_gate)
             given.update(stt=args.stt, cpus=args.cpus, vad=vad, stt_price=args.stt_price, net=getattr(args, "net", None),
                          workers=args.workers, cpus_per_worker=args.cpus_per_worker)  # fmt: skip
+        if hasattr(args, "min_silence"):  # add_vad_arguments
+            given["vad"] = replace(given.get("vad", VADSettings()), min_silence_duration=args.min_silence,
+                                   activation_threshold=args.activation_threshold, prefix_padding_duration=args.prefix_padding)  # fmt: skip
         return cls(**{**given, **overrides})
 
 
@@ -312,9 +328,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip silero on a participant's quiet frames once the silence that ends a turn has passed: "
                         "'auto' (the default): less than 8 dB above the track's own noise floor; DBFS: below a fixed "
                         "level (-60 with the flag alone); 'off': every frame (docs/cost-and-scaling.md)")
+    add_vad_arguments(p)
     p.add_argument("--stt-price", default=None, metavar="ITEM",
                    help="price the cloud STT bill with this row of the pricing file (e.g. "
                         "stt_deepgram_nova3_streaming_minute; default: not priced; docs/cost-and-scaling.md)")
+
+
+def add_vad_arguments(p: argparse.ArgumentParser) -> None:
+    """Silero's settings: every command that finds turns (the designs' VADs, the STT service's endpointing)."""
+    p.add_argument("--min-silence", type=float, default=VADSettings.min_silence_duration, metavar="S",
+                   help="the VAD's silence that ends a turn (default: %(default)s s): most of the latency floor "
+                        "(docs/method.md)")
+    p.add_argument("--activation-threshold", type=float, default=VADSettings.activation_threshold, metavar="P",
+                   help="silero's speech probability that starts a turn (default: %(default)s)")
+    p.add_argument("--prefix-padding", type=float, default=VADSettings.prefix_padding_duration, metavar="S",
+                   help="audio kept before a turn's detected start (default: %(default)s s)")
 
 
 def gate_settings(gate: float | str) -> VADSettings:

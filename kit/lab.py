@@ -8,7 +8,7 @@ then those of `python -m kit compare`; the child sends progress back and the bar
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import itertools
 import multiprocessing
 import os
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.config import REPO_ROOT, KitError, RunConfig
+from kit.config import REPO_ROOT, KitError, RunConfig, add_arguments
 from kit.progress import room_bar
 from kit.results import metrics
 from kit.results.resources import read_resources
@@ -100,10 +100,28 @@ def measure(config: RunConfig) -> Run:
     return result
 
 
-def config(scenario: str, archs, stt: str = "whisper", model: str | None = None, results_dir: Path | str | None = None) -> RunConfig:
-    """The notebooks' parameters as a RunConfig (results default to the repository's results/)."""
+def option_flags(options: dict) -> list[str]:
+    """Run flags given by name (window=10: --window 10); None leaves a flag out (its default)."""
+    return [arg for name, value in options.items() if value is not None for arg in (f"--{name.replace('_', '-')}", str(value))]
+
+
+class OptionParser(argparse.ArgumentParser):
+    """The run flags, read for a notebook: a bad value is a KitError, not the interpreter's exit."""
+
+    def error(self, message: str):
+        raise KitError(message)
+
+
+def config(scenario: str, archs, stt: str = "whisper", model: str | None = None, results_dir: Path | str | None = None,
+           **options) -> RunConfig:  # fmt: skip
+    """The notebooks' parameters as a RunConfig (results default to the repository's results/). `options`:
+    any run flag by its name, read as the command line reads it (window=10, cpus=1, vad_gate="off",
+    min_silence=0.3, activation_threshold=0.6, prefix_padding=0.3, max_batch=4, stt_price=ITEM); None: its default."""
+    flags = ["--stt", stt] + (["--model", model] if model else []) + option_flags(options)
+    parser = OptionParser(prog="kit.lab.config", add_help=False)
+    add_arguments(parser)
     results = Path(results_dir) if results_dir else REPO_ROOT / "results"
-    return RunConfig(scenario=str(scenario), archs=tuple(archs), stt=stt, model=model, results_dir=results.resolve())
+    return RunConfig.from_args(parser.parse_args(flags), scenario=str(scenario), archs=tuple(archs), results_dir=results.resolve())
 
 
 def run(config: RunConfig, sweep: dict | None = None) -> Path:
@@ -187,10 +205,11 @@ def _child(config: dict, messages, sweep: dict | None) -> None:
 
 
 def sweep(participants: list[int], archs, pattern: str = "all-talk", lines: int = 3, stt: str = "whisper",
-          model: str | None = None, cpus: int | None = None, results_dir: Path | str | None = None,
-          threshold_s: float = 1.5) -> tuple[Path, pd.DataFrame]:  # fmt: skip
-    """The scaling sweep (kit/results/sweep.py) from a notebook, in a child process: (its directory, sweep.csv)."""
-    cfg = dataclasses.replace(config("pair-2", archs, stt=stt, model=model, results_dir=results_dir), cpus=cpus)
+          model: str | None = None, results_dir: Path | str | None = None, threshold_s: float = 1.5,
+          **options) -> tuple[Path, pd.DataFrame]:  # fmt: skip
+    """The scaling sweep (kit/results/sweep.py) from a notebook, in a child process: (its directory, sweep.csv).
+    `options`: run flags by name, as `config` takes them (cpus=1, window=10, vad_gate="off", ...)."""
+    cfg = config("pair-2", archs, stt=stt, model=model, results_dir=results_dir, **options)
     sweep_dir = run(cfg, sweep={"participants": list(participants), "pattern": pattern, "lines": lines,
                                 "threshold_s": threshold_s})  # fmt: skip
     return sweep_dir, pd.read_csv(sweep_dir / "sweep.csv")
@@ -208,10 +227,12 @@ class LiveComparison:
 
 
 def compare_live(scenario: str, archs, stt: str = "whisper", model: str | None = None, local_server: bool = False,
-                 dispatch: str = "api", results_dir: Path | str | None = None) -> LiveComparison:  # fmt: skip
+                 dispatch: str = "api", results_dir: Path | str | None = None, **options) -> LiveComparison:  # fmt: skip
     """`python -m kit compare --mode both` in a child process (its own event loop and signals; a
     kernel cannot host them): each design in console mode, then live with its worker started here.
-    `local_server`: a private livekit-server for the run, else LIVEKIT_URL/_API_KEY/_API_SECRET."""
+    `local_server`: a private livekit-server for the run, else LIVEKIT_URL/_API_KEY/_API_SECRET.
+    `options`: run flags by name, as `config` takes them (checked here first: a bad one is a KitError)."""
+    config(scenario, archs, stt=stt, model=model, results_dir=results_dir, **options)
     import subprocess
     import sys
 
@@ -219,7 +240,7 @@ def compare_live(scenario: str, archs, stt: str = "whisper", model: str | None =
     before = set(results.glob("*/run.json"))
     cmd = [sys.executable, "-m", "kit", "compare", "--mode", "both", "--scenario", scenario, "--stt", stt,
            "--dispatch", dispatch, "--results", str(results), *[a for arch in archs for a in ("--arch", arch)]]  # fmt: skip
-    cmd += (["--model", model] if model else []) + (["--local-server"] if local_server else [])
+    cmd += (["--model", model] if model else []) + (["--local-server"] if local_server else []) + option_flags(options)
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     runs = sorted(p.parent for p in set(results.glob("*/run.json")) - before)
     loaded = [load(r) for r in runs]

@@ -11,6 +11,7 @@ import pytest
 from kit import config as config_mod
 from kit.config import KitError, RunConfig, SttSpec, VADSettings
 from kit.stt import make_stt
+from kit.stt import service as stt_service
 
 
 def test_the_stt_spec():
@@ -53,15 +54,18 @@ def test_a_string_stt_is_parsed_once_as_the_config_is_made():
 @pytest.mark.parametrize("kwargs, message", [
     ({"window_s": 0}, "--window"), ({"window_s": 31}, "--window"), ({"max_batch": 0}, "--max-batch"),
     ({"cpus": 0}, "--cpus"), ({"cpu_threads": -1}, "--cpu-threads"), ({"num_workers": 1.5}, "--num-workers"),
+    ({"vad": {"min_silence_duration": 0}}, "--min-silence"), ({"vad": {"activation_threshold": 1.0}}, "--activation-threshold"),
+    ({"vad": {"prefix_padding_duration": -0.1}}, "--prefix-padding"),
 ])  # fmt: skip
 def test_bad_settings_are_refused_where_the_config_is_made(kwargs, message):
     with pytest.raises(KitError, match=message):
-        RunConfig(**kwargs)
+        RunConfig(**{k: VADSettings(**v) if k == "vad" else v for k, v in kwargs.items()})
 
 
 FULL = RunConfig(scenario="pair-2", archs=("participant_entrypoint",), stt="stream-delay:0.25", model="/m/tiny",
                  compute_type="float32", cpu_threads=1, num_workers=2, max_batch=4, window_s=10.0, cpus=1,
-                 vad=VADSettings(gate_dbfs=-55.0, gate_margin_db=None), stt_price="stt_x_minute")  # fmt: skip
+                 vad=VADSettings(gate_dbfs=-55.0, gate_margin_db=None, min_silence_duration=0.3, activation_threshold=0.6,
+                                 prefix_padding_duration=0.25), stt_price="stt_x_minute")  # fmt: skip
 
 
 def test_json_round_trip():
@@ -78,6 +82,10 @@ def test_flags_round_trip_every_inference_setting():
     back = RunConfig.from_args(parser.parse_args(FULL.to_args()), scenario=FULL.scenario, archs=FULL.archs)
     assert back == FULL
     assert RunConfig.from_args(parser.parse_args([])) == RunConfig()
+    service = argparse.ArgumentParser()  # the STT service: the model, and the VAD of its streaming endpoint
+    stt_service.add_arguments(service)
+    assert stt_service.service_config(service.parse_args(FULL.to_model_args() + FULL.to_vad_args())).vad == dataclasses.replace(
+        VADSettings(), min_silence_duration=0.3, activation_threshold=0.6, prefix_padding_duration=0.25)  # fmt: skip
 
 
 def test_the_adaptive_vad_gate_round_trips_and_a_bad_level_is_refused(capsys):

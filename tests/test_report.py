@@ -335,9 +335,13 @@ def test_a_report_that_fails_after_a_measured_run_is_its_own_exit_code(tmp_path,
 
 @pytest.mark.slow
 def test_the_report_says_which_vad_gate_ran(tmp_path):
-    """The gate's default changed (off before December 8, 2026): a report says which one its run had."""
+    """The gate's default changed (off before December 8, 2026): a report says which one its run had, and
+    the VAD's settings (--min-silence and the others)."""
     off = {"vad": {**RunConfig().to_dict()["vad"], "gate_margin_db": None}}
     for gate, extra in (("auto", None), ("off", off)):
         run_dir = make_run(tmp_path / gate, extra_config=extra)
         html = re.sub(r">\s+<", "><", report.write(run_dir).read_text())
         assert f"<td>VAD gate (--vad-gate)</td><td>{gate}</td>" in html
+    tuned = {"vad": {**RunConfig().to_dict()["vad"], "min_silence_duration": 0.3}}
+    html = report.write(make_run(tmp_path / "tuned", extra_config=tuned)).read_text()
+    assert "turn ends after 0.3 s of silence; speech from p = 0.5; 0.5 s kept before" in html

@@ -347,6 +347,11 @@ def _arch_section(run: Run, arch: str) -> ArchSection:
     )  # fmt: skip
 
 
+def vad_settings(v) -> str:
+    """The VAD settings as the report's facts say them."""
+    return f"turn ends after {v.min_silence_duration:g} s of silence; speech from p = {v.activation_threshold:g}; {v.prefix_padding_duration:g} s kept before"
+
+
 def _record_facts(run: Run) -> pd.DataFrame:
     rec = redact(asdict(run.record))
     model = rec.get("model") or {}
@@ -356,6 +361,7 @@ def _record_facts(run: Run) -> pd.DataFrame:
          ("network (live, --net)", run.record.run_config.net or "not impaired") if rec.get("mode") == "live" else ("mode", "console"),
          ("scenario", f"{rec['scenario']['name']} (sha256 {rec['scenario']['sha256']})"),
          ("VAD gate (--vad-gate)", run.record.run_config.vad.gate),
+         ("VAD (--min-silence, --activation-threshold, --prefix-padding)", vad_settings(run.record.run_config.vad)),
          ("model", f"{model.get('source')}: {model.get('location')} (sha256 {model.get('sha256')})" if model
                    else "none (calibration STT)"),
          *((f"machine: {k}", v) for k, v in (rec.get("machine") or {}).items())],

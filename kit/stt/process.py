@@ -32,7 +32,8 @@ class ServiceProcess:
 
     def command(self) -> list[str]:
         c = self.config
-        cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", *c.to_model_args(), "--parent-pid", str(os.getpid())]
+        cmd = [sys.executable, "-m", "kit", "stt-service", "--port", "0", *c.to_model_args(), *c.to_vad_args(),
+               "--parent-pid", str(os.getpid())]  # fmt: skip
         spec = c.stt
         calibration = spec.delay if spec.kind == "stream-delay" else None
         for flag, value in (("--log", self.log_path), ("--calibration-delay", calibration)):

@@ -406,6 +406,7 @@ def add_arguments(p) -> None:
     p.add_argument("--port", type=int, default=0, help="port (default: 0, a free one; the URL is printed)")
     p.add_argument("--log", type=Path, default=None, metavar="PATH", help="per-request JSONL log (default: none)")
     config_mod.add_model_arguments(p)
+    config_mod.add_vad_arguments(p)  # the streaming endpoint's turns
     p.add_argument("--calibration-delay", type=float, default=None, metavar="S",
                    help="load no model: answer every turn with a fixed text exactly S after it ends (streaming: after "
                         "its endpoint); what --stt stream-delay:S starts")
