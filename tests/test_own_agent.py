@@ -200,3 +200,21 @@ def test_node_check_prints_its_one_line(livekit_server, tmp_path):
     (line,) = done.stdout.strip().splitlines()
     assert line.startswith("@livekit/agents 1.9.0: two AgentSessions in one room: ")
     assert line.endswith(": works") or "reproduced #1927 (A byte stream handler for topic" in line or "fails otherwise" in line
+
+
+def test_two_copies_of_your_agent_each_on_its_own_core(livekit_server, tmp_path):
+    """--agent CMD --workers 2 --cpus-per-worker 1: two copies of the unmodified Python per-participant
+    example, each pinned to its own core (read from /proc while they ran), each with its own log; the
+    server gives the two participants' jobs to the fleet, and every utterance is matched."""
+    import os
+
+    command, dispatch = EXAMPLES["py-dispatch-per-participant"]
+    done, run_dir = measure(livekit_server, tmp_path, command, "--agent-name", "kit-test-fleet", "--label", "fleet",
+                            "--dispatch", dispatch, "--workers", "2", "--cpus-per-worker", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = RunRecord.load(run_dir).archs["fleet"]
+    assert len(info.worker_pids) == 2 and info.worker_cores == sorted(os.sched_getaffinity(0))[:2]
+    for log in ("agent-fleet.log", "agent-fleet-2.log"):
+        assert "registered worker" in (run_dir / log).read_text(), log
+    row = pd.read_csv(run_dir / "architectures.csv").set_index("arch").loc["fleet"]
+    assert row["missed"] == 0 and row["agent_participants"] == 2 and row["processes"] >= 2

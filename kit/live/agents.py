@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kit.config import KitError, RunConfig, fleet_cores
-from kit.live.common import redact
+from kit.live.common import redact, sanitize_suffix
 from kit.run.sampler import read_stat
 
 STT_URL_ENV = "KIT_STT_URL"  # an --agent's STT: the base URL of the run's shared STT service
@@ -100,6 +100,21 @@ def local_agent(arch: str, config: RunConfig, workers: dict[str, list[subprocess
         finally:
             if workers is not None:
                 workers.pop(arch, None)
+
+
+@contextlib.contextmanager
+def your_agent(agent: ExternalAgent, config: RunConfig, env: dict[str, str], logs: Path, secret: str):
+    """Your agent worker (`--agent CMD`) as `config.workers` copies (`--workers K`), each pinned to its own
+    cores with `--cpus-per-worker` (the shell, your worker and its job processes), each logging to
+    `logs`/agent-<label>.log (copies 2..K: agent-<label>-<i>.log); registered before the run goes on,
+    stopped after. Each reports the load your worker computes (livekit's default: the machine's CPU)."""
+    cores = fleet_cores(config.workers, config.cpus_per_worker)
+    n, base = len(cores), sanitize_suffix(agent.label) or "agent"
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(AgentWorker(agent.command, f"the agent {agent.command!r}" + (f" {i}/{n}" if n > 1 else ""),
+                                               env=env, log=logs / (f"agent-{base}.log" if i == 1 else f"agent-{base}-{i}.log"),
+                                               secret=secret, cores=c))
+               for i, c in enumerate(cores, start=1)]  # fmt: skip
 
 
 class AgentWorker:
@@ -266,6 +281,14 @@ def kill_tree(pid: int) -> int:
         with contextlib.suppress(psutil.Error):
             p.kill()
     return len(victims) - 1
+
+
+def kill_busiest(worker_pids: list[int], events_dir: Path, arch: str) -> tuple[int, int, int]:
+    """--kill-worker: SIGKILL the worker whose tree holds most of the design's jobs, and everything under it;
+    returns its number (1..K), its pid and how many processes were under it."""
+    number = 1 + busiest_worker(worker_pids, job_pids(events_dir, arch))
+    pid = worker_pids[number - 1]
+    return number, pid, kill_tree(pid)
 
 
 def busiest_worker(worker_pids: list[int], job_pids: list[int]) -> int:

@@ -44,7 +44,7 @@ from livekit import api, rtc
 from kit import architectures
 from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, thread_cores, threads_pinned
 from kit.live import api as room_api
-from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, busiest_worker, job_pids, kill_tree, local_agent
+from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, kill_busiest, local_agent, your_agent
 from kit.live.common import (
     TRANSCRIPTION_TOPIC,
     Credentials,
@@ -187,20 +187,22 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
     env = agent_env(dict(os.environ), config.stt.url, replace(creds, url=srv.agent_url) if srv else creds)
     if agent.name:
         env[AGENT_NAME_ENV] = agent.name
-    log = run_dir / f"agent-{sanitize_suffix(agent.label) or 'agent'}.log"
-    worker = AgentWorker(agent.command, f"the agent {agent.command!r}", env=env, log=log, secret=creds.api_secret)
     try:
-        with worker:
-            workers[agent.label] = [worker.proc]
+        with your_agent(agent, config, env, run_dir, creds.api_secret) as fleet:
+            workers[agent.label] = [w.proc for w in fleet]
             # a production worker that says it is full gets no job, and a dispatch is not retried: wait
             deadline = time.monotonic() + EXTERNAL_JOIN_S
-            while worker.full and time.monotonic() < deadline and worker.exited() is None:
+            while any(w.full for w in fleet) and time.monotonic() < deadline and not any(w.exited() for w in fleet):
                 time.sleep(0.2)
+            pids = [w.proc.pid for w in fleet]
+            cores = sorted(set().union(*(os.sched_getaffinity(p) for p in pids)))  # the shells', as their children's
             try:
-                return asyncio.run(RoomRun(agent.label, config, sc, run_dir, creds, room, server=srv, external=agent,
-                                           worker=worker).run(sampler, progress))  # fmt: skip
+                result = asyncio.run(RoomRun(agent.label, config, sc, run_dir, creds, room, server=srv, external=agent,
+                                             fleet=fleet).run(sampler, progress))  # fmt: skip
             finally:
                 workers.pop(agent.label, None)
+            result.worker_pids, result.worker_cores = pids, cores
+            return result
     except KitError as e:  # never registered: nothing was measured, the row says why
         return ArchRun(arch=agent.label, jobs=len(agent.metadata(sc.identities)), room=room, agent_name=agent.name,
                        command=agent.command, problems=[redact(str(e), creds.api_secret)])  # fmt: skip
@@ -220,12 +222,12 @@ class RoomRun:
 
     def __init__(self, name: str, config: RunConfig, sc: scenario.Scenario, run_dir: Path, creds: Credentials, room: str,
                  dispatch: str = "api", server=None, external: ExternalAgent | None = None,
-                 worker: AgentWorker | None = None, kill: tuple[float, list[int]] | None = None, watchdog: bool = False) -> None:  # fmt: skip
+                 fleet: list[AgentWorker] = (), kill: tuple[float, list[int]] | None = None, watchdog: bool = False) -> None:  # fmt: skip
         self.name, self.config, self.sc, self.run_dir, self.creds, self.room = name, config, sc, run_dir, creds, room
         self.kill = kill  # --kill-worker: (seconds into the room, the fleet's worker pids: the busiest is killed)
         self.watchdog, self.replaced = watchdog, set()  # --redispatch; the agents whose jobs it dispatched again
         self.dispatch, self.server = dispatch, server  # server: the run's private LocalServer, if any
-        self.external, self.worker = external, worker  # your agent (--agent), and its process when it runs here
+        self.external, self.fleet = external, fleet  # your agent (--agent), and its worker processes when they run here
         self.t_submit = time.time()
         self.t0 = mono_at(self.t_submit + START_LEAD_S)  # at the latest; set once the agents are in (wait_for_agents)
         if external is None:
@@ -338,8 +340,8 @@ class RoomRun:
         if self.external is None:
             return (f"no agent {self.agent!r} joined {waited}: is `python -m kit agent --arch {self.name}` running against "
                     f"this server, with the same LIVEKIT_AGENT_SUFFIX?")  # fmt: skip
-        last = f"Its last output: {self.worker.last_output() if self.worker else '?'}"
-        if self.worker and self.worker.full:
+        last = f"Its last output: {' / '.join(w.last_output() for w in self.fleet) or '?'}"
+        if self.fleet and all(w.full for w in self.fleet):
             last = (f"Its worker says it is at full capacity, so the server gave it no job: a production worker's "
                     f"load is this machine's CPU, refused from 0.7 (load_threshold); run it on a quieter machine. {last}")  # fmt: skip
         if self.external.dispatch == "auto":
@@ -386,8 +388,7 @@ class RoomRun:
     def kill_worker(self, pids: list[int]) -> None:
         """--kill-worker: SIGKILL the worker running most of this design's jobs, and its job processes,
         at once, as a machine that dies."""
-        self.result.killed_worker = 1 + busiest_worker(pids, job_pids(self.run_dir / "events", self.name))
-        under = kill_tree(pid := pids[self.result.killed_worker - 1])
+        self.result.killed_worker, pid, under = kill_busiest(pids, self.run_dir / "events", self.name)
         self.result.worker_killed_s, self.kill_wall = self.events.now(), time.time()
         self.events.emit("worker_killed", detail=f"agent worker {pid} and {under} process(es) under it: SIGKILL")
 
@@ -421,7 +422,7 @@ class RoomRun:
             raise ServerLost(f"the LiveKit server stopped during the run ({self.server.stopped()})")
         if self.listener.lost.is_set():
             raise ServerLost(f"lost the connection to the LiveKit server at {self.creds.url}")
-        if self.worker is not None and (gone := self.worker.exited()):
+        if gone := next(filter(None, (w.exited() for w in self.fleet)), None):
             raise AgentLost(gone)
 
     async def watch_server(self) -> None:

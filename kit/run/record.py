@@ -44,8 +44,8 @@ class ArchRun:
     room: str | None = None
     agent_name: str | None = None
     command: str | None = None  # `kit live --agent CMD`: your own agent, measured only from outside
-    worker_cores: list[int] | None = None  # live, --local-agents: the cores the agent worker(s) may use (/proc)
-    worker_pids: list[int] | None = None  # live, --local-agents: its agent workers' pids (--workers K: K of them)
+    worker_cores: list[int] | None = None  # live, --local-agents or --agent: the cores the agent worker(s) may use (/proc)
+    worker_pids: list[int] | None = None  # live, --local-agents or --agent: the agent workers' pids (--workers K: K of them)
     worker_killed_s: float | None = None  # --kill-worker: when a worker was killed (seconds since t0)
     killed_worker: int | None = None  # --kill-worker: which (1..K, the order of worker_pids): the one with most jobs
     rejoined_after_s: list[float] | None = None  # --kill-worker: agents that joined after the kill, seconds after it
