@@ -94,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     config_mod.add_arguments(w)
     w.set_defaults(func=_sweep, scenario=DEFAULT_SCENARIO)
 
+    a = sub.add_parser("advise", help="which design to ship for your room: runs (or reuses) what it needs and says why")
+    a.add_argument("--participants", type=int, required=True, help="participants in the room")
+    a.add_argument("--pattern", choices=("all-talk", "meeting"), default="all-talk",
+                   help="all-talk: everyone talks (the worst case, default); meeting: one at a time, most never speak")
+    a.add_argument("--stt", default="whisper", metavar="whisper|ITEM",
+                   help="whisper (self-hosted on the worker, default) or a cloud STT's price row of data/pricing.csv")
+    a.add_argument("--streaming", action="store_true", help="the cloud STT is fed every frame (streaming), not the VAD's turns")
+    a.add_argument("--sdk", choices=("python", "node"), default="python", help="the agents SDK (default: %(default)s)")
+    a.add_argument("--cores", type=int, default=2, help="the worker's cores (the run is pinned to them; default: %(default)s)")
+    a.add_argument("--memory-gb", type=float, default=24.0, help="the worker's memory, GB (default: %(default)s)")
+    a.add_argument("--threshold", type=float, default=1.5, help="p95 latency a design must hold, s (default: %(default)s)")
+    a.add_argument("--results", type=Path, default=Path("results"), help="where its run goes, and where matching runs are found")
+    a.set_defaults(func=_advise)
+
     b = sub.add_parser("stt-bench", help="Whisper's speed on a room's turns: threads, workers and batch sizes")
     b.add_argument("--scenario", default=DEFAULT_SCENARIO, help="bundled name or path (default: %(default)s)")
     b.add_argument("--settings", default="1x1x1,2x1x1,1x2x1,2x2x1,2x1x2,2x1x4,2x1x8",
@@ -136,6 +150,17 @@ def _stt_bench(args) -> int:
     print_table(table.round(1))
     if args.out:
         table.to_csv(args.out, index=False)
+    return 0
+
+
+def _advise(args) -> int:
+    from kit.results import advise
+
+    situation = advise.Situation(args.participants, args.pattern, args.stt, args.streaming, args.sdk, args.cores,
+                                 args.memory_gb, args.threshold)  # fmt: skip
+    advice = advise.advise(situation, args.results, progress_factory=room_bar)
+    print_table(advice.table.round(4))
+    print("\n" + advice.markdown())
     return 0
 
 
