@@ -98,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--participants", type=int, required=True, help="participants in the room")
     a.add_argument("--pattern", choices=("all-talk", "meeting"), default="all-talk",
                    help="all-talk: everyone talks (the worst case, default); meeting: one at a time, most never speak")
-    a.add_argument("--stt", default="whisper", metavar="whisper|ITEM",
-                   help="whisper (self-hosted on the worker, default) or a cloud STT's price row of data/pricing.csv")
+    a.add_argument("--stt-price", default=None, metavar="ITEM",
+                   help="a cloud STT, by its price row of data/pricing.csv (default: self-hosted Whisper on the worker)")
     a.add_argument("--streaming", action="store_true", help="the cloud STT is fed every frame (streaming), not the VAD's turns")
     a.add_argument("--sdk", choices=("python", "node"), default="python", help="the agents SDK (default: %(default)s)")
     a.add_argument("--cores", type=int, default=2, help="the worker's cores (the run is pinned to them; default: %(default)s)")
@@ -156,7 +156,7 @@ def _stt_bench(args) -> int:
 def _advise(args) -> int:
     from kit.results import advise
 
-    situation = advise.Situation(args.participants, args.pattern, args.stt, args.streaming, args.sdk, args.cores,
+    situation = advise.Situation(args.participants, args.pattern, args.stt_price, args.streaming, args.sdk, args.cores,
                                  args.memory_gb, args.threshold)  # fmt: skip
     advice = advise.advise(situation, args.results, progress_factory=room_bar)
     print_table(advice.table.round(4))

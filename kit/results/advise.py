@@ -38,7 +38,7 @@ class Situation:
 
     participants: int
     pattern: str = "all-talk"  # "all-talk" (everyone talks, the worst case) or "meeting" (one at a time, most silent)
-    stt: str = "whisper"  # "whisper": self-hosted on the worker; else a cloud STT's price row of data/pricing.csv
+    stt_price: str | None = None  # None: self-hosted Whisper on the worker; else a cloud STT, by its row of data/pricing.csv
     streaming: bool = False  # a cloud STT fed every frame (streaming) rather than the VAD's turns
     sdk: str = "python"
     cores: int = 2  # the worker's cores (the run is pinned to them: at most this machine's)
@@ -52,10 +52,10 @@ class Situation:
             raise KitError(f"--pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
         if self.sdk not in SDKS:
             raise KitError(f"--sdk must be one of {', '.join(SDKS)}, got {self.sdk!r}")
-        if self.stt == "whisper" and self.streaming:
-            raise KitError("--streaming is for a cloud STT (--stt ITEM): the kit's Whisper answers per turn")
-        if self.stt != "whisper":
-            cost.load_pricing().stt_price(self.stt)  # an unknown row is refused here, naming the known ones
+        if self.stt_price is None and self.streaming:
+            raise KitError("--streaming is for a cloud STT (--stt-price ITEM): the kit's Whisper answers per turn")
+        if self.stt_price is not None:
+            cost.load_pricing().stt_price(self.stt_price)  # an unknown row is refused here, naming the known ones
         check_cpus(self.cores)
 
     @property
@@ -64,16 +64,17 @@ class Situation:
 
     def config(self, results_dir: Path) -> RunConfig:
         """The console run that measures this situation: every candidate on its room, on its cores."""
-        if self.stt == "whisper":
+        if self.stt_price is None:
             stt = "whisper"
         else:
             stt = f"{'stream-delay' if self.streaming else 'delay'}:{CALIBRATION_STT_S}"
         room = pattern_room(self.pattern, self.participants, lines=2)
         return RunConfig(scenario=str(room), archs=self.designs, stt=stt, cpus=self.cores,
-                         stt_price=None if self.stt == "whisper" else self.stt, results_dir=Path(results_dir))  # fmt: skip
+                         stt_price=self.stt_price, results_dir=Path(results_dir))  # fmt: skip
 
     def describe(self) -> str:
-        stt = "self-hosted Whisper (tiny.en)" if self.stt == "whisper" else f"a {'streaming' if self.streaming else 'per-turn'} cloud STT at {self.stt}"
+        stt = (f"a {'streaming' if self.streaming else 'per-turn'} cloud STT priced as {self.stt_price}" if self.stt_price
+               else "self-hosted Whisper (tiny.en)")
         return (f"{self.participants} participants ({self.pattern}), {stt}, the {self.sdk} SDK, a worker of "
                 f"{self.cores} core(s) and {self.memory_gb:g} GB")  # fmt: skip
 
@@ -156,24 +157,37 @@ def decide(situation: Situation, architectures: pd.DataFrame, run_id: str) -> Ad
     table = pd.DataFrame({
         "arch": t.index,
         "holds": ((t["latency_p95"] <= situation.threshold_s) & (t["missed"] == 0) & t["complete"].astype(bool)).to_numpy(),
-        "latency_p95": t["latency_p95"].to_numpy(), "missed": t["missed"].to_numpy(), "wer": t["wer"].to_numpy(),
+        "latency_p95": t["latency_p95"].to_numpy(), "missed": t["missed"].to_numpy(),
+        "wer": t["wer"].to_numpy() if situation.stt_price is None else float("nan"),  # a stand-in's fixed words
         "cores": (t["cpu_s"] / t["window_s"]).to_numpy(), "peak_pss_mb": t["peak_pss_mb"].to_numpy(),
         "agent_participants": t["agent_participants"].to_numpy(),
         "stt_minutes_per_speaker_hour": t[cost.STT_MINUTES].to_numpy(),
         "dollars_cloud_agent_per_speaker_hour": (t[cost.CLOUD_AGENT] + t[cost.CLOUD_CONNECTION]).to_numpy(),
-        "dollars_stt_per_speaker_hour": t[cost.CLOUD_STT].fillna(0.0).to_numpy() if situation.stt != "whisper" else 0.0,
+        "dollars_stt_per_speaker_hour": t[cost.CLOUD_STT].fillna(0.0).to_numpy() if situation.stt_price else 0.0,
         "dollars_compute_per_speaker_hour": t[cost.SELFHOST].to_numpy(),
         "run_id": run_id,
     })  # fmt: skip
     table["dollars_per_speaker_hour"] = table[["dollars_cloud_agent_per_speaker_hour", "dollars_stt_per_speaker_hour",
                                                "dollars_compute_per_speaker_hour"]].sum(axis=1)  # fmt: skip
     table = table[ADVICE_COLUMNS]
-    holders = table[table["holds"]].sort_values("dollars_per_speaker_hour")
+    holders = ranked(table[table["holds"]])
     ship = holders["arch"].iloc[0] if len(holders) else None
     runner_up = holders["arch"].iloc[1] if len(holders) > 1 else None
     excluded = {a: why for a, why in NODE_BROKEN.items() if a not in situation.designs}
     return Advice(situation, ship, runner_up, table, reasons(situation, table, ship, runner_up),
                   changes(situation, table, ship, runner_up), excluded, [run_id])  # fmt: skip
+
+
+TIE = 0.05  # designs within 5 % of the cheapest are tied on cost: the one with more room to grow goes first
+
+
+def ranked(holders: pd.DataFrame) -> pd.DataFrame:
+    """The designs that hold, best first: the cheapest, unless another is within TIE of it; the tied ones by
+    the cores they used (room to grow), then p95."""
+    if holders.empty:
+        return holders
+    tied = holders["dollars_per_speaker_hour"] <= holders["dollars_per_speaker_hour"].min() * (1 + TIE)
+    return holders.assign(tied=~tied).sort_values(["tied", "cores", "latency_p95", "dollars_per_speaker_hour"]).drop(columns="tied")
 
 
 def _row(table: pd.DataFrame, arch: str) -> pd.Series:
@@ -184,15 +198,29 @@ def reasons(situation: Situation, table: pd.DataFrame, ship: str | None, runner_
     """Why: each design's verdict with the figures it rests on."""
     out = []
     for r in table.itertuples(index=False):
+        if pd.isna(r.latency_p95):
+            out.append(f"{r.arch}: not measured in this run")
+            continue
         verdict = "holds" if r.holds else ("misses utterances" if r.missed else f"p95 over {situation.threshold_s:g} s")
-        out.append(f"{r.arch}: {verdict} (p95 {r.latency_p95:.2f} s, {int(r.missed)} missed, WER {r.wer:.2f}); "
+        wer = f"WER {r.wer:.2f}" if pd.notna(r.wer) else "WER: the cloud STT's, not measured here"
+        out.append(f"{r.arch}: {verdict} (p95 {r.latency_p95:.2f} s, {int(r.missed)} missed, {wer}); "
                    f"${r.dollars_per_speaker_hour:.4f} per speaker-hour (agents ${r.dollars_cloud_agent_per_speaker_hour:.4f}, "
                    f"STT ${r.dollars_stt_per_speaker_hour:.4f}, compute ${r.dollars_compute_per_speaker_hour:.4f}); "
                    f"{r.cores:.2f} cores, {r.peak_pss_mb:.0f} MB, {int(r.agent_participants)} agent participant(s)")  # fmt: skip
     if ship and runner_up:
         a, b = _row(table, ship), _row(table, runner_up)
-        out.append(f"{ship} is the cheaper of the designs that hold: ${a['dollars_per_speaker_hour']:.4f} against "
-                   f"${b['dollars_per_speaker_hour']:.4f} per speaker-hour.")  # fmt: skip
+        if abs(b["dollars_per_speaker_hour"] - a["dollars_per_speaker_hour"]) <= TIE * min(a["dollars_per_speaker_hour"], b["dollars_per_speaker_hour"]):
+            out.append(f"{ship} and {runner_up} are tied on cost (within {TIE:.0%}); {ship} used fewer cores "
+                       f"({a['cores']:.2f} against {b['cores']:.2f}): more room for a bigger room.")  # fmt: skip
+        else:
+            out.append(f"{ship} is the cheapest of the designs that hold: ${a['dollars_per_speaker_hour']:.4f} against "
+                       f"${b['dollars_per_speaker_hour']:.4f} per speaker-hour.")  # fmt: skip
+    if situation.stt_price:
+        out.append(f"Latency with a cloud STT is measured with a stand-in that answers {CALIBRATION_STT_S:g} s after each turn "
+                   f"(streaming: after each endpoint): your provider's own delay takes the place of those {CALIBRATION_STT_S:g} s.")  # fmt: skip
+    out.append("Dollars: agents are LiveKit Cloud's agent session and connection minutes (none if you host LiveKit "
+               "yourself), STT the cloud STT's bill for the audio each design sent it, compute the CPU and memory "
+               "measured, at AWS Fargate's prices (docs/cost-and-scaling.md).")  # fmt: skip
     return out
 
 
@@ -208,12 +236,16 @@ def changes(situation: Situation, table: pd.DataFrame, ship: str | None, runner_
         out.append(f"{r.arch} uses {r.cores:.2f} of {situation.cores} cores and {r.peak_pss_mb:.0f} MB here: its {what} "
                    f"would be full at about {limit:.0f} participants (estimated; measure with `python -m kit sweep "
                    f"--pattern {situation.pattern} --participants {n},{2 * n} --cpus {situation.cores}`).")  # fmt: skip
-    if ship and runner_up and situation.stt != "whisper":
+    if ship and runner_up and situation.stt_price:
         a, b = _row(table, ship), _row(table, runner_up)
-        base_a = a["dollars_per_speaker_hour"] - a["dollars_stt_per_speaker_hour"]
-        base_b = b["dollars_per_speaker_hour"] - b["dollars_stt_per_speaker_hour"]
-        minutes = a["stt_minutes_per_speaker_hour"] - b["stt_minutes_per_speaker_hour"]
-        if minutes > 0 and base_b > base_a:  # the ship sends more audio but costs less otherwise
-            out.append(f"above ${(base_b - base_a) / minutes:.4f} per STT audio minute {runner_up} is the cheaper "
-                       f"({ship} sends {minutes:.1f} more minutes per speaker-hour).")  # fmt: skip
+        if b["dollars_per_speaker_hour"] > a["dollars_per_speaker_hour"] * (1 + TIE):  # not a tie: the price decides
+            # each costs base + minutes x price: they cross at the price where the two lines meet
+            base_a = a["dollars_per_speaker_hour"] - a["dollars_stt_per_speaker_hour"]
+            base_b = b["dollars_per_speaker_hour"] - b["dollars_stt_per_speaker_hour"]
+            minutes = a["stt_minutes_per_speaker_hour"] - b["stt_minutes_per_speaker_hour"]
+            cross = (base_b - base_a) / minutes if minutes else float("nan")
+            if cross > 0:
+                side = "above" if minutes > 0 else "below"
+                out.append(f"{side} ${cross:.4f} per STT audio minute {runner_up} would be the cheaper ({ship} sends "
+                           f"{abs(minutes):.1f} {'more' if minutes > 0 else 'fewer'} minutes per speaker-hour).")  # fmt: skip
     return out
