@@ -123,6 +123,7 @@ EXAMPLES = {  # label: (command, --dispatch), as docs/own-agent.md runs them
     "py-participant-streams": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'participant_streams_agent.py'} start", "room"),
     "py-dispatch-per-participant": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'dispatch_per_participant_agent.py'} start",
                                     "participant"),  # fmt: skip
+    "py-active-speaker": (f"{PY} {REPO_ROOT / 'examples' / 'python' / 'active_speaker_agent.py'} start", "room"),
     "node-multi-session": (f"node {NODE / 'multi-session.mjs'} start", "room"),
     "node-participant-streams": (f"node {NODE / 'participant-streams.mjs'} start", "room"),
     "node-dispatch-per-participant": (f"node {NODE / 'dispatch-per-participant.mjs'} start", "participant"),
@@ -144,7 +145,11 @@ def examples_measured(livekit_server, tmp_path_factory):
 
 # label: the STT API and model the unmodified example asked the stand-in for, and its agent participants
 UNMODIFIED = {"py-multi-session": ("inference", "deepgram/nova-3", 1), "py-participant-streams": ("openai", "gpt-4o-transcribe", 1),
-              "py-dispatch-per-participant": ("deepgram", "nova-3", 2), "node-participant-streams": ("inference", "deepgram/nova-3", 1)}  # fmt: skip
+              "py-dispatch-per-participant": ("deepgram", "nova-3", 2), "node-participant-streams": ("inference", "deepgram/nova-3", 1),
+              "py-active-speaker": ("inference", "deepgram/nova-3", 1)}  # fmt: skip
+
+
+ONE_STREAM = {"py-active-speaker"}  # one session, one STT stream, following the active speaker
 
 
 @pytest.mark.parametrize("label", list(UNMODIFIED))
@@ -155,14 +160,19 @@ def test_an_example_agent_transcribes_every_utterance(examples_measured, label):
     done, run_dir, row = examples_measured[label]
     api, model, agents = UNMODIFIED[label]
     assert done.returncode == 0, done.stderr[-2000:]
-    assert row["missed"] == 0 and row["utterances"] == 4 and row["wer"] <= 0.35
+    # the active speaker's session switches when the server says someone else speaks: their first words go by
+    # before it (WER 0.28 on an idle machine, every utterance still matched)
+    assert row["missed"] == 0 and row["utterances"] == 4 and row["wer"] <= (0.5 if label in ONE_STREAM else 0.35)
     assert row["cpu_s"] > 0 and row["peak_pss_mb"] > 0 and row["processes"] >= 1  # its tree was sampled
     assert row["agent_participants"] == agents
     assert (row["stt_api"], row["stt_model"]) == (api, model)
     info = RunRecord.load(run_dir).archs[label]
     assert (info.stt_api, info.stt_model) == (api, model)
     speakers = pd.read_csv(run_dir / "speakers.csv").set_index("participant")
-    assert (speakers["stt_audio_s"] > 3).all(), speakers["stt_audio_s"]  # each speaker's own, attributed by its audio
+    if label in ONE_STREAM:  # one STT stream for the room, counted under the participant it began with
+        assert speakers["stt_audio_s"].sum() > 6, speakers["stt_audio_s"]
+    else:
+        assert (speakers["stt_audio_s"] > 3).all(), speakers["stt_audio_s"]  # each speaker's own, attributed by its audio
     priced = cost.load_pricing().stt_item_for(api, model)
     assert row["stt_price_item"] == priced if priced else pd.isna(row["stt_price_item"])
 
