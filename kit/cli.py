@@ -158,7 +158,11 @@ def _advise(args) -> int:
 
     situation = advise.Situation(args.participants, args.pattern, args.stt_price, args.streaming, args.sdk, args.cores,
                                  args.memory_gb, args.threshold)  # fmt: skip
-    advice = advise.advise(situation, args.results, progress_factory=room_bar)
+    try:
+        advice = advise.advise(situation, args.results, progress_factory=room_bar)
+    except Interrupted as e:  # the partial run is kept, never reused (it is not complete)
+        print(f"{e}: the partial run is in {e.run_dir}; `advise` makes a complete one next time", file=sys.stderr)
+        return 128 + e.signum
     print_table(advice.table.round(4))
     print("\n" + advice.markdown())
     return 0
