@@ -89,7 +89,7 @@ def whisper_live(livekit_server, tmp_path_factory):
 def test_every_design_live_transcribes_every_utterance(whisper_live):
     done, run_dir = whisper_live
     assert done.returncode == 0, done.stderr[-3000:]
-    utts = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False)
+    utts = pd.read_csv(run_dir / "utterances.csv")  # alice, bob: no name pandas would read as NaN
     assert sorted(set(utts["arch"])) == sorted(NAMES)
     for arch in NAMES:
         ref = utts[(utts["arch"] == arch) & (utts["kind"] == "reference")]
@@ -128,7 +128,7 @@ def test_a_two_node_cluster_carries_every_design_across_nodes(tmp_path):
     assert record.live["nodes"] == 2 and record.live["room_nodes"] == {arch: 0 for arch in NAMES}
     workers_node = (run_dir / "server-1.log").read_text()  # the workers registered with the second node
     assert all(f'"agentName": "{record.live["agents"][arch]}"' in workers_node for arch in NAMES)
-    utts = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False)
+    utts = pd.read_csv(run_dir / "utterances.csv")
     ref = utts[utts["kind"] == "reference"]
     assert len(ref) == 4 * len(NAMES) and not ref["missed"].any(), ref[["arch", "participant", "missed"]]
     assert dict(pd.read_csv(run_dir / "architectures.csv").set_index("arch")["agent_participants"]) == {a: AGENTS[a] for a in NAMES}
@@ -169,7 +169,7 @@ def test_a_fleet_of_two_pinned_workers_shares_the_jobs_and_a_killed_one_loses_on
     assert (lost["missed"] == 1).all() and (lost["speech_lost_s"] > 2).all(), speakers[["worker", "missed", "speech_lost_s"]]
     assert speakers.loc[speakers["worker"] == killed, "speech_lost_s"].sum() > 0 or info.rejoined_after_s  # lost, or dispatched again
     arch = pd.read_csv(run_dir / "architectures.csv").iloc[0]
-    assert (arch["workers"], arch["workers_used"]) == (2, 2) and arch["speech_lost_s"] == speakers["speech_lost_s"].sum()
+    assert (arch["workers"], arch["workers_used"]) == (2, 2) and arch["speech_lost_s"] == pytest.approx(speakers["speech_lost_s"].sum())
     events = read_events(run_dir)  # each job's cores, read from /proc in the job, and whom it served
     jobs = events[events["kind"] == "job_start"].merge(events[events["kind"] == "participant_joined"][["pid", "participant"]], on="pid",
                                                        suffixes=("_", ""))  # fmt: skip
@@ -195,7 +195,7 @@ def test_a_watchdog_dispatches_a_dead_workers_job_again_and_transcription_resume
     redispatched = read_events(run_dir).query("kind == 'redispatched'")
     assert len(redispatched) == 1 and 10 < redispatched["t"].iloc[0] - info.worker_killed_s < 26, redispatched
     assert info.rejoined_after_s and info.agent_participants == 2, info  # the first agent, and the one dispatched again
-    ref = pd.read_csv(run_dir / "utterances.csv", keep_default_na=False).query("kind == 'reference'").set_index("participant")
+    ref = pd.read_csv(run_dir / "utterances.csv").query("kind == 'reference'").set_index("participant")
     assert not ref.loc["bob", "missed"], ref[["missed", "hyp_text"]]
 
 
