@@ -32,7 +32,7 @@ demo: $(STAMP)
 # NODE_STAMP is defined above this rule: make expands a rule's prerequisites when it reads the rule.
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m kit server --install  # instant when installed; a venv made before the server was added gets it
-	$(PY) -m pytest -q -n 4 --dist loadgroup  # four workers: two lanes and the rest (docs/design.md)
+	$(PY) -m pytest -q -n 2 --dist loadgroup  # two workers: the heavy lane and the rest (docs/design.md)
 
 # The inner loop: every test that needs no real-time replay, no livekit-server and no Node.js (under 2 minutes).
 quick: $(STAMP)

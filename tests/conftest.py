@@ -86,26 +86,23 @@ FIXTURE_TIERS = {"whisper_run": ("replay", "whisper"), "voices_compare": ("repla
 SHARED_MODULE_FIXTURES = {"whisper_run", "voices_compare", "whisper_live", "rebuilt", "room_turns", "service"}
 
 
-# make test's lanes (pytest-xdist, -n 4 --dist loadgroup; docs/design.md): each runs its tests one after another.
-LANES = ("live", "whisper")
+# make test's one lane (pytest-xdist, -n 2 --dist loadgroup; docs/design.md): its tests run one after another
+# on one worker while the other worker takes the rest.
+LANES = ("heavy",)
 
 
 def lane(item) -> str | None:
-    """`live`: every test of the session's livekit-server or of the Node examples (@livekit/agents 1.9.0
-    binds its health check to port 8081 in `start` mode: two Node workers cannot run at once). `whisper`:
-    every real-time replay with the real model (two at once on 2 cores missed utterances). Each lane
-    runs beside the other and beside the rest, which the other workers share: a live test with a
-    private server (`--local-server`) and a calibration STT, or Whisper flat out (no replay)."""
-    if item.get_closest_marker("node") or "livekit_server" in item.fixturenames:
-        return "live"
-    if item.get_closest_marker("whisper") and item.get_closest_marker("replay"):
-        return "whisper"
-    return None
+    """`heavy`: every test of a livekit-server or of the Node examples (@livekit/agents 1.9.0 binds its health
+    check to port 8081 in `start` mode: two Node workers cannot run at once) and every test that runs the
+    real model (two Whisper replays at once on 2 cores missed utterances). Measured with these
+    in two lanes on four workers (docs/design.md): 13-14 minutes, but production-mode agent workers saw the
+    machine's CPU over 0.7 and refused jobs, and timing-bound tests failed, in two runs of four."""
+    return "heavy" if any(item.get_closest_marker(tier) for tier in ("whisper", "node", "server")) else None
 
 
 @pytest.fixture(autouse=True)
 def clockless_tests_yield_the_cpu(request):
-    """Under make test (four workers on two cores) a test that waits on no clock (no replay, server or Node
+    """Under make test a test that waits on no clock (no replay, server or Node
     agent: transcription flat out, fuzzing, figures) runs at nice 10, it and what it starts, so the real-time
     replays beside it keep their pace; the next test gets nice 0 again. Only as root (CI), who may lower it back."""
     clockless = not any(request.node.get_closest_marker(tier) for tier in ("replay", "server", "node"))
