@@ -416,6 +416,11 @@ def threads_pinned(cores: list[int]):
         pin_threads(os.getpid(), allowed)
 
 
+def process_cores(pids: list[int]) -> list[int]:
+    """The cores any of these running processes may use (their main threads' affinity, from /proc)."""
+    return sorted(set().union(*(os.sched_getaffinity(p) for p in pids)))
+
+
 def thread_cores(pid: int) -> list[int]:
     """The cores any thread of a running process may use (read from /proc, not assumed)."""
     cores: set[int] = set()

@@ -42,7 +42,7 @@ from pathlib import Path
 from livekit import api, rtc
 
 from kit import architectures
-from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, thread_cores, threads_pinned
+from kit.config import KitError, RunConfig, SttSpec, check_cpus, pin_threads, process_cores, thread_cores, threads_pinned
 from kit.live import api as room_api
 from kit.live.agents import AgentWorker, ExternalAgent, agent_env, agent_pids, kill_busiest, local_agent, your_agent
 from kit.live.common import (
@@ -152,7 +152,7 @@ def run(
                 with local_agent(name, config, workers) if local_agents else contextlib.nullcontext() as fleet:
                     pids = [w.proc.pid for w in fleet] if fleet else []
                     victim = (kill_worker_s, pids) if kill_worker_s is not None and pids else None
-                    worker_cores = sorted(set().union(*(os.sched_getaffinity(p) for p in pids))) if pids else None
+                    worker_cores = process_cores(pids) if pids else None
                     run = RoomRun(name, config, sc, run_dir, creds, rooms[name], dispatch, srv, kill=victim, watchdog=redispatch)
                     with threads_pinned(room_side):  # after the worker started: it must not inherit them
                         result = asyncio.run(run.run(sampler, progress))
@@ -195,7 +195,7 @@ def run_external(agent: ExternalAgent, config: RunConfig, sc: scenario.Scenario,
             while any(w.full for w in fleet) and time.monotonic() < deadline and not any(w.exited() for w in fleet):
                 time.sleep(0.2)
             pids = [w.proc.pid for w in fleet]
-            cores = sorted(set().union(*(os.sched_getaffinity(p) for p in pids)))  # the shells', as their children's
+            cores = process_cores(pids)  # the shells', as their children's
             try:
                 result = asyncio.run(RoomRun(agent.label, config, sc, run_dir, creds, room, server=srv, external=agent,
                                              fleet=fleet).run(sampler, progress))  # fmt: skip
